@@ -15,6 +15,7 @@
     │   ├── KeyMissing    no key in the keystore or LIFEBOAT_DB_KEY
     │   ├── CacheCorrupt  not a database, truncated, or failing its integrity check
     │   └── CacheTooNew   written by a newer Lifeboat (schema version above ours)
+    ├── BadQuery          a search query the full-text index cannot understand
     └── ConfigError       configuration or policy is invalid
 
 Every error carries a message a person can act on; `fix` says what to do about it.
@@ -101,6 +102,10 @@ class CacheCorrupt(CacheError):
 
 class CacheTooNew(CacheError):
     fix = "upgrade Lifeboat, or move the cache aside so this version rebuilds it from the provider"
+
+
+class BadQuery(LifeboatError):
+    fix = 'use plain words, "an exact phrase", OR, NOT, or a trailing * for a prefix'
 
 
 class ConfigError(LifeboatError):
