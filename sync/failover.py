@@ -1,0 +1,386 @@
+"""The failover state machine, pure: `step(state, event, policy) -> (state, effects)`.
+
+Main types: Policy (thresholds, overridable by machine policy), State (mode + counters + the
+`offline`/`sign_in_needed` conditions), past-tense events, imperative effects. Invariants: one
+failed probe never enters CONTINUITY; a provider failure counts only while an unrelated reference
+answers; 429 and sign-in failures never change the mode; the send route is BACKUP exactly in CONTINUITY.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sync.errors import CacheCorrupt, ConfigError
+from sync.model import Mode, Route
+
+FORCE_CHOICES = ("auto", "continuity", "normal")
+
+
+@dataclass(frozen=True)
+class Policy:
+    probe_interval: float = 15.0  # seconds between provider probes
+    suspect_probe_interval: float = 5.0  # while deciding (SUSPECT)
+    failures_to_enter: int = 3  # CONTINUITY needs this many counted failures...
+    failover_after: float = 30.0  # ...spread over at least this many seconds
+    successes_to_leave: int = 3  # RECOVERING needs this many successes...
+    recover_after: float = 30.0  # ...spread over at least this many seconds
+    forced: str = "auto"  # machine policy: "auto" | "continuity" | "normal"
+
+    def __post_init__(self) -> None:
+        if self.probe_interval <= 0 or self.suspect_probe_interval <= 0:
+            raise ConfigError("failover: probe intervals must be positive numbers of seconds")
+        if self.failures_to_enter < 2:
+            raise ConfigError(
+                f"failover: failures_to_enter must be at least 2 (got {self.failures_to_enter}): "
+                "a single failed probe must never switch to continuity mode"
+            )
+        if self.successes_to_leave < 1:
+            raise ConfigError(
+                f"failover: successes_to_leave must be at least 1 (got {self.successes_to_leave})"
+            )
+        if self.failover_after < 0 or self.recover_after < 0:
+            raise ConfigError("failover: failover_after and recover_after must not be negative")
+        if self.forced not in FORCE_CHOICES:
+            raise ConfigError(
+                f"failover: force_mode must be one of {', '.join(FORCE_CHOICES)}, not {self.forced!r}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Policy:
+        """From any object with desktop.config.Config's attribute names (duck-typed)."""
+        return cls(
+            probe_interval=float(cfg.probe_interval_seconds),
+            suspect_probe_interval=float(cfg.suspect_probe_interval_seconds),
+            failures_to_enter=int(cfg.failures_to_enter),
+            failover_after=float(cfg.failover_after_seconds),
+            successes_to_leave=int(cfg.successes_to_leave),
+            recover_after=float(cfg.recover_after_seconds),
+            forced=str(cfg.force_mode),
+        )
+
+
+@dataclass(frozen=True)
+class State:
+    mode: Mode
+    since: datetime  # when the mode last changed
+    reason: str = ""
+    failures: int = 0  # counted provider failures in the current run
+    first_failure_at: datetime | None = None
+    successes: int = 0  # provider successes in the current run (while in CONTINUITY)
+    first_success_at: datetime | None = None
+    offline: bool = False
+    sign_in_needed: bool = False
+    forced: str = "auto"  # "auto" | "continuity" | "normal"
+    forced_by: str = ""  # "" | "user" | "admin"
+
+    @classmethod
+    def initial(cls, at: datetime) -> State:
+        return cls(mode=Mode.NORMAL, since=at, reason="started")
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["mode"] = self.mode.value
+        for key in ("since", "first_failure_at", "first_success_at"):
+            value = getattr(self, key)
+            out[key] = value.isoformat() if value else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        """Rebuild a persisted state; a damaged record raises CacheCorrupt naming the bad field."""
+
+        def when(key: str, required: bool = False) -> datetime | None:
+            raw = data.get(key)
+            if raw is None and not required:
+                return None
+            try:
+                value = datetime.fromisoformat(str(raw))
+            except ValueError as exc:
+                raise CacheCorrupt(f"failover state: {key} = {raw!r} is not an ISO time") from exc
+            if value.tzinfo is None:
+                raise CacheCorrupt(f"failover state: {key} = {raw!r} has no time zone")
+            return value
+
+        try:
+            mode = Mode(data["mode"])
+            forced = str(data.get("forced", "auto"))
+            if forced not in FORCE_CHOICES:
+                raise ValueError(f"forced = {forced!r}")
+            since = when("since", required=True)
+            assert since is not None
+            return cls(
+                mode=mode,
+                since=since,
+                reason=str(data.get("reason", "")),
+                failures=int(data.get("failures", 0)),
+                first_failure_at=when("first_failure_at"),
+                successes=int(data.get("successes", 0)),
+                first_success_at=when("first_success_at"),
+                offline=bool(data.get("offline", False)),
+                sign_in_needed=bool(data.get("sign_in_needed", False)),
+                forced=forced,
+                forced_by=str(data.get("forced_by", "")),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CacheCorrupt(f"failover state is damaged ({exc}); it will be reset to normal mode") from exc
+
+
+# ---- events (past tense) ------------------------------------------------------------------
+
+
+class ProviderStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"  # no answer, timeout, refused, 5xx
+    THROTTLED = "throttled"  # 429: not an outage
+    AUTH_FAILED = "auth_failed"  # the provider answered but rejected our sign-in
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One round of probes: the provider's answer and whether an unrelated reference answered."""
+
+    at: datetime
+    provider: ProviderStatus
+    reference_ok: bool | None = None  # None: no reference was probed
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Started:
+    """The app started (or resumed a persisted state): re-apply policy and restart pending work."""
+
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReconcileDone:
+    at: datetime
+    summary: str
+
+
+@dataclass(frozen=True)
+class UserForced:
+    at: datetime
+    mode: str  # "continuity" | "normal" | "auto" (hand control back to the probes)
+
+
+@dataclass(frozen=True)
+class SendFailed:
+    """Passive evidence: a primary-route send could not reach the provider."""
+
+    at: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SyncFailed:
+    """Passive evidence: a sync tick could not reach the provider."""
+
+    at: datetime
+    reason: str = ""
+
+
+Event = ProbeResult | Started | ReconcileDone | UserForced | SendFailed | SyncFailed
+
+# ---- effects (imperative) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notify:
+    title: str
+    body: str
+
+    def __str__(self) -> str:
+        return f"notify: {self.title}: {self.body}"
+
+
+@dataclass(frozen=True)
+class StartReconcile:
+    def __str__(self) -> str:
+        return "start reconcile: copy outage-sent mail to Sent Items"
+
+
+@dataclass(frozen=True)
+class SetProbeInterval:
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"probe every {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+Effect = Notify | StartReconcile | SetProbeInterval | LogEvent
+
+
+# ---- the machine --------------------------------------------------------------------------
+
+
+def route_for(mode: Mode) -> Route:
+    """The send route is derived from the mode: BACKUP exactly in CONTINUITY."""
+    return Route.BACKUP if mode is Mode.CONTINUITY else Route.PRIMARY
+
+
+def next_probe_delay(state: State, policy: Policy) -> float:
+    return policy.suspect_probe_interval if state.mode is Mode.SUSPECT else policy.probe_interval
+
+
+def _reset(state: State) -> State:
+    return dataclasses.replace(
+        state, failures=0, first_failure_at=None, successes=0, first_success_at=None
+    )
+
+
+def _move(state: State, mode: Mode, at: datetime, reason: str) -> State:
+    return dataclasses.replace(_reset(state), mode=mode, since=at, reason=reason)
+
+
+def step(state: State, event: Event, policy: Policy) -> tuple[State, list[Effect]]:
+    """Apply one event; returns the new state and what the shell must do, in order."""
+    effects: list[Effect] = []
+    new = _apply_admin(state, policy, event.at, effects)
+    if isinstance(event, ProbeResult):
+        new = _on_probe(new, event, policy, effects)
+    elif isinstance(event, UserForced):
+        new = _on_user_forced(new, event, effects)
+    elif isinstance(event, ReconcileDone):
+        if new.mode is Mode.RECOVERING:
+            new = _move(new, Mode.NORMAL, event.at, "reconcile done")
+            effects.append(Notify("Mail is back to normal", event.summary))
+        else:
+            effects.append(LogEvent("ignored", f"reconcile finished while in {new.mode.value}"))
+    elif isinstance(event, SendFailed | SyncFailed):
+        what = "send" if isinstance(event, SendFailed) else "sync"
+        if new.mode is Mode.NORMAL and new.forced == "auto":
+            new = _move(new, Mode.SUSPECT, event.at, f"{what} failed: {event.reason}")
+        effects.append(LogEvent(f"{what}_failed", event.reason or "the provider did not answer"))
+    elif isinstance(event, Started):
+        effects.append(LogEvent("started", f"resuming in {new.mode.value}"))
+        if new.mode is Mode.RECOVERING:
+            effects.append(StartReconcile())
+    if new.mode is not state.mode:
+        effects.insert(0, LogEvent("mode", f"{state.mode.value} -> {new.mode.value}: {new.reason}"))
+    if isinstance(event, Started) or next_probe_delay(new, policy) != next_probe_delay(state, policy):
+        effects.append(SetProbeInterval(next_probe_delay(new, policy)))
+    return new, effects
+
+
+def _force(state: State, mode: str, by: str, at: datetime, effects: list[Effect]) -> State:
+    who = "your organisation" if by == "admin" else "you"
+    if mode == "auto":
+        effects.append(Notify("Automatic failover is on", "Lifeboat watches the provider again."))
+        return dataclasses.replace(_reset(state), forced="auto", forced_by="")
+    new = dataclasses.replace(_reset(state), forced=mode, forced_by=by)
+    if mode == "continuity" and state.mode is not Mode.CONTINUITY:
+        new = _move(new, Mode.CONTINUITY, at, f"continuity forced by {who}")
+        effects.append(Notify(
+            "Continuity mode (forced)",
+            f"Continuity mode was switched on by {who}: new mail goes out through the backup route.",
+        ))
+    elif mode == "normal" and state.mode is Mode.CONTINUITY:
+        new = _move(new, Mode.RECOVERING, at, f"normal mode forced by {who}")
+        effects.append(Notify("Leaving continuity mode", f"Switched back by {who}; copying outage mail."))
+        effects.append(StartReconcile())
+    elif mode == "normal" and state.mode is Mode.SUSPECT:
+        new = _move(new, Mode.NORMAL, at, f"normal mode forced by {who}")
+    return new
+
+
+def _apply_admin(state: State, policy: Policy, at: datetime, effects: list[Effect]) -> State:
+    """Machine policy wins over everything: apply or release an admin-forced mode."""
+    if policy.forced != "auto":
+        if (state.forced, state.forced_by) != (policy.forced, "admin"):
+            effects.append(LogEvent("admin_forced", policy.forced))
+            return _force(state, policy.forced, "admin", at, effects)
+    elif state.forced_by == "admin":
+        effects.append(LogEvent("admin_forced", "released: automatic"))
+        return _force(state, "auto", "admin", at, effects)
+    return state
+
+
+def _on_user_forced(state: State, event: UserForced, effects: list[Effect]) -> State:
+    if event.mode not in FORCE_CHOICES:
+        raise ValueError(f"cannot force mode {event.mode!r}: choose one of {', '.join(FORCE_CHOICES)}")
+    if state.forced_by == "admin":
+        effects.append(LogEvent("user_forced", f"refused {event.mode}: set by machine policy"))
+        effects.append(Notify(
+            "Set by your organisation",
+            f"The mode is fixed to {state.forced} by your organisation's policy; ask IT to change it.",
+        ))
+        return state
+    effects.append(LogEvent("user_forced", event.mode))
+    return _force(state, event.mode, "user", event.at, effects)
+
+
+def _on_probe(state: State, ev: ProbeResult, policy: Policy, effects: list[Effect]) -> State:
+    new = state
+    if ev.provider is ProviderStatus.THROTTLED:
+        return dataclasses.replace(new, offline=False)
+    if ev.provider is ProviderStatus.AUTH_FAILED:
+        if not new.sign_in_needed:
+            effects.append(Notify("Sign-in needed", "The provider rejected the saved sign-in."))
+            effects.append(LogEvent("sign_in_needed", ev.reason or "the provider rejected our token"))
+        return dataclasses.replace(new, offline=False, sign_in_needed=True)
+    if ev.provider is ProviderStatus.OK:
+        if new.offline or new.sign_in_needed:
+            effects.append(LogEvent("conditions", "provider answered: online and signed in"))
+        new = dataclasses.replace(new, offline=False, sign_in_needed=False)
+        if new.forced != "auto":
+            return new
+        if new.mode is Mode.SUSPECT:
+            return _move(new, Mode.NORMAL, ev.at, "provider answered again")
+        if new.mode is Mode.CONTINUITY:
+            first = new.first_success_at or ev.at
+            new = dataclasses.replace(
+                new, successes=new.successes + 1, first_success_at=first, failures=0, first_failure_at=None
+            )
+            elapsed = (ev.at - first).total_seconds()
+            if new.successes >= policy.successes_to_leave and elapsed >= policy.recover_after:
+                effects.append(Notify(
+                    "Microsoft 365 is back", "Copying the mail sent during the outage to Sent Items."
+                ))
+                effects.append(StartReconcile())
+                return _move(new, Mode.RECOVERING, ev.at, f"provider answered {new.successes} times")
+            return new
+        return _reset(new)  # NORMAL or RECOVERING: a success ends any failure run
+    # FAILED: it counts only while an unrelated reference answers.
+    if ev.reference_ok is False:
+        if not new.offline:
+            effects.append(Notify(
+                "This computer is offline",
+                "Neither Microsoft 365 nor the reference answers, so this is not a provider outage.",
+            ))
+            effects.append(LogEvent("offline", ev.reason or "no network"))
+        return dataclasses.replace(new, offline=True)
+    if ev.reference_ok is None:
+        effects.append(LogEvent("uncounted", f"provider failed but no reference was probed: {ev.reason}"))
+        return new
+    new = dataclasses.replace(new, offline=False)
+    if new.forced != "auto":
+        return new
+    if new.mode is Mode.CONTINUITY:  # a failure breaks a recovery run
+        return dataclasses.replace(new, successes=0, first_success_at=None)
+    if new.mode is Mode.NORMAL:
+        new = _move(new, Mode.SUSPECT, ev.at, f"provider failed: {ev.reason}")
+    first = new.first_failure_at or ev.at
+    new = dataclasses.replace(new, failures=new.failures + 1, first_failure_at=first)
+    elapsed = (ev.at - first).total_seconds()
+    if new.failures >= policy.failures_to_enter and elapsed >= policy.failover_after:
+        effects.append(Notify(
+            "Continuity mode",
+            f"Microsoft 365 has not answered for {elapsed:.0f} s. Your saved mail stays readable and new "
+            "mail goes out through the backup route.",
+        ))
+        return _move(new, Mode.CONTINUITY, ev.at, f"{new.failures} failed probes over {elapsed:.0f} s")
+    return new
