@@ -1,0 +1,284 @@
+"""The failover state machine as a table (one case per row) plus hypothesis properties."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.errors import CacheCorrupt, ConfigError
+from sync.failover import (
+    LogEvent,
+    Notify,
+    Policy,
+    ProbeResult,
+    ProviderStatus,
+    ReconcileDone,
+    SendFailed,
+    SetProbeInterval,
+    Started,
+    StartReconcile,
+    State,
+    SyncFailed,
+    UserForced,
+    next_probe_delay,
+    route_for,
+    step,
+)
+from sync.model import Mode, Route
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+P = Policy()  # defaults: 3 failures / 30 s to enter, 3 successes / 30 s to leave
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def st_(mode: Mode, **kw) -> State:
+    return dataclasses.replace(State.initial(T0), mode=mode, **kw)
+
+
+def ok(s: float) -> ProbeResult:
+    return ProbeResult(at(s), ProviderStatus.OK, True)
+
+
+def fail(s: float, ref: bool | None = True) -> ProbeResult:
+    return ProbeResult(at(s), ProviderStatus.FAILED, ref, "timeout")
+
+
+def throttled(s: float) -> ProbeResult:
+    return ProbeResult(at(s), ProviderStatus.THROTTLED, True)
+
+
+def auth(s: float) -> ProbeResult:
+    return ProbeResult(at(s), ProviderStatus.AUTH_FAILED, True)
+
+
+def run(state: State, events, policy: Policy = P):
+    effects: list = []
+    for ev in events:
+        state, eff = step(state, ev, policy)
+        effects.extend(eff)
+    return state, effects
+
+
+# (id, start, events, policy, expected mode, (offline, sign_in_needed), effect types that must appear)
+ROWS = [
+    ("normal: one failure with reference up -> suspect, probe faster",
+     st_(Mode.NORMAL), [fail(0)], P, Mode.SUSPECT, (False, False), {SetProbeInterval}),
+    ("normal: failure with reference down -> offline, mode unchanged",
+     st_(Mode.NORMAL), [fail(0, ref=False)], P, Mode.NORMAL, (True, False), {Notify}),
+    ("normal: failure without a reference probe is not counted",
+     st_(Mode.NORMAL), [fail(0, ref=None)], P, Mode.NORMAL, (False, False), {LogEvent}),
+    ("normal: 429 changes nothing",
+     st_(Mode.NORMAL), [throttled(0)], P, Mode.NORMAL, (False, False), set()),
+    ("normal: auth failure -> sign_in_needed, mode unchanged",
+     st_(Mode.NORMAL), [auth(0)], P, Mode.NORMAL, (False, True), {Notify}),
+    ("suspect: success -> normal, probe slower",
+     st_(Mode.NORMAL), [fail(0), ok(5)], P, Mode.NORMAL, (False, False), {SetProbeInterval}),
+    ("suspect: 3 failures but only 10 s -> still suspect",
+     st_(Mode.NORMAL), [fail(0), fail(5), fail(10)], P, Mode.SUSPECT, (False, False), set()),
+    ("suspect: 2 failures over 60 s -> still suspect (count not reached)",
+     st_(Mode.NORMAL), [fail(0), fail(60)], P, Mode.SUSPECT, (False, False), set()),
+    ("suspect: 3 failures over 30 s -> continuity, notify",
+     st_(Mode.NORMAL), [fail(0), fail(15), fail(30)], P, Mode.CONTINUITY, (False, False), {Notify}),
+    ("suspect: reference also down -> offline, no failover",
+     st_(Mode.NORMAL), [fail(0), fail(15, False), fail(30, False), fail(45, False)], P, Mode.SUSPECT,
+     (True, False), {Notify}),
+    ("suspect: 429s in between do not count",
+     st_(Mode.NORMAL), [fail(0), throttled(15), throttled(30), throttled(45)], P, Mode.SUSPECT,
+     (False, False), set()),
+    ("suspect: auth failures do not count",
+     st_(Mode.NORMAL), [fail(0), auth(15), auth(30), auth(45)], P, Mode.SUSPECT, (False, True), set()),
+    ("continuity: 3 successes over 30 s -> recovering, start reconcile",
+     st_(Mode.CONTINUITY), [ok(0), ok(15), ok(30)], P, Mode.RECOVERING, (False, False),
+     {Notify, StartReconcile}),
+    ("continuity: 2 successes -> stays",
+     st_(Mode.CONTINUITY), [ok(0), ok(40)], P, Mode.CONTINUITY, (False, False), set()),
+    ("continuity: a failure breaks the recovery run",
+     st_(Mode.CONTINUITY), [ok(0), ok(15), fail(20), ok(30)], P, Mode.CONTINUITY, (False, False), set()),
+    ("continuity: auth failure keeps continuity",
+     st_(Mode.CONTINUITY), [auth(0)], P, Mode.CONTINUITY, (False, True), set()),
+    ("continuity: offline keeps continuity",
+     st_(Mode.CONTINUITY), [fail(0, False)], P, Mode.CONTINUITY, (True, False), set()),
+    ("recovering: reconcile done -> normal, notify with the summary",
+     st_(Mode.RECOVERING), [ReconcileDone(at(1), "3 sent during the outage, copied to Sent Items")], P,
+     Mode.NORMAL, (False, False), {Notify}),
+    ("recovering: provider fails again (N over T) -> continuity",
+     st_(Mode.RECOVERING), [fail(0), fail(15), fail(30)], P, Mode.CONTINUITY, (False, False), {Notify}),
+    ("recovering: one failure -> still recovering",
+     st_(Mode.RECOVERING), [fail(0)], P, Mode.RECOVERING, (False, False), set()),
+    ("normal: stale reconcile done is ignored",
+     st_(Mode.NORMAL), [ReconcileDone(at(1), "x")], P, Mode.NORMAL, (False, False), {LogEvent}),
+    ("normal: user forces continuity",
+     st_(Mode.NORMAL), [UserForced(at(0), "continuity")], P, Mode.CONTINUITY, (False, False), {Notify}),
+    ("forced continuity: provider fine for a long time -> stays",
+     st_(Mode.NORMAL), [UserForced(at(0), "continuity"), ok(10), ok(40), ok(80), ok(120)], P,
+     Mode.CONTINUITY, (False, False), set()),
+    ("forced continuity then user says auto -> probes bring it back",
+     st_(Mode.NORMAL), [UserForced(at(0), "continuity"), UserForced(at(1), "auto"), ok(10), ok(25), ok(40)],
+     P, Mode.RECOVERING, (False, False), {StartReconcile}),
+    ("continuity: user forces normal -> recovering, reconcile",
+     st_(Mode.CONTINUITY), [UserForced(at(0), "normal")], P, Mode.RECOVERING, (False, False),
+     {Notify, StartReconcile}),
+    ("forced normal: failures never enter continuity",
+     st_(Mode.NORMAL), [UserForced(at(0), "normal"), *[fail(s) for s in range(1, 200, 5)]], P, Mode.NORMAL,
+     (False, False), set()),
+    ("admin policy continuity: applied on the first event",
+     st_(Mode.NORMAL), [ok(0)], dataclasses.replace(P, forced="continuity"), Mode.CONTINUITY, (False, False),
+     {Notify}),
+    ("admin policy continuity: user cannot force normal",
+     st_(Mode.NORMAL), [ok(0), UserForced(at(1), "normal")], dataclasses.replace(P, forced="continuity"),
+     Mode.CONTINUITY, (False, False), {Notify}),
+    ("admin policy normal: outage never enters continuity",
+     st_(Mode.NORMAL), [fail(s) for s in range(0, 300, 5)], dataclasses.replace(P, forced="normal"),
+     Mode.NORMAL, (False, False), set()),
+    ("passive evidence: a failed sync moves normal to suspect (probe faster)",
+     st_(Mode.NORMAL), [SyncFailed(at(0), "timeout")], P, Mode.SUSPECT, (False, False), {SetProbeInterval}),
+    ("passive evidence alone never enters continuity",
+     st_(Mode.NORMAL), [SendFailed(at(s), "timeout") for s in range(0, 300, 5)], P, Mode.SUSPECT,
+     (False, False), set()),
+    ("start-up in recovering restarts the reconcile",
+     st_(Mode.RECOVERING), [Started(at(0))], P, Mode.RECOVERING, (False, False),
+     {StartReconcile, SetProbeInterval}),
+    ("offline clears when the provider answers",
+     st_(Mode.NORMAL, offline=True, sign_in_needed=True), [ok(0)], P, Mode.NORMAL, (False, False), set()),
+]
+
+
+@pytest.mark.parametrize(("start", "events", "policy", "mode", "conds", "must"),
+                         [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_table(start, events, policy, mode, conds, must):
+    """Each row: a start state and events; checks the final mode, the conditions and the effects."""
+    end, effects = run(start, events, policy)
+    assert end.mode is mode
+    assert (end.offline, end.sign_in_needed) == conds
+    assert must <= {type(e) for e in effects}
+    for e in effects:
+        assert str(e)  # every effect reads like a log line
+
+
+def test_defaults_detect_an_outage_within_a_minute():
+    """Probing at the policy's own intervals, a hard outage starting at t=0 is in CONTINUITY by t=60."""
+    state, t = State.initial(T0), 0.0
+    while state.mode is not Mode.CONTINUITY:
+        state, _ = step(state, fail(t), P)
+        t += next_probe_delay(state, P)
+        assert t < 60
+    assert route_for(state.mode) is Route.BACKUP
+
+
+def test_route_is_backup_exactly_in_continuity():
+    """route_for maps every mode; only CONTINUITY sends through the backup relay."""
+    assert {m: route_for(m) for m in Mode} == {
+        Mode.NORMAL: Route.PRIMARY, Mode.SUSPECT: Route.PRIMARY,
+        Mode.CONTINUITY: Route.BACKUP, Mode.RECOVERING: Route.PRIMARY,
+    }
+
+
+def test_policy_from_config_and_validation():
+    """Policy reads desktop.config.Config's names by duck typing; nonsense values raise ConfigError."""
+    cfg = SimpleNamespace(probe_interval_seconds=10, suspect_probe_interval_seconds=2, failures_to_enter=4,
+                          failover_after_seconds=20, successes_to_leave=2, recover_after_seconds=5,
+                          force_mode="continuity")
+    assert Policy.from_config(cfg) == Policy(10, 2, 4, 20, 2, 5, "continuity")
+    from desktop.config import Config
+
+    assert Policy.from_config(Config()) == Policy()
+    for bad in ({"failures_to_enter": 1}, {"probe_interval": 0}, {"forced": "sometimes"},
+                {"successes_to_leave": 0}, {"failover_after": -1}):
+        with pytest.raises(ConfigError):
+            Policy(**bad)
+
+
+def test_state_json_round_trip_and_damage():
+    """A state survives to_json/from_json (restart during an outage); damaged records raise CacheCorrupt."""
+    s, _ = run(st_(Mode.NORMAL), [fail(0), fail(15), fail(30), ok(40)])
+    assert State.from_json(s.to_json()) == s
+    assert s.mode is Mode.CONTINUITY and s.first_success_at == at(40)
+    for bad in ({"mode": "panic", "since": T0.isoformat()}, {"mode": "normal", "since": "yesterday"},
+                {"mode": "normal", "since": "2026-11-28T12:00:00"}, {"since": T0.isoformat()}):
+        with pytest.raises(CacheCorrupt):
+            State.from_json(bad)
+
+
+def test_user_force_rejects_unknown_mode():
+    """A bad force request is a clear ValueError, and the state is not touched."""
+    with pytest.raises(ValueError, match="cannot force"):
+        step(st_(Mode.NORMAL), UserForced(at(0), "panic"), P)
+
+
+# ---- properties ---------------------------------------------------------------------------
+
+statuses = st.sampled_from(list(ProviderStatus))
+refs = st.sampled_from([True, False, None])
+probe_events = st.builds(
+    lambda dt, p, r: (dt, p, r), st.floats(0.1, 120), statuses, refs
+)
+policies = st.builds(
+    Policy, st.floats(1, 60), st.floats(0.5, 30), st.integers(2, 6), st.floats(0, 120), st.integers(1, 6),
+    st.floats(0, 120), st.just("auto"),
+)
+modes = st.sampled_from(list(Mode))
+
+
+def probes(seq):
+    t = 0.0
+    for dt, p, r in seq:
+        t += dt
+        yield ProbeResult(at(t), p, r, "x")
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=policies, mode=st.sampled_from([Mode.NORMAL, Mode.SUSPECT, Mode.RECOVERING]),
+       ev=probe_events, other=st.lists(probe_events, max_size=30))
+def test_one_failed_probe_never_enters_continuity(policy, mode, ev, other):
+    """From any state outside CONTINUITY, any history without a second counted failure stays out."""
+    state = st_(mode)
+    state, _ = step(state, next(probes([ev])), policy)
+    assert state.mode is not Mode.CONTINUITY
+    # further events with no more counted failures (ok / throttled / auth / uncounted) never enter either
+    for e in probes(o for o in other if not (o[1] is ProviderStatus.FAILED and o[2] is True)):
+        state, _ = step(state, dataclasses.replace(e, at=e.at + timedelta(seconds=1000)), policy)
+        assert state.mode is not Mode.CONTINUITY
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=policies, mode=modes, failures=st.integers(0, 5), succ=st.integers(0, 5),
+       status=st.sampled_from([ProviderStatus.THROTTLED, ProviderStatus.AUTH_FAILED]), ref=refs,
+       dt=st.floats(0, 1000))
+def test_429_and_sign_in_failures_never_change_the_mode(policy, mode, failures, succ, status, ref, dt):
+    """Throttling and rejected sign-in leave the mode and its counters alone, whatever came before."""
+    state = st_(mode, failures=failures, first_failure_at=T0 if failures else None, successes=succ,
+                first_success_at=T0 if succ else None)
+    new, _ = step(state, ProbeResult(at(dt), status, ref), policy)
+    assert new.mode is state.mode
+    assert (new.failures, new.successes) == (state.failures, state.successes)
+    assert new.sign_in_needed == (status is ProviderStatus.AUTH_FAILED or state.sign_in_needed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies, seq=st.lists(probe_events, max_size=60),
+       forced=st.sampled_from(["auto", "continuity", "normal"]))
+def test_send_route_is_backup_exactly_in_continuity(policy, seq, forced):
+    """Over random histories (and admin forcing), the route derived from the mode is BACKUP iff CONTINUITY;
+    reference failures never move the mode; the state always survives a JSON round trip."""
+    policy = dataclasses.replace(policy, forced=forced)
+    state = State.initial(T0)
+    for ev in probes(seq):
+        before = state
+        state, _ = step(state, ev, policy)
+        assert (route_for(state.mode) is Route.BACKUP) == (state.mode is Mode.CONTINUITY)
+        if ev.reference_ok is not True and ev.provider is ProviderStatus.FAILED and forced == "auto" \
+                and before.forced_by != "admin":
+            assert state.mode is before.mode
+        if forced == "continuity":
+            assert state.mode is Mode.CONTINUITY
+        if forced == "normal":
+            assert state.mode is not Mode.CONTINUITY
+        assert State.from_json(state.to_json()) == state
