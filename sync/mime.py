@@ -1,0 +1,888 @@
+"""MIME in and out: parse any message for display and search, build outgoing mail.
+
+`parse(raw) -> Parsed` never raises: defects become `Summary.problems`, and a message whose headers
+are unusable gets `parse_ok=False` and is shown as raw text. The raw bytes are always kept.
+`build(...) -> Outgoing` stamps Message-ID and Date once (given values are kept exactly) and never
+writes a Bcc header. Built on the stdlib `email` package (policy.default, compat32 fallbacks).
+"""
+
+from __future__ import annotations
+
+import codecs
+import html as html_lib
+import logging
+import mimetypes
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any
+
+from sync.errors import MessageBad
+from sync.model import Address, AttachmentInfo, Summary
+
+log = logging.getLogger(__name__)
+
+TEXT_CAP = 200_000  # characters of search text kept per message
+HEADER_CAP = 64_000  # characters of one header value decoded; the rest is dropped (noted in problems)
+PROBLEM_CAP = 50  # problems recorded per message
+
+_SIGNATURE_TYPES = {
+    "application/pkcs7-signature",
+    "application/x-pkcs7-signature",
+    "application/pgp-signature",
+}
+_SMIME_TYPES = {"application/pkcs7-mime", "application/x-pkcs7-mime"}
+_CALENDAR_TYPES = {"text/calendar", "application/ics", "text/x-vcalendar"}
+_TNEF_TYPES = {"application/ms-tnef", "application/vnd.ms-tnef"}
+# Charset names seen in the wild that Python does not know (or knows under another name).
+_CHARSET_ALIASES = {
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "iso-8859-8-i": "iso-8859-8",
+    "x-sjis": "shift_jis",
+    "x-euc-jp": "euc_jp",
+    "x-mac-roman": "mac_roman",
+    "unicode-1-1-utf-7": "utf-7",
+    "x-user-defined": "cp1252",
+    "ansi_x3.4-1968": "ascii",
+    "iso-8859-1": "cp1252",  # what senders mean in practice (Outlook/web), a superset for printables
+    "us-ascii": "cp1252",  # 8-bit bytes under us-ascii are almost always Windows-1252 or UTF-8
+}
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_EW_GAP = re.compile(r"(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)\s+(?==\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)")
+_MSGID = re.compile(r"<[^<>\s]+>")
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_FWD_PREFIX = re.compile(r"^\s*((fw|fwd|wg|tr|rv)\s*:\s*)+", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------- parse
+
+
+@dataclass
+class Parsed:
+    """One parsed message: its summary, search text, bodies and lazy access to attachment bytes."""
+
+    summary: Summary
+    text: str  # subject-free body text for full-text search (capped at TEXT_CAP)
+    html: str | None  # the main HTML body, decoded but NOT sanitized
+    plain: str | None  # the main text body (or the raw message when parse_ok is False)
+    raw: bytes
+    reply_to: tuple[Address, ...] = ()
+    _blobs: list[Callable[[], bytes]] = field(default_factory=list, repr=False, compare=False)
+    _inline: dict[str, tuple[str, Callable[[], bytes]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def attachment(self, index: int) -> bytes | None:
+        """Decoded bytes of attachment `index` (as in summary.attachments), None if there is none."""
+        if not 0 <= index < len(self._blobs):
+            return None
+        try:
+            return self._blobs[index]()
+        except Exception as exc:  # a payload that decoded once should decode again; never raise
+            log.warning("attachment %d could not be decoded: %s", index, type(exc).__name__)
+            return None
+
+    def inline(self, content_id: str) -> tuple[str, bytes] | None:
+        """(content type, bytes) of the part a `cid:` URL names, with or without angle brackets."""
+        key = _cid_key(content_id)
+        found = self._inline.get(key)
+        if found is None:
+            return None
+        try:
+            return found[0], found[1]()
+        except Exception as exc:
+            log.warning("inline part could not be decoded: %s", type(exc).__name__)
+            return None
+
+
+def parse(raw: bytes) -> Parsed:
+    """Parse raw RFC 5322 bytes; never raises (problems are recorded in the summary)."""
+    try:
+        return _Parser(bytes(raw)).run()
+    except Exception as exc:  # the last line of defence: show the message as raw text
+        log.warning("message could not be parsed: %s", type(exc).__name__)
+        return _raw_only(bytes(raw) if isinstance(raw, bytes | bytearray) else b"", exc)
+
+
+def _raw_only(raw: bytes, exc: BaseException | None, problems: Sequence[str] = ()) -> Parsed:
+    notes = list(problems)
+    if exc is not None:
+        notes.append(f"could not parse the message ({type(exc).__name__}: {str(exc)[:200]}); shown raw")
+    text = decode_bytes(raw, "utf-8")[0]
+    summary = Summary(size=len(raw), parse_ok=False, problems=tuple(notes[:PROBLEM_CAP]))
+    return Parsed(summary=summary, text=text[:TEXT_CAP], html=None, plain=text, raw=raw)
+
+
+class _Parser:
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.problems: list[str] = []
+        self.attachments: list[AttachmentInfo] = []
+        self.blobs: list[Callable[[], bytes]] = []
+        self.inline: dict[str, tuple[str, Callable[[], bytes]]] = {}
+        self.texts: list[str] = []
+        self.text_len = 0
+        self.plain: str | None = None
+        self.html: str | None = None
+        self.signed = False
+        self.encrypted = False
+        self.calendar = False
+
+    def note(self, problem: str) -> None:
+        if problem not in self.problems and len(self.problems) < PROBLEM_CAP:
+            self.problems.append(problem)
+
+    def run(self) -> Parsed:
+        data = self.raw
+        if not data.strip():
+            return _raw_only(data, None, ["the message is empty"])
+        if b"\x00" in data:
+            self.note("the message contains NUL bytes (removed for display)")
+            data = data.replace(b"\x00", b"")
+        if data.startswith(b"\xd0\xcf\x11\xe0"):
+            return _raw_only(self.raw, None, ["this is an Outlook .msg file (OLE), not MIME; shown raw"])
+        data = self.tidy_headers(data)
+        msg = BytesParser(policy=email_policy.default).parsebytes(data)
+        if not msg.keys():
+            return _raw_only(self.raw, None, ["no usable header lines; shown as raw text"])
+        self.collect_defects(msg)
+        summary_fields = self.headers(msg)
+        self.walk(msg, depth=0)
+        summary = Summary(
+            **summary_fields,
+            size=len(self.raw),
+            has_attachments=any(not a.inline for a in self.attachments),
+            has_calendar=self.calendar,
+            is_signed=self.signed,
+            is_encrypted=self.encrypted,
+            attachments=tuple(self.attachments),
+            parse_ok=True,
+            problems=tuple(self.problems),
+        )
+        text = "\n".join(self.texts)[:TEXT_CAP]
+        return Parsed(
+            summary=summary,
+            text=text,
+            html=self.html,
+            plain=self.plain,
+            raw=self.raw,
+            reply_to=self.addresses(msg, "reply-to"),
+            _blobs=self.blobs,
+            _inline=self.inline,
+        )
+
+    def tidy_headers(self, data: bytes) -> bytes:
+        """Undo what trips the stdlib parser: blank lines before the headers, `Name :` (RFC 5322 4.5)."""
+        stripped = re.sub(rb"\A([ \t]*\r?\n)+", b"", data)
+        if stripped is not data and len(stripped) != len(data):
+            self.note("blank lines before the headers (ignored)")
+        end = re.search(rb"\r?\n\r?\n", stripped)
+        cut = end.start() if end else len(stripped)
+        head, rest = stripped[:cut], stripped[cut:]
+        fixed = re.sub(rb"(?m)^([!-9;-~]+)[ \t]+:", rb"\1:", head)
+        if fixed != head:
+            self.note("header names followed by spaces before the colon (obsolete syntax, accepted)")
+        return fixed + rest
+
+    # ---- headers
+
+    def header(self, msg: Message, name: str) -> str | None:
+        """The decoded value of the first `name` header, or None; never raises."""
+        raw = _raw_header(msg, name)
+        if raw is None:
+            return None
+        return self.decode_header_value(name, self.cap(name, raw))
+
+    def cap(self, name: str, raw: str) -> str:
+        if len(raw) > HEADER_CAP:
+            self.note(f"the {name} header has {len(raw)} characters; only the first {HEADER_CAP} are used")
+        return raw[:HEADER_CAP]
+
+    def decode_header_value(self, name: str, raw: str) -> str:
+        has_8bit = _has_surrogates(raw)
+        if not has_8bit:
+            try:
+                value = str(email_policy.default.header_fetch_parse(name, raw))
+                if "\ufffd" not in value and not _has_surrogates(value) and not _ENCODED_WORD.search(value):
+                    return value
+            except Exception as exc:
+                self.note(f"the {name} header needed the lenient decoder ({type(exc).__name__})")
+        else:
+            self.note(f"the {name} header has raw 8-bit bytes (decoded as UTF-8 or Windows-1252)")
+        return decode_words(unfold(raw))
+
+    def addresses(self, msg: Message, name: str) -> tuple[Address, ...]:
+        raw = _raw_header(msg, name)
+        if raw is None:
+            return ()
+        raw = self.cap(name, raw)
+        if not _has_surrogates(raw):
+            try:
+                parsed = email_policy.default.header_fetch_parse(name, raw)
+                found = []
+                for a in getattr(parsed, "addresses", ()):
+                    name_part = a.display_name or ""
+                    email = a.addr_spec or ""
+                    if "\ufffd" in name_part or _ENCODED_WORD.search(name_part):
+                        raise ValueError("undecoded display name")
+                    if email or name_part:
+                        found.append(Address(name_part, email))
+                if found or not raw.strip():
+                    return tuple(found)
+            except Exception as exc:  # fall through to the lenient path
+                log.debug("lenient address parsing for %s: %s", name, type(exc).__name__)
+        out = []
+        for name_part, email in getaddresses([unfold(raw)]):
+            if name_part or email:
+                out.append(Address(decode_words(name_part), decode_words(email)))
+        if raw.strip() and not out:
+            self.note(f"the {name} header has no address that can be read")
+        return tuple(out)
+
+    def headers(self, msg: Message) -> dict[str, Any]:
+        subject = self.header(msg, "subject") or ""
+        senders = self.addresses(msg, "from") or self.addresses(msg, "sender")
+        message_id = _first_msgid(self.header(msg, "message-id"))
+        in_reply_to = _first_msgid(self.header(msg, "in-reply-to"))
+        refs = tuple(dict.fromkeys(_MSGID.findall(self.header(msg, "references") or "")))
+        return {
+            "subject": subject.strip(),
+            "sender": senders[0] if senders else None,
+            "to": self.addresses(msg, "to"),
+            "cc": self.addresses(msg, "cc"),
+            "date": self.date(msg),
+            "message_id": message_id,
+            "in_reply_to": in_reply_to,
+            "references": refs,
+        }
+
+    def date(self, msg: Message) -> datetime | None:
+        raw = _raw_header(msg, "date")
+        if raw is None:
+            return None
+        try:
+            when = parsedate_to_datetime(unfold(raw)[:200].encode("ascii", "replace").decode())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            self.note(f"the Date header cannot be read: {unfold(raw)[:80]!r}")
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        try:
+            return when.astimezone(UTC)
+        except (OverflowError, ValueError):
+            self.note("the Date header is out of range")
+            return None
+
+    def collect_defects(self, msg: Message) -> None:
+        for part in _walk_all(msg):
+            for defect in getattr(part, "defects", ()):
+                self.note(_describe_defect(defect))
+
+    # ---- body
+
+    def walk(self, part: Message, depth: int, in_alternative: bool = False) -> None:
+        if depth > 60:
+            self.note("MIME nesting deeper than 60 levels; deeper parts are skipped")
+            return
+        ctype = _content_type(part)
+        if ctype == "multipart/signed":
+            self.signed = True
+        if ctype == "multipart/encrypted":
+            self.encrypted = True
+        if part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                children = [p for p in payload if isinstance(p, Message)]
+                if ctype == "multipart/encrypted":
+                    for child in children:  # show the encrypted blob as an attachment, never as text
+                        self.add_attachment(child, force=True)
+                    return
+                alt = ctype == "multipart/alternative"
+                for child in children:
+                    self.walk(child, depth + 1, in_alternative=alt)
+                return
+            # a multipart without a usable boundary: its body is one opaque string; show it as text
+            self.add_text(_part_text(self, part, ctype="text/plain"), "text/plain", is_main=True)
+            return
+        if ctype == "message/rfc822" or (
+            ctype.startswith("message/") and isinstance(part.get_payload(), list)
+        ):
+            self.add_attachment(part)
+            return
+        if ctype in _SIGNATURE_TYPES:
+            self.signed = True
+            return
+        if ctype in _SMIME_TYPES:
+            smime_type = str(part.get_param("smime-type") or "").lower()
+            if smime_type == "signed-data" or (self.filename(part) or "").lower().endswith(".p7s"):
+                self.signed = True
+            else:
+                self.encrypted = True
+            self.add_attachment(part, force=True)
+            return
+        if ctype == "application/pgp-encrypted":
+            self.encrypted = True
+            return
+        filename = self.filename(part)
+        if ctype in _CALENDAR_TYPES or (filename or "").lower().endswith((".ics", ".vcs")):
+            self.calendar = True
+        if ctype in _TNEF_TYPES or (filename or "").lower() == "winmail.dat":
+            self.add_tnef(part)
+            return
+        disposition = (part.get_content_disposition() or "").lower()
+        is_text = ctype.startswith("text/") and ctype not in _CALENDAR_TYPES
+        if is_text and disposition != "attachment" and not filename:  # a body part
+            shown = ctype if ctype == "text/html" else "text/plain"
+            self.add_text(_part_text(self, part, ctype=ctype), shown, is_main=True)
+            return
+        self.add_attachment(part)
+        if ctype.startswith("text/") and ctype != "text/html":  # text attachments are searchable too
+            self.texts_append(_part_text(self, part, ctype=ctype))
+
+    def filename(self, part: Message) -> str | None:
+        name: str | None
+        try:
+            name = part.get_filename()
+        except Exception:
+            name = None
+        if name is None:
+            raw = _raw_param(part, "filename") or _raw_param(part, "name")
+            name = decode_words(raw) if raw else None
+        elif _has_surrogates(name) or _ENCODED_WORD.search(name):
+            name = decode_words(name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape"))
+        if name is not None:
+            name = name.replace("\x00", "").strip().replace("/", "_").replace("\\", "_")
+        return name or None
+
+    def texts_append(self, text: str) -> None:
+        if text and self.text_len < TEXT_CAP:
+            self.texts.append(text)
+            self.text_len += len(text) + 1
+
+    def add_text(self, text: str, ctype: str, *, is_main: bool) -> None:
+        if ctype == "text/html":
+            if self.html is None:
+                self.html = text
+            reduced = html_to_text(text)
+            if self.plain is None or reduced.strip() not in (self.plain or "").strip():
+                self.texts_append(reduced)
+            return
+        stripped = _strip_pgp_armor(self, text)
+        if self.plain is None:
+            self.plain = text
+        elif is_main:
+            self.plain = self.plain + "\n\n" + text if not self.html else self.plain
+        self.texts_append(stripped)
+
+    def add_attachment(self, part: Message, *, force: bool = False) -> None:
+        ctype = _content_type(part)
+        filename = self.filename(part)
+        if ctype.startswith("message/") and not filename:
+            inner = part.get_payload()
+            sub = inner[0] if isinstance(inner, list) and inner else None
+            subject = ""
+            if isinstance(sub, Message):
+                subject = self.header(sub, "subject") or ""
+            filename = (subject.strip() or "message") + ".eml"
+        if not filename:
+            ext = mimetypes.guess_extension(ctype) or ".bin"
+            filename = f"attachment-{len(self.attachments) + 1}{ext}"
+        blob = _part_bytes(part)
+        try:
+            size = len(blob())
+        except Exception as exc:
+            self.note(f"attachment {filename!r} cannot be decoded ({type(exc).__name__}); kept as stored")
+            encoded = part.as_bytes() if hasattr(part, "as_bytes") else b""
+
+            def blob() -> bytes:
+                return encoded
+
+            size = len(encoded)
+        cid = _cid_key(part.get("content-id", "") or "") or None
+        disposition = (part.get_content_disposition() or "").lower()
+        is_inline = bool(cid) and disposition != "attachment" and ctype.startswith("image/") and not force
+        self.attachments.append(
+            AttachmentInfo(
+                index=len(self.attachments),
+                filename=filename,
+                content_type=ctype,
+                size=size,
+                content_id=f"<{cid}>" if cid else None,
+                inline=is_inline,
+            )
+        )
+        self.blobs.append(blob)
+        if cid:
+            self.inline.setdefault(cid, (ctype, blob))
+
+    def add_tnef(self, part: Message) -> None:
+        """List what is inside a winmail.dat; if it cannot be read, keep it as one attachment."""
+        try:
+            from tnefparse import TNEF  # type: ignore[import-untyped]
+
+            data = _part_bytes(part)()
+            tnef = TNEF(data)
+            files = list(tnef.attachments)
+        except Exception as exc:
+            self.note(f"the TNEF (winmail.dat) part could not be read ({str(exc)[:80]}); kept as is")
+            self.add_attachment(part, force=True)
+            return
+        for item in files:
+            try:
+                name = item.long_filename() or item.name or "attachment"
+                if isinstance(name, bytes):
+                    name = decode_bytes(name, "cp1252")[0]
+                name = str(name).replace("\x00", "").strip() or "attachment"
+                content = bytes(item.data or b"")
+            except Exception as exc:
+                self.note(f"an attachment inside TNEF could not be read ({type(exc).__name__})")
+                continue
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            info = AttachmentInfo(len(self.attachments), filename=name, content_type=ctype, size=len(content))
+            self.attachments.append(info)
+            self.blobs.append(_constant(content))
+        try:
+            body_html = tnef.htmlbody
+            body = tnef.body
+        except Exception:
+            body_html = body = None
+        if isinstance(body_html, bytes):
+            body_html = decode_bytes(body_html, "cp1252")[0]
+        if isinstance(body, bytes):
+            body = decode_bytes(body, "cp1252")[0]
+        if body_html and self.html is None:
+            self.add_text(str(body_html), "text/html", is_main=True)
+        if body and str(body).strip():
+            self.add_text(str(body), "text/plain", is_main=False)
+        if not files and not body_html and not body:
+            self.note("the TNEF (winmail.dat) part holds no attachments or body that Lifeboat can show")
+
+
+# --------------------------------------------------------------------------------------------- pieces
+
+
+def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
+    """Decode `data` in `charset` with fallbacks (UTF-8, then Windows-1252); (text, exact?)."""
+    name = _codec(charset)
+    if name is not None:
+        try:
+            return data.decode(name), True
+        except (UnicodeDecodeError, LookupError):
+            pass
+    try:
+        return data.decode("utf-8"), name is None and charset is None
+    except UnicodeDecodeError:
+        pass
+    if name is not None:
+        try:
+            return data.decode(name, "replace"), False
+        except LookupError:
+            pass
+    return data.decode("cp1252", "replace"), False
+
+
+def _codec(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    cs = charset.strip().strip('"').lower().split("*", 1)[0]
+    cs = _CHARSET_ALIASES.get(cs, cs)
+    try:
+        name = codecs.lookup(cs).name
+    except LookupError:
+        return None
+    return None if name in ("rot-13", "base64", "hex", "zlib", "bz2", "uu", "quopri") else name
+
+
+def unfold(value: str) -> str:
+    return re.sub(r"\r?\n[ \t]*", " ", value).strip()
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words (and stray 8-bit bytes) leniently, in any charset Python knows."""
+    if _has_surrogates(value):
+        value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)[0]
+    value = _EW_GAP.sub(r"\1", value)
+
+    def one(m: re.Match[str]) -> str:
+        charset, enc, text = m.group(1), m.group(2).lower(), m.group(3)
+        try:
+            if enc == "b":
+                data = _b64(text)
+            else:
+                data = re.sub(
+                    rb"=([0-9A-Fa-f]{2})",
+                    lambda h: bytes([int(h.group(1), 16)]),
+                    text.replace("_", " ").encode("ascii", "replace"),
+                )
+        except ValueError:
+            return m.group(0)
+        return decode_bytes(data, charset)[0]
+
+    return _ENCODED_WORD.sub(one, value)
+
+
+def _b64(text: str) -> bytes:
+    import base64
+    import binascii
+
+    clean = re.sub(r"[^A-Za-z0-9+/]", "", text)
+    clean += "=" * (-len(clean) % 4)
+    try:
+        return base64.b64decode(clean)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class _TextReducer(HTMLParser):
+    _BLOCK = frozenset(
+        {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "pre"}
+        | {"hr", "section", "article", "header", "footer", "ul", "ol", "dt", "dd", "title"}
+    )
+    _SKIP = frozenset({"script", "style", "head", "template", "noscript", "object", "iframe"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+        self.size = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skip += 1
+        elif tag in self._BLOCK:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self._BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip and self.size < TEXT_CAP:
+            self.out.append(data)
+            self.size += len(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Reduce HTML to plain text for search: no tags, no scripts or styles, entities decoded."""
+    reducer = _TextReducer()
+    try:
+        reducer.feed(markup[: TEXT_CAP * 5])
+        reducer.close()
+        text = "".join(reducer.out)
+    except Exception:  # html.parser is lenient, but keep a floor
+        text = html_lib.unescape(re.sub(r"<[^>]*>", " ", markup))
+    text = re.sub(r"[ \t\r\f\v\xa0]+", " ", text)
+    text = re.sub(r"\n\s*\n\s*", "\n\n", text)
+    return text.strip()[:TEXT_CAP]
+
+
+def _strip_pgp_armor(parser: _Parser, text: str) -> str:
+    if "-----BEGIN PGP MESSAGE-----" in text:
+        parser.encrypted = True
+        return re.sub(r"-----BEGIN PGP MESSAGE-----.*?(-----END PGP MESSAGE-----|\Z)", "", text, flags=re.S)
+    if "-----BEGIN PGP SIGNED MESSAGE-----" in text:
+        parser.signed = True
+        text = re.sub(
+            r"-----BEGIN PGP SIGNATURE-----.*?(-----END PGP SIGNATURE-----|\Z)", "", text, flags=re.S
+        )
+        return re.sub(r"-----BEGIN PGP SIGNED MESSAGE-----\r?\n(Hash:[^\n]*\n)*", "", text)
+    return text
+
+
+def _constant(content: bytes) -> Callable[[], bytes]:
+    return lambda: content
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _walk_all(msg: Message) -> Iterator[Message]:
+    stack = [msg]
+    seen = 0
+    while stack and seen < 5000:
+        part = stack.pop()
+        seen += 1
+        yield part
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend(p for p in reversed(payload) if isinstance(p, Message))
+
+
+def _describe_defect(defect: Exception) -> str:
+    kind = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__.removesuffix("Defect")).lower()
+    detail = str(defect).strip()
+    return f"{kind}: {detail[:160]}" if detail and detail.lower() != kind else kind
+
+
+def _raw_header(msg: Message, name: str) -> str | None:
+    for key, value in msg.raw_items() if hasattr(msg, "raw_items") else msg.items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _raw_param(part: Message, param: str) -> str | None:
+    for header in ("content-disposition", "content-type"):
+        raw = _raw_header(part, header)
+        if raw is None:
+            continue
+        m = re.search(rf'(?i)\b{param}\s*=\s*("([^"]*)"|[^;\s]+)', unfold(raw))
+        if m:
+            return m.group(2) if m.group(2) is not None else m.group(1)
+    return None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type().lower()
+    except Exception:
+        return "application/octet-stream"
+
+
+def _part_bytes(part: Message) -> Callable[[], bytes]:
+    def get() -> bytes:
+        if part.is_multipart() or isinstance(part.get_payload(), list):
+            return part.as_bytes(policy=email_policy.compat32)
+        data = part.get_payload(decode=True)
+        return data if isinstance(data, bytes) else b""
+
+    return get
+
+
+def _part_text(parser: _Parser, part: Message, *, ctype: str) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        payload = str(part.get_payload()).encode("utf-8", "surrogateescape")
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    if ctype == "text/html" and not charset:
+        m = re.search(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", payload[:4096], re.I)
+        charset = m.group(1).decode("ascii") if m else None
+    text, exact = decode_bytes(payload, charset)
+    if charset and not exact:
+        parser.note(f"a {ctype} part is not valid {charset}; decoded with a fallback")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _cid_key(content_id: str) -> str:
+    cid = content_id.strip()
+    if cid.lower().startswith("cid:"):
+        cid = cid[4:]
+    return cid.strip().strip("<>").strip()
+
+
+def _first_msgid(value: str | None) -> str | None:
+    if not value:
+        return None
+    m = _MSGID.search(value)
+    if m:
+        return m.group(0)
+    bare = value.strip().split()[0] if value.strip() else ""
+    return f"<{bare}>" if bare else None
+
+
+# --------------------------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    raw: bytes  # RFC 5322 with CRLF line ends, no Bcc header
+    message_id: str
+    date: datetime
+    sender: str
+    recipients: tuple[str, ...]  # bare addresses of To + Cc + Bcc, in that order, without repeats
+    subject: str
+
+
+def make_message_id(domain: str) -> str:
+    """A fresh Message-ID `<uuid@domain>`."""
+    domain = (domain or "").strip()
+    if not domain or re.search(r"[\s<>@()\[\]\\,;:\"]", domain):
+        raise MessageBad(f"cannot make a Message-ID for domain {domain!r}", fix="give a plain domain name")
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def build(
+    *,
+    sender: str,
+    to: Sequence[str],
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    subject: str,
+    text: str,
+    html: str | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    message_id: str | None = None,
+    date: datetime | None = None,
+) -> Outgoing:
+    """Build an outgoing message. `attachments` are (filename, content type, bytes).
+
+    Raises MessageBad for anything that cannot be sent as given (bad address, newline in the
+    subject, naive date, malformed Message-ID).
+    """
+    if isinstance(to, str) or isinstance(cc, str) or isinstance(bcc, str):
+        raise MessageBad("to, cc and bcc must be lists of addresses, not one string")
+    from_addr = _address(sender, "sender")
+    to_addrs = [_address(a, "to") for a in to]
+    cc_addrs = [_address(a, "cc") for a in cc]
+    bcc_addrs = [_address(a, "bcc") for a in bcc]
+    if not (to_addrs or cc_addrs or bcc_addrs):
+        raise MessageBad("the message has no recipients", fix="add at least one To, Cc or Bcc address")
+    if "\n" in subject or "\r" in subject:
+        raise MessageBad("the subject contains a line break", fix="remove line breaks from the subject")
+    if date is None:
+        date = datetime.now(UTC)
+    elif date.tzinfo is None or date.utcoffset() is None:
+        raise MessageBad("the date has no time zone", fix="pass a timezone-aware (UTC) datetime")
+    if message_id is None:
+        message_id = make_message_id(from_addr.domain or "localhost")
+    _check_msgid(message_id, "message_id")
+    if in_reply_to is not None:
+        _check_msgid(in_reply_to, "in_reply_to")
+    for ref in references:
+        _check_msgid(ref, "references")
+
+    msg = EmailMessage(policy=email_policy.SMTP)
+    try:
+        msg["From"] = from_addr
+        if to_addrs:
+            msg["To"] = to_addrs
+        if cc_addrs:
+            msg["Cc"] = cc_addrs
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(date)
+        msg["Message-ID"] = message_id
+        if in_reply_to:
+            msg["In-Reply-To"] = in_reply_to
+        if references:
+            msg["References"] = " ".join(references)
+        msg.set_content(text)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
+            if not subtype or not maintype:
+                raise MessageBad(f"attachment {filename!r} has a bad content type {content_type!r}")
+            msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=filename)
+        raw = msg.as_bytes()
+    except MessageBad:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:
+        raise MessageBad(f"the message cannot be built: {exc}") from exc
+    recipients = tuple(dict.fromkeys(a.addr_spec for a in [*to_addrs, *cc_addrs, *bcc_addrs]))
+    return Outgoing(
+        raw=raw,
+        message_id=message_id,
+        date=date,
+        sender=from_addr.addr_spec,
+        recipients=recipients,
+        subject=subject,
+    )
+
+
+def _address(value: str, role: str) -> HeaderAddress:
+    if not isinstance(value, str) or "\n" in value or "\r" in value:
+        raise MessageBad(f"the {role} address {value!r} is not valid")
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or not pairs[0][1]:
+        raise MessageBad(f"the {role} address {value!r} is not one e-mail address", fix="use name@domain")
+    name, addr = pairs[0]
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or "." not in domain.strip("."):
+        raise MessageBad(f"the {role} address {value!r} is not valid", fix="use name@domain")
+    try:
+        return HeaderAddress(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise MessageBad(f"the {role} address {value!r} is not valid: {exc}") from exc
+
+
+def _check_msgid(value: str, role: str) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"<[^<>\s@]+@[^<>\s@]+>", value):
+        raise MessageBad(f"{role} {value!r} is not a Message-ID", fix="use the form <id@domain>")
+
+
+# --------------------------------------------------------------------------------------------- reply
+
+
+def reply_fields(original: Parsed, *, reply_all: bool, me: str) -> dict[str, Any]:
+    """Fields for build() answering `original`: to, cc, subject, in_reply_to, references, text."""
+    s = original.summary
+    mine = {a.lower() for _, a in getaddresses([me]) if a}
+    targets = original.reply_to or ((s.sender,) if s.sender else ())
+    to = [str(a) for a in targets if a.email and a.email.lower() not in mine]
+    if not to and s.sender and s.sender.email:  # replying to one's own message: answer its recipients
+        to = [str(a) for a in s.to if a.email]
+    cc: list[str] = []
+    if reply_all:
+        seen = {a.email.lower() for a in targets} | mine
+        for a in (*s.to, *s.cc):
+            if a.email and a.email.lower() not in seen:
+                seen.add(a.email.lower())
+                (cc if a not in s.to or to else to).append(str(a))
+        cc = [c for c in cc if c not in to]
+    references = list(s.references)
+    if s.message_id and s.message_id not in references:
+        references.append(s.message_id)
+    subject = s.subject if _REPLY_PREFIX.match(s.subject or "") else f"Re: {s.subject}".rstrip()
+    who = str(s.sender) if s.sender else "someone"
+    when = s.date.strftime("%Y-%m-%d %H:%M UTC") if s.date else "an unknown date"
+    quoted = "\n".join("> " + line if line else ">" for line in _body_for_quote(original).splitlines())
+    return {
+        "to": to,
+        "cc": cc,
+        "subject": subject,
+        "in_reply_to": s.message_id,
+        "references": references,
+        "text": f"\n\nOn {when}, {who} wrote:\n{quoted}\n",
+    }
+
+
+def forward_fields(original: Parsed) -> dict[str, Any]:
+    """Fields for build() forwarding `original`: subject, text, attachments (name, type, bytes)."""
+    s = original.summary
+    subject = s.subject if _FWD_PREFIX.match(s.subject or "") else f"Fw: {s.subject}".rstrip()
+    lines = ["", "", "-------- Forwarded message --------"]
+    if s.sender:
+        lines.append(f"From: {s.sender}")
+    if s.date:
+        lines.append(f"Date: {s.date.strftime('%Y-%m-%d %H:%M UTC')}")
+    lines.append(f"Subject: {s.subject}")
+    if s.to:
+        lines.append("To: " + ", ".join(str(a) for a in s.to))
+    if s.cc:
+        lines.append("Cc: " + ", ".join(str(a) for a in s.cc))
+    lines += ["", _body_for_quote(original)]
+    files = []
+    for info in s.attachments:
+        data = original.attachment(info.index)
+        if data is not None and not info.inline:
+            files.append((info.filename, info.content_type, data))
+    return {"subject": subject, "text": "\n".join(lines) + "\n", "attachments": files}
+
+
+def _body_for_quote(original: Parsed) -> str:
+    if original.plain is not None:
+        return original.plain.strip("\n")
+    if original.html is not None:
+        return html_to_text(original.html)
+    return original.text
