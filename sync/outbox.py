@@ -1,0 +1,186 @@
+"""The durable outbox's lifecycle, pure: transitions over sync.model.OutboxItem, retry schedule, triage.
+
+QUEUED -> SENDING (committed before any server is contacted) -> SENT | QUEUED (temporary failure,
+with a backoff) | FAILED (permanent, with the server's words). A SENDING item found at start-up is
+UNCERTAIN and is settled by a Message-ID lookup or by the user, never by a blind resend. Every
+transition checks its from-state (ValueError otherwise); the raw MIME and Message-ID never change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from sync import errors
+from sync.model import OutboxItem, OutboxState, Route
+
+S = OutboxState
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff: base * 2**(attempts-1), at most cap, scaled by jitter into [1/2, 1]."""
+
+    base: float = 30.0  # seconds before the first retry
+    cap: float = 1800.0  # never wait longer than this between attempts
+    give_up_after: timedelta = timedelta(days=2)  # like an MTA's maximal queue lifetime
+
+    def delay(self, attempts: int, jitter: float) -> float:
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError(f"jitter must be within [0, 1], not {jitter!r}")
+        raw = self.base * 2 ** max(0, min(attempts - 1, 30))
+        return min(self.cap, raw) * (0.5 + 0.5 * jitter)
+
+
+class Outgoing(Protocol):
+    """What sync.mime.build returns (duck-typed here)."""
+
+    raw: bytes
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _headers(raw: bytes) -> bytes:
+    m = _HEADER_END.search(raw)
+    return raw[: m.start()] if m else raw
+
+
+def _header_values(raw: bytes, name: bytes) -> list[bytes]:
+    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb"[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+    return [m.group(1).strip() for m in pattern.finditer(_headers(raw))]
+
+
+def new_item(out: Outgoing, now: datetime, item_id: int = 0) -> OutboxItem:
+    """A QUEUED item from built MIME. Its Message-ID and Date were stamped once, at build time; they are
+    checked here and never change afterwards (so a retry, or the Sent Items lookup, sees the same message)."""
+    problems = []
+    ids = _header_values(out.raw, b"Message-ID")
+    if ids != [out.message_id.encode()]:
+        problems.append(f"the MIME must carry exactly one Message-ID header equal to {out.message_id!r}")
+    if len(_header_values(out.raw, b"Date")) != 1:
+        problems.append("the MIME must carry exactly one Date header")
+    if _header_values(out.raw, b"Bcc"):
+        problems.append("the MIME must not carry a Bcc header (Bcc goes in the envelope recipients only)")
+    if not out.recipients:
+        problems.append("the message has no recipients")
+    if not out.sender:
+        problems.append("the message has no sender")
+    if problems:
+        raise errors.MessageBad("cannot queue this message: " + "; ".join(problems))
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware UTC")
+    return OutboxItem(
+        id=item_id, message_id=out.message_id, state=S.QUEUED, raw=out.raw, sender=out.sender,
+        recipients=tuple(out.recipients), subject=out.subject, created_at=now,
+    )
+
+
+def _require(item: OutboxItem, *allowed: OutboxState, action: str) -> None:
+    if item.state not in allowed:
+        names = " or ".join(a.value for a in allowed)
+        raise ValueError(
+            f"outbox item {item.id} ({item.message_id}) is {item.state.value}: "
+            f"cannot {action} (needs {names})"
+        )
+
+
+def begin_send(item: OutboxItem, now: datetime, route: Route | None = None) -> OutboxItem:
+    """QUEUED -> SENDING. Commit this before contacting any server. `route` is the route about to be
+    tried (kept in extra["attempt_route"], so an UNCERTAIN item knows where it may have gone)."""
+    _require(item, S.QUEUED, action="start sending")
+    extra = dict(item.extra)
+    if route is not None:
+        extra["attempt_route"] = route.value
+    return dataclasses.replace(item, state=S.SENDING, attempts=item.attempts + 1, extra=extra)
+
+
+def sent(item: OutboxItem, route: Route, now: datetime) -> OutboxItem:
+    """SENDING -> SENT after the server accepted the message."""
+    _require(item, S.SENDING, action="mark sent")
+    return dataclasses.replace(
+        item, state=S.SENT, route=route, sent_at=now, next_attempt_at=None, last_error=None
+    )
+
+
+def deferred(
+    item: OutboxItem, error: BaseException | str, now: datetime, jitter: float, backoff: Backoff = Backoff()
+) -> OutboxItem:
+    """SENDING -> QUEUED with the next attempt after a capped, jittered exponential backoff; FAILED once the
+    item is older than backoff.give_up_after. `jitter` in [0, 1] comes from the caller (no global RNG)."""
+    _require(item, S.SENDING, action="defer")
+    words = str(error) or type(error).__name__
+    if now - item.created_at >= backoff.give_up_after:
+        return failed(item, f"gave up after {item.attempts} attempts; last error: {words}")
+    wait = timedelta(seconds=backoff.delay(item.attempts, jitter))
+    return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=now + wait, last_error=words)
+
+
+def failed(item: OutboxItem, error: BaseException | str) -> OutboxItem:
+    """SENDING -> FAILED for good, keeping the server's words for the user."""
+    _require(item, S.SENDING, action="mark failed")
+    return dataclasses.replace(item, state=S.FAILED, next_attempt_at=None, last_error=str(error) or "failed")
+
+
+def on_startup(items: Iterable[OutboxItem]) -> list[OutboxItem]:
+    """Items found SENDING at start-up may or may not have gone out: they become UNCERTAIN."""
+    return [
+        dataclasses.replace(
+            i, state=S.UNCERTAIN,
+            last_error="Lifeboat stopped while sending this message; checking whether it went out",
+        ) if i.state is S.SENDING else i
+        for i in items
+    ]
+
+
+def lookup_can_settle(item: OutboxItem) -> bool:
+    """A Sent Items lookup proves something only for the primary route (a backup-relay send leaves no cloud
+    copy until reconcile). For a backup attempt, ask the user instead."""
+    return item.state is S.UNCERTAIN and item.extra.get("attempt_route") != Route.BACKUP.value
+
+
+def settle_uncertain(item: OutboxItem, found_in_sent: bool | None, now: datetime) -> OutboxItem:
+    """UNCERTAIN -> SENT if its Message-ID is in Sent Items, QUEUED (safe to send) if it is not, and still
+    UNCERTAIN (for the user to decide) if the provider could not be asked (None)."""
+    _require(item, S.UNCERTAIN, action="settle")
+    if found_in_sent is None or not lookup_can_settle(item):
+        return dataclasses.replace(
+            item, last_error="Lifeboat could not tell whether this message went out: resend it, or discard it"
+        )
+    if found_in_sent:
+        return dataclasses.replace(
+            item, state=S.SENT, route=Route.PRIMARY, sent_at=now, last_error=None, next_attempt_at=None
+        )
+    return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None, last_error=None)
+
+
+def user_decided(item: OutboxItem, resend: bool) -> OutboxItem:
+    """The user settles an UNCERTAIN (or FAILED) item: resend it (QUEUED) or leave it FAILED."""
+    _require(item, S.UNCERTAIN, S.FAILED, action="apply your choice")
+    if resend:
+        return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None)
+    return dataclasses.replace(item, state=S.FAILED, last_error=item.last_error or "not resent (your choice)")
+
+
+def due(items: Sequence[OutboxItem], now: datetime) -> list[OutboxItem]:
+    """QUEUED items whose next attempt time has come, oldest first."""
+    ready = [
+        i for i in items if i.state is S.QUEUED and (i.next_attempt_at is None or i.next_attempt_at <= now)
+    ]
+    return sorted(ready, key=lambda i: (i.created_at, i.id))
+
+
+def classify(exc: BaseException) -> Literal["temporary", "permanent"]:
+    """Permanent: the server refused this message for good (5xx), or the message itself is unusable.
+    Everything else (4xx, timeouts, outages, throttling, sign-in, unknown errors) is retried later."""
+    if isinstance(exc, errors.SendRejected | errors.MessageBad):
+        return "permanent"
+    return "temporary"
