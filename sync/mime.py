@@ -138,6 +138,7 @@ class _Parser:
         self.signed = False
         self.encrypted = False
         self.calendar = False
+        self.hint: str | None = None  # the body's charset, tried for raw 8-bit bytes in headers
 
     def note(self, problem: str) -> None:
         if problem not in self.problems and len(self.problems) < PROBLEM_CAP:
@@ -157,6 +158,7 @@ class _Parser:
         if not msg.keys():
             return _raw_only(self.raw, None, ["no usable header lines; shown as raw text"])
         self.collect_defects(msg)
+        self.hint = _body_charset(msg)
         summary_fields = self.headers(msg)
         self.walk(msg, depth=0)
         summary = Summary(
@@ -220,7 +222,7 @@ class _Parser:
                 self.note(f"the {name} header needed the lenient decoder ({type(exc).__name__})")
         else:
             self.note(f"the {name} header has raw 8-bit bytes (decoded as UTF-8 or Windows-1252)")
-        return decode_words(unfold(raw))
+        return decode_words(unfold(raw), self.hint)
 
     def addresses(self, msg: Message, name: str) -> tuple[Address, ...]:
         raw = _raw_header(msg, name)
@@ -245,7 +247,7 @@ class _Parser:
         out = []
         for name_part, email in getaddresses([unfold(raw)]):
             if name_part or email:
-                out.append(Address(decode_words(name_part), decode_words(email)))
+                out.append(Address(decode_words(name_part, self.hint), decode_words(email, self.hint)))
         if raw.strip() and not out:
             self.note(f"the {name} header has no address that can be read")
         return tuple(out)
@@ -358,9 +360,9 @@ class _Parser:
             name = None
         if name is None:
             raw = _raw_param(part, "filename") or _raw_param(part, "name")
-            name = decode_words(raw) if raw else None
+            name = decode_words(raw, self.hint) if raw else None
         elif _has_surrogates(name) or _ENCODED_WORD.search(name):
-            name = decode_words(name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape"))
+            name = decode_words(name, self.hint)
         if name is not None:
             name = name.replace("\x00", "").strip().replace("/", "_").replace("\\", "_")
         return name or None
@@ -508,28 +510,46 @@ def unfold(value: str) -> str:
     return re.sub(r"\r?\n[ \t]*", " ", value).strip()
 
 
-def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words (and stray 8-bit bytes) leniently, in any charset Python knows."""
-    if _has_surrogates(value):
-        value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)[0]
+def decode_words(value: str, hint: str | None = None) -> str:
+    """Decode RFC 2047 encoded words and stray 8-bit bytes leniently, in any charset Python knows.
+
+    `value` may carry raw bytes as surrogate escapes (as the stdlib parser leaves them); bytes outside
+    encoded words are tried as UTF-8, then as `hint` (the message's body charset), then Windows-1252.
+    """
     value = _EW_GAP.sub(r"\1", value)
+    out: list[str] = []
+    pos = 0
+    for m in _ENCODED_WORD.finditer(value):
+        out.append(_decode_8bit(value[pos : m.start()], hint))
+        out.append(_decode_word(m))
+        pos = m.end()
+    out.append(_decode_8bit(value[pos:], hint))
+    return "".join(out)
 
-    def one(m: re.Match[str]) -> str:
-        charset, enc, text = m.group(1), m.group(2).lower(), m.group(3)
-        try:
-            if enc == "b":
-                data = _b64(text)
-            else:
-                data = re.sub(
-                    rb"=([0-9A-Fa-f]{2})",
-                    lambda h: bytes([int(h.group(1), 16)]),
-                    text.replace("_", " ").encode("ascii", "replace"),
-                )
-        except ValueError:
-            return m.group(0)
-        return decode_bytes(data, charset)[0]
 
-    return _ENCODED_WORD.sub(one, value)
+def _decode_8bit(segment: str, hint: str | None) -> str:
+    if not _has_surrogates(segment):
+        return segment
+    data = segment.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_bytes(data, hint or "cp1252")[0]
+
+
+def _decode_word(m: re.Match[str]) -> str:
+    charset, enc, text = m.group(1), m.group(2).lower(), m.group(3)
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        if enc == "b":
+            data = _b64(raw.decode("ascii", "ignore"))
+        else:
+            data = re.sub(
+                rb"=([0-9A-Fa-f]{2})", lambda h: bytes([int(h.group(1), 16)]), raw.replace(b"_", b" ")
+            )
+    except ValueError:
+        return m.group(0)
+    return decode_bytes(data, charset)[0]
 
 
 def _b64(text: str) -> bytes:
@@ -608,6 +628,14 @@ def _constant(content: bytes) -> Callable[[], bytes]:
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _body_charset(msg: Message) -> str | None:
+    for part in _walk_all(msg):
+        charset = str(part.get_param("charset") or "").strip().lower()
+        if charset not in ("", "us-ascii", "ascii", "utf-8", "utf8") and _codec(charset):
+            return charset
+    return None
 
 
 def _walk_all(msg: Message) -> Iterator[Message]:
