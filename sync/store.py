@@ -1,0 +1,875 @@
+"""The encrypted local cache: one SQLCipher 4 file per account, the only code that knows the key.
+
+`Store` owns one keyed connection (WAL, temp storage in memory) and offers folders, messages (raw
+MIME zlib-compressed, summary columns, attachment rows, FTS5 index), sync cursors, the outbox,
+failover state with its event log, and settings. Writes run in `transaction()` (BEGIN IMMEDIATE,
+nestable); a file that cannot be opened (wrong key, damaged, newer schema) is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlcipher3
+import sqlcipher3.dbapi2
+
+# sqlite-utils must see sqlcipher3's exception classes (FACTS.md): alias it before importing.
+sys.modules.setdefault("pysqlite3", sqlcipher3)
+sys.modules.setdefault("pysqlite3.dbapi2", sqlcipher3.dbapi2)
+import sqlite_utils  # noqa: E402
+
+from sync import schema  # noqa: E402
+from sync.errors import (  # noqa: E402
+    BadQuery,
+    CacheCorrupt,
+    CacheError,
+    LifeboatError,
+    MessageBad,
+    WrongKey,
+)
+from sync.model import Folder, OutboxItem, OutboxState, RemoteItem, Route  # noqa: E402
+
+if TYPE_CHECKING:
+    from sync.mime import Parsed
+
+PAGE_SIZE = 4096  # SQLCipher 4's default page size
+BODY_CAP = 200_000  # characters of body text indexed per message
+LOCAL_PREFIX = "local:"
+SUFFIXES = ("", "-wal", "-shm", "-journal")
+FTS_COLUMNS = "rowid, subject, sender, to_addrs, cc_addrs, body"
+FLAG_COLUMNS = (
+    "has_attachments", "has_calendar", "is_signed", "is_encrypted", "parse_ok", "has_mime", "inline",
+)
+
+T = TypeVar("T")
+
+
+def cache_path(home: Path, account: str) -> Path:
+    """The cache file of one account under the data folder (one file per account)."""
+    slug = "".join(c if c.isalnum() or c in "._@-" else "_" for c in account.strip().lower()) or "default"
+    return Path(home) / "cache" / f"{slug.lstrip('.')}.lifeboat.db"
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _translate(exc: sqlcipher3.DatabaseError, path: Path) -> LifeboatError:
+    text = str(exc)
+    if "disk is full" in text:
+        return CacheError(f"cannot write {path}: the disk is full", fix="free some disk space and retry")
+    if isinstance(exc, sqlcipher3.OperationalError) and "locked" in text:
+        return CacheError(
+            f"{path} is busy (locked by another process)", fix="close the other Lifeboat and retry"
+        )
+    return CacheCorrupt(f"{path} is damaged ({text})")
+
+
+def _guard(method: Callable[..., T]) -> Callable[..., T]:
+    """Translate SQLCipher's damage errors (malformed, not a database, I/O) into sync.errors."""
+
+    @wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlcipher3.IntegrityError, sqlcipher3.ProgrammingError, sqlcipher3.InterfaceError):
+            raise
+        except sqlcipher3.OperationalError as exc:
+            text = str(exc)
+            if "disk" in text or "locked" in text or "malformed" in text or "not a database" in text:
+                raise _translate(exc, self.path) from exc
+            raise
+        except sqlcipher3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
+
+    return wrapper
+
+
+def _addresses(items: Iterable[Any]) -> str:
+    return ", ".join(str(a) for a in items)
+
+
+class Store:
+    """One open cache. Use `Store.open(path, key)`; close it (or use `with`)."""
+
+    def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db: sqlite_utils.Database | None = None
+
+    # ------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def open(cls, path: Path, key: bytes) -> Store:
+        """Open (or create) the cache at `path` with a raw 32-byte key.
+
+        Raises WrongKey, CacheCorrupt or CacheTooNew, and then leaves the file exactly as it was.
+        """
+        if not isinstance(key, bytes | bytearray) or len(key) != 32:
+            raise WrongKey(
+                f"the key for {path} must be 32 raw bytes", fix="check LIFEBOAT_DB_KEY (64 hex characters)"
+            )
+        return cls._open(Path(path), bytes(key))
+
+    @classmethod
+    def _open_unencrypted(cls, path: Path) -> Store:
+        """Plain SQLite with the same schema: ONLY for benchmarks that measure the cost of encryption."""
+        return cls._open(Path(path), None)
+
+    @classmethod
+    def _open(cls, path: Path, key: bytes | None) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists() and path.stat().st_size > 0
+        if existed and not path.is_file():
+            raise CacheCorrupt(f"{path} is not a file")
+        conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            conn.execute("PRAGMA cipher_log_level = NONE")  # errors reach the caller as exceptions
+            if key is not None:
+                conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+            cls._verify(conn, path, existed)
+            schema.check_version(conn, path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA foreign_keys = ON")
+            schema.migrate(conn, path)
+        except sqlcipher3.DatabaseError as exc:
+            conn.close()
+            raise _translate(exc, path) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @staticmethod
+    def _verify(conn: sqlcipher3.Connection, path: Path, existed: bool) -> None:
+        """Read the schema (this is where a wrong key shows) and look for truncation; writes nothing."""
+        size = path.stat().st_size if existed else 0
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlcipher3.DatabaseError as exc:
+            if "not a database" not in str(exc):
+                raise
+            if size % PAGE_SIZE:
+                raise CacheCorrupt(
+                    f"{path} is damaged: its size ({size} bytes) is not a whole number of pages, so it "
+                    "was truncated or is not a Lifeboat cache"
+                ) from exc
+            raise WrongKey(
+                f"cannot decrypt {path}: the key does not open it (the key in the keystore or "
+                "LIFEBOAT_DB_KEY was replaced, or the file is damaged or not a Lifeboat cache)"
+            ) from exc
+        if not existed:
+            return
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            return  # pages may live in the WAL until the next checkpoint
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        if size < pages * page_size:
+            raise CacheCorrupt(
+                f"{path} is damaged: it holds {size} bytes but its header promises {pages * page_size} "
+                "(the file was truncated)"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the keyed connection (for reads and introspection; write via Store)."""
+        if self._db is None:
+            self._db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return self._db
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT); nested calls become savepoints."""
+        with self._lock:
+            if self._depth:
+                name = f"sp{self._depth}"
+                self.conn.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield
+                except BaseException:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self.conn.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+                return
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlcipher3.DatabaseError as exc:
+                raise _translate(exc, self.path) from exc
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self.conn.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        with self._lock:
+            row = self.conn.execute(sql, tuple(params)).fetchone()
+        return None if row is None else row[0]
+
+    # ------------------------------------------------------------------ folders
+
+    @_guard
+    def upsert_folders(self, folders: Iterable[Folder]) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                """INSERT INTO folders (provider_id, name, parent_id, well_known, total)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (provider_id) DO UPDATE SET name = excluded.name,
+                     parent_id = excluded.parent_id, well_known = excluded.well_known,
+                     total = excluded.total""",
+                [(f.provider_id, f.name, f.parent_id, f.well_known, f.total) for f in folders],
+            )
+
+    @_guard
+    def folders(self) -> list[dict[str, Any]]:
+        rows = self._rows(
+            """SELECT f.provider_id, f.name, f.parent_id, f.well_known, f.total, f.local,
+                      count(m.id) AS count, coalesce(sum(m.is_read = 0), 0) AS unread
+               FROM folders f LEFT JOIN messages m ON m.folder_id = f.provider_id
+               GROUP BY f.provider_id ORDER BY f.local, f.name"""
+        )
+        for row in rows:
+            row["local"] = bool(row["local"])
+        return rows
+
+    @_guard
+    def local_folder(self, name: str) -> str:
+        """The provider_id of a folder that lives only in this cache (created if missing)."""
+        provider_id = LOCAL_PREFIX + name
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO folders (provider_id, name, local) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
+                (provider_id, name),
+            )
+        return provider_id
+
+    @_guard
+    def remove_folder(self, provider_id: str) -> int:
+        """Forget a folder and its cached messages; returns how many messages went."""
+        with self.transaction():
+            found = self.conn.execute("SELECT id FROM messages WHERE folder_id = ?", (provider_id,))
+            ids = [r[0] for r in found]
+            self._delete_ids(ids)
+            self.conn.execute("DELETE FROM folders WHERE provider_id = ?", (provider_id,))
+            self.conn.execute("DELETE FROM cursors WHERE folder_id = ?", (provider_id,))
+        return len(ids)
+
+    # ------------------------------------------------------------------ messages
+
+    @_guard
+    def put_message(
+        self, folder_id: str, provider_id: str, raw: bytes | None, item: RemoteItem | None = None
+    ) -> int:
+        """Upsert one message by provider_id; returns its local id.
+
+        With raw MIME: parse it, keep it compressed, fill the summary, attachments and search index.
+        Without (raw=None): a summary-only placeholder from `item` (an existing raw copy is kept).
+        """
+        if raw is None:
+            if item is None:
+                raise MessageBad(f"message {provider_id}: neither raw MIME nor a summary was given")
+            with self.transaction():
+                return self._put_placeholder(folder_id, provider_id, item)
+        from sync import mime
+
+        parsed = mime.parse(raw)  # outside the write lock: parsing is the slow part
+        with self.transaction():
+            return self._put_parsed(folder_id, provider_id, raw, parsed, item)
+
+    def _put_parsed(
+        self, folder_id: str, provider_id: str, raw: bytes, parsed: Parsed, item: RemoteItem | None
+    ) -> int:
+        s = parsed.summary
+        now = _now()
+        received = item.received_at if item is not None else None
+        fallback_sender = (item.sender if item is not None else None) or ""
+        row = (
+            provider_id,
+            folder_id,
+            s.message_id or (item.message_id if item else None),
+            s.subject or "",
+            str(s.sender) if s.sender else fallback_sender,
+            s.sender.email if s.sender else parseaddr(fallback_sender)[1],
+            _addresses(s.to),
+            _addresses(s.cc),
+            _iso(received or s.date or now),
+            _iso(s.date),
+            s.in_reply_to,
+            " ".join(s.references),
+            len(raw),
+            None if item is None or item.is_read is None else int(item.is_read),
+            int(s.has_attachments),
+            int(s.has_calendar),
+            int(s.is_signed),
+            int(s.is_encrypted),
+            int(s.parse_ok),
+            "\n".join(s.problems),
+            item.change_key if item else None,
+            zlib.compress(raw, 6),
+            _iso(now),
+        )
+        message = self.conn.execute(
+            """INSERT INTO messages (provider_id, folder_id, message_id, subject, sender, sender_email,
+                 to_addrs, cc_addrs, date, sent_date, in_reply_to, refs, size, is_read, has_attachments,
+                 has_calendar, is_signed, is_encrypted, parse_ok, problems, change_key, raw, stored_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (provider_id) DO UPDATE SET folder_id = excluded.folder_id,
+                 message_id = excluded.message_id, subject = excluded.subject, sender = excluded.sender,
+                 sender_email = excluded.sender_email, to_addrs = excluded.to_addrs,
+                 cc_addrs = excluded.cc_addrs,
+                 date = CASE WHEN ?24 IS NOT NULL THEN excluded.date
+                             ELSE coalesce(messages.date, excluded.date) END,
+                 sent_date = excluded.sent_date, in_reply_to = excluded.in_reply_to, refs = excluded.refs,
+                 size = excluded.size, is_read = coalesce(excluded.is_read, messages.is_read),
+                 has_attachments = excluded.has_attachments, has_calendar = excluded.has_calendar,
+                 is_signed = excluded.is_signed, is_encrypted = excluded.is_encrypted,
+                 parse_ok = excluded.parse_ok, problems = excluded.problems,
+                 change_key = coalesce(excluded.change_key, messages.change_key), raw = excluded.raw,
+                 stored_at = excluded.stored_at
+               RETURNING id""",
+            (*row, 1 if received else None),
+        ).fetchone()[0]
+        self.conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
+        self.conn.execute(
+            f"INSERT INTO messages_fts ({FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (message, row[3], row[4], row[6], row[7], parsed.text[:BODY_CAP]),
+        )
+        self.conn.execute("DELETE FROM attachments WHERE message = ?", (message,))
+        self.conn.executemany(
+            """INSERT INTO attachments (message, idx, filename, content_type, size, content_id, inline)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            [
+                (message, a.index, a.filename, a.content_type, a.size, a.content_id, int(a.inline))
+                for a in s.attachments
+            ],
+        )
+        return int(message)
+
+    def _put_placeholder(self, folder_id: str, provider_id: str, item: RemoteItem) -> int:
+        found = self.conn.execute(
+            "SELECT id, raw IS NOT NULL FROM messages WHERE provider_id = ?", (provider_id,)
+        ).fetchone()
+        if found and found[1]:  # the full copy stays; only what the feed knows better changes
+            self.conn.execute(
+                """UPDATE messages SET folder_id = ?, is_read = coalesce(?, is_read),
+                     change_key = coalesce(?, change_key), date = coalesce(?, date) WHERE id = ?""",
+                (folder_id, None if item.is_read is None else int(item.is_read), item.change_key,
+                 _iso(item.received_at), found[0]),
+            )
+            return int(found[0])
+        sender = item.sender or ""
+        values = (
+            folder_id, item.message_id, item.subject or "", sender, parseaddr(sender)[1],
+            _iso(item.received_at or _now()), None if item.is_read is None else int(item.is_read),
+            item.change_key,
+        )
+        if found:
+            message = int(found[0])
+            self.conn.execute(
+                """UPDATE messages SET folder_id = ?, message_id = ?, subject = ?, sender = ?,
+                     sender_email = ?, date = ?, is_read = ?, change_key = ? WHERE id = ?""",
+                (*values, message),
+            )
+            self.conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
+        else:
+            message = int(
+                self.conn.execute(
+                    """INSERT INTO messages (folder_id, message_id, subject, sender, sender_email, date,
+                         is_read, change_key, provider_id, stored_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                    (*values, provider_id, _iso(_now())),
+                ).fetchone()[0]
+            )
+        self.conn.execute(
+            f"INSERT INTO messages_fts ({FTS_COLUMNS}) VALUES (?, ?, ?, '', '', '')",
+            (message, item.subject or "", sender),
+        )
+        return message
+
+    @_guard
+    def missing_mime(self, folder_id: str | None = None, limit: int = 100) -> list[str]:
+        """provider_ids of placeholders whose raw MIME has not been fetched yet."""
+        if folder_id is None:
+            sql, params = "SELECT provider_id FROM messages WHERE raw IS NULL ORDER BY id LIMIT ?", (limit,)
+        else:
+            sql = "SELECT provider_id FROM messages WHERE raw IS NULL AND folder_id = ? ORDER BY id LIMIT ?"
+            params = (folder_id, limit)  # type: ignore[assignment]
+        with self._lock:
+            return [r[0] for r in self.conn.execute(sql, params)]
+
+    def _delete_ids(self, ids: list[int]) -> None:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM messages_fts WHERE rowid IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+
+    @_guard
+    def remove_messages(self, provider_ids: Iterable[str]) -> int:
+        """Forget messages by provider_id (unknown ids are ignored); returns how many went."""
+        wanted = list(provider_ids)
+        with self.transaction():
+            ids: list[int] = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found = self.conn.execute(f"SELECT id FROM messages WHERE provider_id IN ({marks})", chunk)
+                ids += [r[0] for r in found]
+            self._delete_ids(ids)
+        return len(ids)
+
+    @_guard
+    def move_message(self, provider_id: str, folder_id: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE messages SET folder_id = ? WHERE provider_id = ?", (folder_id, provider_id)
+            )
+
+    @_guard
+    def set_read(self, provider_id: str, is_read: bool) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE messages SET is_read = ? WHERE provider_id = ?", (int(is_read), provider_id)
+            )
+
+    _LIST_COLUMNS = (
+        "m.id, m.provider_id, m.folder_id, m.message_id, m.subject, m.sender, m.sender_email, m.date, "
+        "m.is_read, m.has_attachments, m.size, m.raw IS NOT NULL AS has_mime"
+    )
+
+    @staticmethod
+    def _clean(row: dict[str, Any]) -> dict[str, Any]:
+        for name in ("is_read",):
+            if name in row and row[name] is not None:
+                row[name] = bool(row[name])
+        for name in FLAG_COLUMNS:
+            if name in row:
+                row[name] = bool(row[name])
+        if "problems" in row:
+            row["problems"] = [p for p in row["problems"].split("\n") if p]
+        return row
+
+    @_guard
+    def message(self, id: int) -> dict[str, Any] | None:
+        """Summary columns, folder name, flags and the attachments list of one message (no body)."""
+        rows = self._rows(
+            """SELECT m.id, m.provider_id, m.folder_id, f.name AS folder, m.message_id, m.subject, m.sender,
+                      m.sender_email, m.to_addrs, m.cc_addrs, m.date, m.sent_date, m.in_reply_to, m.refs,
+                      m.size, m.is_read, m.has_attachments, m.has_calendar, m.is_signed, m.is_encrypted,
+                      m.parse_ok, m.problems, m.change_key, m.stored_at, m.raw IS NOT NULL AS has_mime
+               FROM messages m LEFT JOIN folders f ON f.provider_id = m.folder_id WHERE m.id = ?""",
+            (id,),
+        )
+        if not rows:
+            return None
+        row = self._clean(rows[0])
+        row["attachments"] = [
+            self._clean(a)
+            for a in self._rows(
+                """SELECT idx AS "index", filename, content_type, size, content_id, inline
+                   FROM attachments WHERE message = ? ORDER BY idx""",
+                (id,),
+            )
+        ]
+        return row
+
+    @_guard
+    def message_by_provider_id(self, provider_id: str) -> dict[str, Any] | None:
+        found = self._value("SELECT id FROM messages WHERE provider_id = ?", (provider_id,))
+        return None if found is None else self.message(int(found))
+
+    @_guard
+    def raw(self, id: int) -> bytes | None:
+        blob = self._value("SELECT raw FROM messages WHERE id = ?", (id,))
+        return None if blob is None else zlib.decompress(blob)
+
+    def parsed(self, id: int) -> Parsed | None:
+        raw = self.raw(id)
+        if raw is None:
+            return None
+        from sync import mime
+
+        return mime.parse(raw)
+
+    @_guard
+    def list_messages(self, folder_id: str, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """One page of a folder, newest first."""
+        return [
+            self._clean(r)
+            for r in self._rows(
+                f"""SELECT {self._LIST_COLUMNS} FROM messages m WHERE m.folder_id = ?
+                    ORDER BY m.date DESC, m.id DESC LIMIT ? OFFSET ?""",
+                (folder_id, limit, offset),
+            )
+        ]
+
+    @_guard
+    def search(self, query: str, limit: int = 50, folder_id: str | None = None) -> list[dict[str, Any]]:
+        """Best matches first for an FTS5 query over subject, sender, to, cc and body text."""
+        if not query.strip():
+            raise BadQuery("the search query is empty")
+        where, params = "messages_fts MATCH ?", [query]
+        if folder_id is not None:
+            where += " AND m.folder_id = ?"
+            params.append(folder_id)
+        try:
+            return [
+                self._clean(r)
+                for r in self._rows(
+                    f"""SELECT {self._LIST_COLUMNS}
+                        FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+                        WHERE {where} ORDER BY messages_fts.rank LIMIT ?""",
+                    (*params, limit),
+                )
+            ]
+        except sqlcipher3.OperationalError as exc:
+            text = str(exc)
+            if "fts5" in text or "syntax" in text or "no such column" in text or "unterminated" in text:
+                raise BadQuery(f"cannot search for {query!r}: {text}") from exc
+            raise
+
+    # ------------------------------------------------------------------ cursors
+
+    @_guard
+    def cursor(self, folder_id: str) -> str | None:
+        value = self._value("SELECT cursor FROM cursors WHERE folder_id = ?", (folder_id,))
+        return None if value is None else str(value)
+
+    @_guard
+    def set_cursor(self, folder_id: str, cursor: str | None) -> None:
+        with self.transaction():
+            self.conn.execute(
+                """INSERT INTO cursors (folder_id, cursor, updated_at) VALUES (?, ?, ?)
+                   ON CONFLICT (folder_id) DO UPDATE SET cursor = excluded.cursor,
+                     updated_at = excluded.updated_at""",
+                (folder_id, cursor, _iso(_now())),
+            )
+
+    # ------------------------------------------------------------------ outbox
+
+    _OUTBOX_FIELDS = frozenset(
+        ("message_id", "state", "raw", "sender", "recipients", "subject", "created_at", "attempts",
+         "next_attempt_at", "last_error", "route", "sent_at", "reconciled_at", "extra")
+    )
+
+    @staticmethod
+    def _outbox_value(name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if name in ("created_at", "next_attempt_at", "sent_at", "reconciled_at"):
+            return _iso(value)
+        if name in ("state", "route"):
+            return str(value)
+        if name == "recipients":
+            return json.dumps(list(value))
+        if name == "extra":
+            return json.dumps(dict(value), sort_keys=True)
+        if name == "raw":
+            return bytes(value)
+        return value
+
+    @staticmethod
+    def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+        (id_, message_id, state, raw, sender, recipients, subject, created_at, attempts, next_attempt_at,
+         last_error, route, sent_at, reconciled_at, extra) = row
+        return OutboxItem(
+            id=id_, message_id=message_id, state=OutboxState(state), raw=bytes(raw), sender=sender,
+            recipients=tuple(json.loads(recipients)), subject=subject, created_at=_dt(created_at),  # type: ignore[arg-type]
+            attempts=attempts, next_attempt_at=_dt(next_attempt_at), last_error=last_error,
+            route=Route(route) if route else None, sent_at=_dt(sent_at), reconciled_at=_dt(reconciled_at),
+            extra=json.loads(extra),
+        )
+
+    _OUTBOX_SELECT = (
+        "SELECT id, message_id, state, raw, sender, recipients, subject, created_at, attempts, "
+        "next_attempt_at, last_error, route, sent_at, reconciled_at, extra FROM outbox"
+    )
+
+    @_guard
+    def outbox_add(
+        self,
+        message_id: str,
+        raw: bytes,
+        sender: str,
+        recipients: Iterable[str],
+        subject: str = "",
+        created_at: datetime | None = None,
+        *,
+        state: OutboxState = OutboxState.QUEUED,
+        extra: dict[str, str] | None = None,
+    ) -> OutboxItem:
+        """Queue a message (its Message-ID is its identity: queuing the same one twice is refused)."""
+        recipients = tuple(recipients)
+        if not recipients:
+            raise MessageBad(f"message {message_id} has no recipients")
+        with self.transaction():
+            try:
+                new_id = self.conn.execute(
+                    """INSERT INTO outbox (message_id, state, raw, sender, recipients, subject,
+                         created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                    (message_id, str(state), bytes(raw), sender, json.dumps(list(recipients)), subject,
+                     _iso(created_at or _now()), json.dumps(extra or {}, sort_keys=True)),
+                ).fetchone()[0]
+            except sqlcipher3.IntegrityError as exc:
+                raise MessageBad(f"message {message_id} is already in the outbox") from exc
+        item = self.outbox_get(new_id)
+        assert item is not None
+        return item
+
+    @_guard
+    def outbox_get(self, id: int) -> OutboxItem | None:
+        with self._lock:
+            row = self.conn.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
+        return None if row is None else self._outbox_item(row)
+
+    @_guard
+    def outbox_by_message_id(self, message_id: str) -> OutboxItem | None:
+        with self._lock:
+            row = self.conn.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
+        return None if row is None else self._outbox_item(row)
+
+    @_guard
+    def outbox_list(self, states: Iterable[OutboxState] | None = None) -> list[OutboxItem]:
+        with self._lock:
+            if states is None:
+                rows = self.conn.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
+            else:
+                wanted = [str(s) for s in states]
+                marks = ",".join("?" * len(wanted))
+                sql = f"{self._OUTBOX_SELECT} WHERE state IN ({marks}) ORDER BY id"
+                rows = self.conn.execute(sql, wanted).fetchall()
+        return [self._outbox_item(r) for r in rows]
+
+    @_guard
+    def outbox_update(self, id: int, **fields: Any) -> OutboxItem:
+        """Change some columns of one outbox row (names as in sync.model.OutboxItem)."""
+        unknown = set(fields) - self._OUTBOX_FIELDS
+        if unknown:
+            raise TypeError(f"outbox_update: unknown field(s) {', '.join(sorted(unknown))}")
+        with self.transaction():
+            if fields:
+                assignments = ", ".join(f"{name} = ?" for name in fields)
+                values = [self._outbox_value(name, value) for name, value in fields.items()]
+                self.conn.execute(f"UPDATE outbox SET {assignments} WHERE id = ?", (*values, id))
+            item = self.outbox_get(id)
+        if item is None:
+            raise MessageBad(f"there is no outbox item {id}")
+        return item
+
+    # ------------------------------------------------------------------ failover state and events
+
+    @_guard
+    def load_mode(self) -> tuple[str, datetime | None, str]:
+        """(mode, since, reason); ("normal", None, "") for a new cache."""
+        with self._lock:
+            row = self.conn.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
+        return ("normal", None, "") if row is None else (row[0], _dt(row[1]), row[2])
+
+    @_guard
+    def mode_state(self) -> str:
+        """The state_json saved with the mode ("" when none)."""
+        return str(self._value("SELECT state_json FROM failover WHERE id = 1") or "")
+
+    @_guard
+    def save_mode(self, mode: str, since: datetime, reason: str, state_json: str = "") -> None:
+        with self.transaction():
+            self.conn.execute(
+                """INSERT INTO failover (id, mode, since, reason, state_json) VALUES (1, ?, ?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET mode = excluded.mode, since = excluded.since,
+                     reason = excluded.reason, state_json = excluded.state_json""",
+                (str(mode), _iso(since), reason, state_json),
+            )
+
+    @_guard
+    def log_event(self, kind: str, detail: str, at: datetime) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (_iso(at), kind, detail)
+            )
+
+    @_guard
+    def events(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest events first: {id, at, kind, detail}."""
+        return self._rows("SELECT id, at, kind, detail FROM events ORDER BY id DESC LIMIT ?", (limit,))
+
+    # ------------------------------------------------------------------ settings
+
+    @_guard
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        value = self._value("SELECT value FROM settings WHERE key = ?", (key,))
+        return default if value is None else json.loads(value)
+
+    @_guard
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a JSON-able value; None removes the setting."""
+        with self.transaction():
+            if value is None:
+                self.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                self.conn.execute(
+                    """INSERT INTO settings (key, value) VALUES (?, ?)
+                       ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+                    (key, json.dumps(value)),
+                )
+
+    # ------------------------------------------------------------------ status, retention, checks
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (Path(f"{self.path}{s}") for s in SUFFIXES) if p.exists())
+
+    @_guard
+    def status(self) -> dict[str, Any]:
+        """A JSON-able picture of the cache (see docs: `lifeboat status --json`)."""
+        with self._lock:
+            messages, with_mime, raw_bytes, oldest, newest = self.conn.execute(
+                "SELECT count(*), count(raw), coalesce(sum(size), 0), min(date), max(date) FROM messages"
+            ).fetchone()
+            folders = self.conn.execute("SELECT count(*) FROM folders").fetchone()[0]
+            outbox = dict(self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes(),
+            "schema_version": schema.VERSION,
+            "messages": messages,
+            "messages_with_mime": with_mime,
+            "raw_bytes": raw_bytes,
+            "folders": folders,
+            "oldest": oldest,
+            "newest": newest,
+            "outbox": {str(s): int(outbox.get(str(s), 0)) for s in OutboxState},
+        }
+
+    def _used_bytes(self) -> int:
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * self.conn.execute("PRAGMA page_size").fetchone()[0])
+
+    @_guard
+    def prune(self, now: datetime, days: int, max_mb: int) -> int:
+        """Retention: drop cached messages older than `days`, then the oldest until the cache fits
+        in `max_mb`. Never touches the outbox or local folders (e.g. "Imported"). Returns the count."""
+        cutoff = _iso(now - timedelta(days=days))
+        keep = "folder_id NOT IN (SELECT provider_id FROM folders WHERE local = 1)"
+        removed = 0
+        with self.transaction():
+            old = self.conn.execute(f"SELECT id FROM messages WHERE date < ? AND {keep}", (cutoff,))
+            ids = [r[0] for r in old]
+            self._delete_ids(ids)
+            removed += len(ids)
+        limit = max_mb * 1024 * 1024
+        for _ in range(50):
+            with self._lock:
+                self.conn.execute("PRAGMA incremental_vacuum")
+                excess = self._used_bytes() - limit
+            if excess <= 0:
+                break
+            with self.transaction():
+                ids, freed = [], 0
+                for id_, footprint in self.conn.execute(
+                    f"""SELECT id, coalesce(length(raw), 0) + size / 3 + 256 FROM messages WHERE {keep}
+                        ORDER BY date, id"""
+                ):
+                    ids.append(id_)
+                    freed += footprint
+                    if freed >= excess:
+                        break
+                if not ids:
+                    break
+                self._delete_ids(ids)
+                removed += len(ids)
+                # contentless FTS5 keeps tombstones until its segments merge: merge now to free pages
+                self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
+
+    @_guard
+    def check(self) -> list[str]:
+        """Problems found by `PRAGMA cipher_integrity_check` and `quick_check` ([] when all is well)."""
+        problems: list[str] = []
+        with self._lock:
+            try:
+                problems += [str(r[0]) for r in self.conn.execute("PRAGMA cipher_integrity_check")]
+            except sqlcipher3.DatabaseError as exc:
+                problems.append(f"cipher_integrity_check failed: {exc}")
+            try:
+                rows = [str(r[0]) for r in self.conn.execute("PRAGMA quick_check")]
+                problems += [r for r in rows if r != "ok"]
+            except sqlcipher3.DatabaseError as exc:
+                problems.append(f"quick_check failed: {exc}")
+        return problems
+
+
+def cache_files(path: Path) -> list[Path]:
+    """The cache file and its companions (-wal, -shm, -journal) that exist."""
+    return [p for p in (Path(f"{path}{s}") for s in SUFFIXES) if p.exists()]
+
+
+def environment_ok() -> bool:
+    """True when this SQLCipher build has FTS5 (checked once by `lifeboat doctor`)."""
+    conn = sqlcipher3.connect(":memory:")
+    try:
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5 (a)")
+        return True
+    except sqlcipher3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+
