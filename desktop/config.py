@@ -173,7 +173,7 @@ def read_policy(policy_path: Path | None = None) -> dict[str, Any]:
     if sys.platform == "win32":
         from desktop import policy_registry
 
-        return {k: _coerce(k, v, "policy") for k, v in policy_registry.read().items()}
+        return {k: _coerce(k, v, policy_registry.where(k)) for k, v in policy_registry.read().items()}
     return read_toml(policy_path or default_policy_path())
 
 

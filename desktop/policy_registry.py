@@ -1,0 +1,176 @@
+"""Machine policy in the Windows registry: the one table of policy values, and its reader.
+
+`POLICIES` maps each MSI public property to its value name under HKLM/HKCU `SOFTWARE\\Policies\\Lifeboat`
+and to the `Config` field it sets; the MSI builder, the ADMX template and the reader all use it.
+`read()` (Windows only) returns {config_field: raw value}; HKLM beats HKCU; empty values mean "not set".
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+KEY = r"SOFTWARE\Policies\Lifeboat"
+
+
+@dataclass(frozen=True)
+class PolicyValue:
+    prop: str  # MSI public property (TENANTID)
+    name: str  # registry value name (TenantId)
+    field: str  # desktop.config.Config field (tenant)
+    kind: str  # "string" (REG_SZ), "dword" (REG_DWORD) or "enum" (REG_SZ, one of config.CHOICES)
+    title: str  # the Group Policy setting's name
+    explain: str  # what an admin reads in the Group Policy editor
+    minimum: int = 0
+    maximum: int = 0
+
+
+POLICIES: tuple[PolicyValue, ...] = (
+    PolicyValue(
+        "TENANTID", "TenantId", "tenant", "string", "Microsoft 365 tenant",
+        "The organisation's Microsoft Entra tenant: its ID (a GUID) or a verified domain such as "
+        "contoso.com. Lifeboat signs users in against this tenant only. Not configured: 'common' "
+        "(any work account).",
+    ),
+    PolicyValue(
+        "CLIENTID", "ClientId", "client_id", "string", "Application (client) ID",
+        "The Application (client) ID of the app registration Lifeboat signs in with, from the "
+        "Microsoft Entra admin center (App registrations > Lifeboat > Overview). The registration "
+        "needs the delegated permissions Mail.ReadWrite and Mail.Send and a public client redirect URI.",
+    ),
+    PolicyValue(
+        "AUTHORITYURL", "AuthorityUrl", "authority_url", "string", "Sign-in authority URL",
+        "The sign-in authority. {tenant} is replaced by the tenant above. Change it only for "
+        "national clouds (for example https://login.microsoftonline.us/{tenant}) or AD FS. "
+        "Not configured: https://login.microsoftonline.com/{tenant}.",
+    ),
+    PolicyValue(
+        "GRAPHURL", "GraphUrl", "graph_url", "string", "Microsoft Graph URL",
+        "The Microsoft Graph endpoint used to sync and send mail. Change it only for national clouds. "
+        "Not configured: https://graph.microsoft.com/v1.0.",
+    ),
+    PolicyValue(
+        "EWSURL", "EwsUrl", "ews_url", "string", "Exchange Web Services URL (on-premises)",
+        "For mailboxes on an on-premises Exchange Server: its EWS URL, for example "
+        "https://mail.contoso.com/EWS/Exchange.asmx. When set, Lifeboat uses EWS instead of Microsoft "
+        "Graph. Leave it not configured for Microsoft 365 mailboxes.",
+    ),
+    PolicyValue(
+        "BACKUPSMTPHOST", "BackupSmtpHost", "backup_smtp_host", "string", "Backup SMTP relay host",
+        "The host name of the SMTP relay that sends mail while Microsoft 365 is unreachable. It must "
+        "not depend on Microsoft 365 and must be allowed to send for your domain: publish it in SPF "
+        "and sign its mail with DKIM (see docs/operations.md), or recipients may reject outage mail. "
+        "Not configured: no backup route (users can read their cache, but cannot send during an outage).",
+    ),
+    PolicyValue(
+        "BACKUPSMTPPORT", "BackupSmtpPort", "backup_smtp_port", "dword", "Backup SMTP relay port",
+        "The TCP port of the backup relay: usually 587 (submission with STARTTLS) or 465 (implicit "
+        "TLS). Not configured: 587.",
+        minimum=1, maximum=65535,
+    ),
+    PolicyValue(
+        "BACKUPSMTPSECURITY", "BackupSmtpSecurity", "backup_smtp_security", "enum",
+        "Backup SMTP relay security",
+        "How the connection to the backup relay is protected: starttls (port 587), tls (implicit TLS, "
+        "port 465) or none (only for a relay on a trusted network; passwords and mail then travel in "
+        "clear text). The relay's certificate is always verified. Not configured: starttls.",
+    ),
+    PolicyValue(
+        "BACKUPSENDER", "BackupSender", "backup_sender", "string", "Backup route envelope sender",
+        "The envelope sender (MAIL FROM) used on the backup relay, for example "
+        "outage-relay@contoso.com, when the relay only accepts a fixed sender. The visible From: "
+        "stays the user's address. Not configured: the user's own address.",
+    ),
+    PolicyValue(
+        "CACHEDAYS", "CacheDays", "cache_days", "dword", "Days of mail kept on the machine",
+        "How many days of recent mail Lifeboat keeps in its encrypted cache for reading during an "
+        "outage. Larger values use more disk and take longer to sync the first time. Not configured: 30.",
+        minimum=1, maximum=3650,
+    ),
+    PolicyValue(
+        "CACHEMAXMB", "CacheMaxMB", "cache_max_mb", "dword", "Maximum cache size (MB)",
+        "The most disk space, in megabytes, the encrypted cache may use per user; the oldest mail is "
+        "dropped first. Not configured: 2048.",
+        minimum=16, maximum=1048576,
+    ),
+    PolicyValue(
+        "FAILOVERAFTER", "FailoverAfterSeconds", "failover_after_seconds", "dword",
+        "Seconds of failure before continuity mode",
+        "How long, in seconds, Microsoft 365 must keep failing (while the reference URL still answers) "
+        "before Lifeboat enters continuity mode and sends through the backup relay. Lower values fail "
+        "over faster but may react to short glitches. Not configured: 30.",
+        minimum=1, maximum=86400,
+    ),
+    PolicyValue(
+        "RECOVERAFTER", "RecoverAfterSeconds", "recover_after_seconds", "dword",
+        "Seconds of success before leaving continuity mode",
+        "How long, in seconds, Microsoft 365 must answer again before Lifeboat leaves continuity mode "
+        "and copies outage-sent mail into Sent Items. Not configured: 30.",
+        minimum=1, maximum=86400,
+    ),
+    PolicyValue(
+        "REFERENCEURL", "ReferenceUrl", "reference_url", "string", "Reference URL (network check)",
+        "An HTTPS URL that does not depend on Microsoft 365, for example your intranet or a public "
+        "site. Lifeboat fails over only when Microsoft 365 fails while this URL answers, so a laptop "
+        "that is simply offline does not switch to the backup relay.",
+    ),
+    PolicyValue(
+        "FORCEMODE", "ForceMode", "force_mode", "enum", "Force a mode",
+        "auto: Lifeboat decides from its probes (recommended). continuity: every user is put in "
+        "continuity mode now and sends through the backup relay (use during a declared outage). "
+        "normal: continuity is never entered automatically. Not configured: auto.",
+    ),
+)
+
+BY_NAME = {p.name.lower(): p for p in POLICIES}
+BY_FIELD = {p.field: p for p in POLICIES}
+
+
+def where(field: str) -> str:
+    """Where a field's policy value lives, for error messages."""
+    return rf"policy HKLM\{KEY}\{BY_FIELD[field].name}" if field in BY_FIELD else f"policy {KEY}"
+
+
+def merge(hklm: Mapping[str, Any], hkcu: Mapping[str, Any]) -> dict[str, Any]:
+    """{config_field: raw value} from both hives' values (names are case-insensitive, as in the
+    registry). HKLM beats HKCU; empty strings and unknown names are ignored."""
+    out: dict[str, Any] = {}
+    for values in (hkcu, hklm):
+        for name, value in values.items():
+            policy = BY_NAME.get(name.lower())
+            if policy is None or value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            out[policy.field] = value.strip() if isinstance(value, str) else value
+    return out
+
+
+def _values(hive: int) -> dict[str, Any]:
+    if sys.platform != "win32":  # also tells mypy on other platforms to skip what follows
+        return {}
+    import winreg
+
+    try:
+        key = winreg.OpenKey(hive, KEY, 0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY)
+    except FileNotFoundError:
+        return {}
+    out: dict[str, Any] = {}
+    with key:
+        for i in itertools.count():
+            try:
+                name, value, _kind = winreg.EnumValue(key, i)
+            except OSError:
+                break
+            out[name] = value
+    return out
+
+
+def read() -> dict[str, Any]:
+    """The machine's Lifeboat policy from the registry (Windows only)."""
+    if sys.platform != "win32":
+        raise OSError("the registry policy reader runs on Windows only; elsewhere use the policy TOML file")
+    import winreg
+
+    return merge(_values(winreg.HKEY_LOCAL_MACHINE), _values(winreg.HKEY_CURRENT_USER))
