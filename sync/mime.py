@@ -229,7 +229,7 @@ class _Parser:
         if raw is None:
             return ()
         raw = self.cap(name, raw)
-        if not _has_surrogates(raw):
+        if not _has_surrogates(raw) and len(raw) < 8000:  # the stdlib parser is slow on long lists
             try:
                 parsed = email_policy.default.header_fetch_parse(name, raw)
                 found = []
@@ -293,7 +293,7 @@ class _Parser:
 
     # ---- body
 
-    def walk(self, part: Message, depth: int, in_alternative: bool = False) -> None:
+    def walk(self, part: Message, depth: int) -> None:
         if depth > 60:
             self.note("MIME nesting deeper than 60 levels; deeper parts are skipped")
             return
@@ -302,20 +302,22 @@ class _Parser:
             self.signed = True
         if ctype == "multipart/encrypted":
             self.encrypted = True
-        if part.is_multipart():
+        if part.is_multipart() or ctype.startswith("multipart/"):
             payload = part.get_payload()
-            if isinstance(payload, list):
-                children = [p for p in payload if isinstance(p, Message)]
-                if ctype == "multipart/encrypted":
-                    for child in children:  # show the encrypted blob as an attachment, never as text
-                        self.add_attachment(child, force=True)
+            if not isinstance(payload, list):  # no usable boundary: guess it from the body, else text
+                recovered = _recover_multipart(part, ctype)
+                if recovered is None:
+                    self.add_text(_part_text(self, part, ctype="text/plain"), "text/plain", is_main=True)
                     return
-                alt = ctype == "multipart/alternative"
-                for child in children:
-                    self.walk(child, depth + 1, in_alternative=alt)
+                self.note("a multipart part had no usable boundary; recovered it from the body")
+                payload = recovered.get_payload()
+            children = [p for p in payload if isinstance(p, Message)]
+            if ctype == "multipart/encrypted":
+                for child in children:  # show the encrypted blob as an attachment, never as text
+                    self.add_attachment(child, force=True)
                 return
-            # a multipart without a usable boundary: its body is one opaque string; show it as text
-            self.add_text(_part_text(self, part, ctype="text/plain"), "text/plain", is_main=True)
+            for child in children:
+                self.walk(child, depth + 1)
             return
         if ctype == "message/rfc822" or (
             ctype.startswith("message/") and isinstance(part.get_payload(), list)
@@ -628,6 +630,25 @@ def _constant(content: bytes) -> Callable[[], bytes]:
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _recover_multipart(part: Message, ctype: str) -> Message | None:
+    """Re-parse a multipart whose boundary is missing or wrong, using the first `--token` line."""
+    body = part.get_payload(decode=True)
+    if not isinstance(body, bytes):
+        return None
+    m = re.search(rb"(?m)^--([!-~]{1,70}?)[ \t]*\r?$", body)
+    if m is None or b'"' in m.group(1):
+        return None
+    head = b"Content-Type: " + ctype.encode() + b'; boundary="' + m.group(1) + b'"\r\n\r\n'
+    try:
+        again = BytesParser(policy=email_policy.default).parsebytes(head + body)
+    except Exception:
+        return None
+    payload = again.get_payload()
+    if isinstance(payload, list) and payload:
+        return again
+    return None
 
 
 def _body_charset(msg: Message) -> str | None:
