@@ -331,6 +331,11 @@ class _Parser:
             smime_type = str(part.get_param("smime-type") or "").lower()
             if smime_type == "signed-data" or (self.filename(part) or "").lower().endswith(".p7s"):
                 self.signed = True
+                inner = _smime_signed_content(_part_bytes(part)())
+                if inner is not None:  # opaque signing (Outlook): show what was signed
+                    self.walk(inner, depth + 1)
+                    return
+                self.note("an S/MIME signed part could not be opened; kept as an attachment")
             else:
                 self.encrypted = True
             self.add_attachment(part, force=True)
@@ -630,6 +635,23 @@ def _constant(content: bytes) -> Callable[[], bytes]:
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _smime_signed_content(der: bytes) -> Message | None:
+    """The MIME entity inside an opaque S/MIME signed-data blob (the signature is NOT verified)."""
+    try:
+        from asn1crypto import cms  # type: ignore[import-untyped]
+
+        info = cms.ContentInfo.load(der)
+        if info["content_type"].native != "signed_data":
+            return None
+        content = info["content"]["encap_content_info"]["content"].native
+    except Exception as exc:
+        log.debug("S/MIME signed-data not readable: %s", type(exc).__name__)
+        return None
+    if not isinstance(content, bytes):
+        return None
+    return BytesParser(policy=email_policy.default).parsebytes(content)
 
 
 def _recover_multipart(part: Message, ctype: str) -> Message | None:
