@@ -1,0 +1,417 @@
+"""The `lifeboat` command line: argparse subcommands, one small function each, listed in COMMANDS.
+
+`main(argv) -> int` is the console script. Every sync.errors.LifeboatError becomes one line
+"lifeboat: <message>" on stderr and exit status 1, never a traceback. `--json` outputs are stable
+(documented in the README). Logs go to <home>/logs/lifeboat.log (rotating), never bodies or keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import logging
+import logging.handlers
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from desktop import config as config_mod
+from desktop import keys
+from sync import store as store_mod
+from sync.errors import LifeboatError, MessageBad
+from sync.store import Store
+
+log = logging.getLogger("lifeboat.cli")
+IMPORT_FOLDER = "Imported"
+IMPORT_BATCH = 100  # messages per transaction during import-eml
+MIN_FREE_BYTES = 500 * 1024 * 1024  # doctor warns below this much free disk
+
+# ------------------------------------------------------------------------------------------ plumbing
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("lifeboat")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    """The configuration for this run (--config/--home on top of the usual layers); starts logging."""
+    overrides = {"data_dir": str(args.home)} if args.home else None
+    cfg = config_mod.load(Path(args.config) if args.config else None, overrides=overrides)
+    setup_logging(cfg.home)
+    return cfg
+
+
+_handler: logging.Handler | None = None
+
+
+def setup_logging(home: Path) -> None:
+    """Log to <home>/logs/lifeboat.log, rotating at 1 MB with 5 old files kept."""
+    global _handler
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+        _handler.close()
+    _handler = logging.handlers.RotatingFileHandler(
+        logs / "lifeboat.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8"
+    )
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(_handler)
+    root.setLevel(logging.INFO)
+
+
+def account(cfg: config_mod.Config) -> str:
+    return cfg.username or "default"
+
+
+def open_cache(cfg: config_mod.Config) -> Store:
+    """The account's cache, opened with its key from the keystore (or LIFEBOAT_DB_KEY)."""
+    name = account(cfg)
+    return Store.open(store_mod.cache_path(cfg.home, name), keys.db_key(name))
+
+
+def emit_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+# ------------------------------------------------------------------------------------------ import-eml
+
+
+def eml_files(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
+    """(file, problem) for each file named or found (recursively, *.eml) in a folder named."""
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".eml")
+            if not found:
+                yield path, "no .eml files in this folder"
+            for p in found:
+                yield p, None
+        elif path.is_file():
+            yield path, None
+        else:
+            yield path, "no such file or folder"
+
+
+def cmd_import_eml(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    stored = raw_only = again = 0
+    failed: list[tuple[Path, str]] = []
+    with open_cache(cfg) as store:
+        folder = store.local_folder(IMPORT_FOLDER)
+        batch: list[tuple[Path, bytes]] = []
+
+        def flush() -> None:
+            nonlocal stored, raw_only, again
+            with store.transaction():
+                for _path, raw in batch:
+                    provider_id = "eml:" + hashlib.sha256(raw).hexdigest()[:40]
+                    again += store.message_by_provider_id(provider_id) is not None
+                    message = store.message(store.put_message(folder, provider_id, raw))
+                    raw_only += bool(message and not message["parse_ok"])
+                    stored += 1
+            log.info("import-eml: committed %d messages (%d in all)", len(batch), stored)
+            batch.clear()
+
+        for path, problem in eml_files(args.paths):
+            if problem is None:
+                try:
+                    raw = path.read_bytes()
+                except OSError as exc:
+                    problem = exc.strerror or type(exc).__name__
+                else:
+                    if not raw.strip():
+                        problem = "the file is empty"
+            if problem is not None:
+                failed.append((path, problem))
+                continue
+            batch.append((path, raw))
+            if len(batch) >= IMPORT_BATCH:
+                flush()
+        if batch:
+            flush()
+    print(f'Imported into the local folder "{IMPORT_FOLDER}": {stored} stored', end="")
+    details = []
+    if raw_only:
+        details.append(f"{raw_only} kept raw only: could not be parsed, shown as raw text")
+    if again:
+        details.append(f"{again} already there (updated)")
+    print(f" ({'; '.join(details)})" if details else "", end="")
+    print(f", {len(failed)} failed" + (":" if failed else "."))
+    for path, problem in failed:
+        print(f"  {path}: {problem}")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------ search, show
+
+
+def listing(row: dict[str, Any]) -> dict[str, Any]:
+    """The stable JSON shape of one message in a list (search results)."""
+    keys_ = (
+        "id",
+        "folder_id",
+        "date",
+        "sender",
+        "subject",
+        "message_id",
+        "is_read",
+        "has_attachments",
+        "size",
+    )
+    return {k: row.get(k) for k in keys_}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    with open_cache(cfg) as store:
+        rows = store.search(args.query, limit=args.limit)
+    if args.json:
+        emit_json({"query": args.query, "count": len(rows), "results": [listing(r) for r in rows]})
+        return 0
+    for r in rows:
+        print(f"{r['id']:>7}  {(r['date'] or '')[:16]:16}  {r['sender'][:30]:30}  {r['subject']}")
+    print(f"{len(rows)} message(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    with open_cache(cfg) as store:
+        message = store.message(args.id)
+        if message is None:
+            raise MessageBad(
+                f"there is no message {args.id} in the cache", fix="find ids with `lifeboat search`"
+            )
+        raw = store.raw(args.id)
+        parsed = store.parsed(args.id)
+    if args.raw:
+        if raw is None:
+            raise MessageBad(f"message {args.id} has no MIME in the cache yet (only its summary)")
+        sys.stdout.buffer.write(raw)
+        sys.stdout.flush()
+        return 0
+    text = "" if parsed is None else (parsed.plain if parsed.plain is not None else parsed.text)
+    if args.json:
+        emit_json({**message, "text": text})
+        return 0
+    for label, name in (
+        ("From", "sender"),
+        ("To", "to_addrs"),
+        ("Cc", "cc_addrs"),
+        ("Date", "date"),
+        ("Subject", "subject"),
+        ("Folder", "folder"),
+    ):
+        if message.get(name):
+            print(f"{label}: {message[name]}")
+    for a in message["attachments"]:
+        print(f"Attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+    print()
+    print(text if parsed is not None else "(only the summary is cached; the message body is not here yet)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ status, doctor
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    with open_cache(cfg) as store:
+        status = {"account": account(cfg), **store.status()}
+    if args.json:
+        emit_json(status)
+        return 0
+    for name, value in status.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        print(f"{name:20} {value}")
+    return 0
+
+
+def nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def doctor_checks(cfg: config_mod.Config) -> list[dict[str, Any]]:
+    """Each check: {name, status: ok|warn|fail, detail}."""
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, status: str, detail: str) -> None:
+        checks.append({"name": name, "status": status, "detail": detail})
+
+    ks = keys.keystore_status()
+    if ks["ok"]:
+        add("keystore", "ok", f"{ks['backend']} works")
+    elif ks["env_key"]:
+        add("keystore", "warn", f"{ks.get('problem')}; using {keys.ENV} instead")
+    else:
+        add("keystore", "fail", str(ks.get("problem")))
+    add("sqlcipher", "ok" if store_mod.environment_ok() else "fail", "SQLCipher with FTS5")
+    path = store_mod.cache_path(cfg.home, account(cfg))
+    if not path.exists():
+        add("cache", "ok", f"{path} does not exist yet (it is created on the first sync)")
+    else:
+        try:
+            with open_cache(cfg) as store:
+                problems = store.check()
+                size = store.size_bytes()
+            if problems:
+                add("cache", "fail", f"{path}: " + "; ".join(problems[:5]))
+            else:
+                add("cache", "ok", f"{path} ({size} bytes) passes cipher_integrity_check and quick_check")
+        except LifeboatError as exc:
+            add("cache", "fail", str(exc))
+    free = shutil.disk_usage(nearest_existing(cfg.home)).free
+    add(
+        "disk",
+        "ok" if free >= MIN_FREE_BYTES else "warn",
+        f"{free // (1024 * 1024)} MB free under {cfg.home}",
+    )
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    checks = doctor_checks(cfg)
+    ok = all(c["status"] != "fail" for c in checks)
+    if args.json:
+        emit_json({"ok": ok, "checks": checks, "version": version(), "home": str(cfg.home)})
+    else:
+        for c in checks:
+            print(f"{c['status']:5} {c['name']:10} {c['detail']}")
+    return 0 if ok else 1
+
+
+# ------------------------------------------------------------------------------------------ not ours
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    try:
+        simulator_cli = importlib.import_module("simulator.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("simulator.cli", "simulator"):
+            raise
+        print("lifeboat: simulator: not built yet", file=sys.stderr)
+        return 2
+    return int(simulator_cli.main(list(args.rest)))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print("lifeboat: demo: not built yet", file=sys.stderr)
+    return 2
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    options: Callable[[argparse.ArgumentParser], None] = field(default=lambda p: None)
+    passthrough: bool = False  # hand every argument after the name to `run` as args.rest
+
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".eml files or folders of them")
+
+
+def _search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", help='FTS5 query: words, "a phrase", OR, NOT, prefix*')
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N results (default 50)")
+
+
+def _show_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", type=int, help="a message id from `lifeboat search`")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--json", action="store_true", help="summary, attachments and text as JSON")
+    mode.add_argument("--raw", action="store_true", help="the raw MIME bytes")
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+COMMANDS: list[Command] = [
+    Command(
+        "import-eml", 'import .eml files into the local folder "Imported"', cmd_import_eml, _import_options
+    ),
+    Command("search", "full-text search of the cache", cmd_search, _search_options),
+    Command("show", "show one message", cmd_show, _show_options),
+    Command("status", "cache size, counts, oldest and newest message", cmd_status, _json_option),
+    Command("doctor", "check the keystore, the cache's integrity and free disk", cmd_doctor, _json_option),
+    Command("simulator", "run the local Microsoft 365 simulator", cmd_simulator, passthrough=True),
+    Command("demo", "run the demo against the simulator", cmd_demo, passthrough=True),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lifeboat", description="Email continuity for Microsoft 365 and Exchange."
+    )
+    parser.add_argument(
+        "--config", metavar="PATH", help="user config file (default: LIFEBOAT_CONFIG or the usual place)"
+    )
+    parser.add_argument(
+        "--home", metavar="DIR", help="data folder (default: LIFEBOAT_HOME or the usual place)"
+    )
+    parser.add_argument("--version", action="version", version=f"lifeboat {version()}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = subs.add_parser(
+            command.name, help=command.help, description=command.help, add_help=not command.passthrough
+        )
+        command.options(sub)
+        sub.set_defaults(run=command.run, passthrough=command.passthrough)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.passthrough:
+        args.rest = argv[argv.index(args.command) + 1 :]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.run(args))
+    except LifeboatError as exc:
+        log.warning("%s failed: %s", args.command, exc)
+        print(f"lifeboat: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lifeboat: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:
+        log.warning("%s failed: %s", args.command, exc)
+        print(f"lifeboat: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: the details go to the log, the user gets one line
+        log.exception("%s failed unexpectedly", args.command)
+        print(
+            f"lifeboat: unexpected error ({type(exc).__name__}: {exc}); details are in the log",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
