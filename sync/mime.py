@@ -61,6 +61,7 @@ _CHARSET_ALIASES = {
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _EW_GAP = re.compile(r"(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)\s+(?==\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)")
 _MSGID = re.compile(r"<[^<>\s]+>")
+_MSGID_OK = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without <, >
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _FWD_PREFIX = re.compile(r"^\s*((fw|fwd|wg|tr|rv)\s*:\s*)+", re.IGNORECASE)
 
@@ -888,7 +889,7 @@ def _address(value: str, role: str) -> HeaderAddress:
 
 
 def _check_msgid(value: str, role: str) -> None:
-    if not isinstance(value, str) or not re.fullmatch(r"<[^<>\s@]+@[^<>\s@]+>", value):
+    if not isinstance(value, str) or not _MSGID_OK.fullmatch(value):
         raise MessageBad(f"{role} {value!r} is not a Message-ID", fix="use the form <id@domain>")
 
 
@@ -899,33 +900,45 @@ def reply_fields(original: Parsed, *, reply_all: bool, me: str) -> dict[str, Any
     """Fields for build() answering `original`: to, cc, subject, in_reply_to, references, text."""
     s = original.summary
     mine = {a.lower() for _, a in getaddresses([me]) if a}
-    targets = original.reply_to or ((s.sender,) if s.sender else ())
-    to = [str(a) for a in targets if a.email and a.email.lower() not in mine]
-    if not to and s.sender and s.sender.email:  # replying to one's own message: answer its recipients
-        to = [str(a) for a in s.to if a.email]
-    cc: list[str] = []
-    if reply_all:
-        seen = {a.email.lower() for a in targets} | mine
-        for a in (*s.to, *s.cc):
+    targets = [a for a in (original.reply_to or ((s.sender,) if s.sender else ())) if a.email]
+    if targets and all(a.email.lower() in mine for a in targets):  # my own message: answer its recipients
+        targets = list(s.to)
+    to: list[Address] = []
+    cc: list[Address] = []
+    seen = set(mine)
+    for group, into in ((targets, to), ((*s.to, *s.cc) if reply_all else (), cc)):
+        for a in group:
             if a.email and a.email.lower() not in seen:
                 seen.add(a.email.lower())
-                (cc if a not in s.to or to else to).append(str(a))
-        cc = [c for c in cc if c not in to]
-    references = list(s.references)
-    if s.message_id and s.message_id not in references:
-        references.append(s.message_id)
+                into.append(a)
+    parent = s.message_id if s.message_id and _MSGID_OK.fullmatch(s.message_id) else None
+    references = [r for r in s.references if _MSGID_OK.fullmatch(r)]
+    if parent and parent not in references:
+        references.append(parent)
+    if len(references) > 21:  # RFC 5322 3.6.4 allows trimming: keep the first and the latest
+        references = [references[0], *references[-20:]]
     subject = s.subject if _REPLY_PREFIX.match(s.subject or "") else f"Re: {s.subject}".rstrip()
     who = str(s.sender) if s.sender else "someone"
     when = s.date.strftime("%Y-%m-%d %H:%M UTC") if s.date else "an unknown date"
     quoted = "\n".join("> " + line if line else ">" for line in _body_for_quote(original).splitlines())
     return {
-        "to": to,
-        "cc": cc,
+        "to": [_format_address(a) for a in to],
+        "cc": [_format_address(a) for a in cc],
         "subject": subject,
-        "in_reply_to": s.message_id,
+        "in_reply_to": parent,
         "references": references,
         "text": f"\n\nOn {when}, {who} wrote:\n{quoted}\n",
     }
+
+
+def _format_address(a: Address) -> str:
+    """`Name <email>` that getaddresses() reads back as the same pair (quotes names with specials)."""
+    if not a.name:
+        return a.email
+    if re.search(r'[()<>\[\]:;@\\,."]', a.name):
+        quoted = a.name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{a.email}>'
+    return f"{a.name} <{a.email}>"
 
 
 def forward_fields(original: Parsed) -> dict[str, Any]:
