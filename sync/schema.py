@@ -108,6 +108,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             value TEXT
         )""",
     ),
+    # 2: rows the provider listed during a folder's re-baseline round (sync.plan MarkSeen/RemoveUnseen)
+    (
+        """CREATE TABLE baseline_seen (
+            folder_id TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            PRIMARY KEY (folder_id, provider_id)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

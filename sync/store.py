@@ -585,6 +585,44 @@ class Store:
                 raise BadQuery(f"cannot search for {query!r}: {text}") from exc
             raise
 
+    # ------------------------------------------------------------------ sync plans
+
+    @_guard
+    def apply(self, actions: Iterable[Any]) -> None:
+        """Execute sync.plan actions in ONE transaction (a page's items together with its cursor)."""
+        from sync import plan
+
+        with self.transaction():
+            for a in actions:
+                if isinstance(a, plan.UpsertSummary):
+                    self._put_placeholder(a.folder_id, a.item.provider_id, a.item)
+                elif isinstance(a, plan.RemoveMessage):  # only if it still sits in that folder
+                    found = self.conn.execute(
+                        "SELECT id FROM messages WHERE provider_id = ? AND folder_id = ?",
+                        (a.provider_id, a.folder_id))
+                    self._delete_ids([r[0] for r in found])
+                elif isinstance(a, plan.SetCursor):
+                    self.set_cursor(a.folder_id, a.cursor)
+                elif isinstance(a, plan.StartBaseline):
+                    self.conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
+                elif isinstance(a, plan.MarkSeen):
+                    self.conn.executemany("INSERT OR IGNORE INTO baseline_seen VALUES (?, ?)",
+                                          [(a.folder_id, p) for p in a.provider_ids])
+                elif isinstance(a, plan.RemoveUnseen):
+                    found = self.conn.execute(
+                        """SELECT id FROM messages WHERE folder_id = ?1 AND provider_id NOT IN
+                           (SELECT provider_id FROM baseline_seen WHERE folder_id = ?1)""", (a.folder_id,))
+                    self._delete_ids([r[0] for r in found])
+                    self.conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
+                elif isinstance(a, plan.PruneOlderThan):
+                    found = self.conn.execute("SELECT id FROM messages WHERE folder_id = ? AND date < ?",
+                                              (a.folder_id, _iso(a.before)))
+                    self._delete_ids([r[0] for r in found])
+                elif isinstance(a, plan.SaveFolderSync):
+                    self.set_setting(f"sync.folder.{a.folder_id}", a.state.to_json())
+                else:
+                    raise TypeError(f"Store.apply does not know {type(a).__name__}")
+
     # ------------------------------------------------------------------ cursors
 
     @_guard

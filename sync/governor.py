@@ -1,0 +1,95 @@
+"""The throttle governor: one per mailbox, it paces every request a source sends to the provider.
+
+`Governor.run(attempt)` holds one of `max_in_flight` slots (Graph allows 4 concurrent requests per
+app and mailbox), waits out any shared `Retry-After` pause, and retries a bounded number of times:
+Throttled (429) after its Retry-After (all callers pause together), and Unreachable marked
+`retryable` (5xx, a dropped connection) after a jittered exponential backoff. Anything else, and the
+last failure, propagates: patience beyond these few retries belongs to policy, not here.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sync.errors import Throttled, Unreachable
+
+T = TypeVar("T")
+
+
+class Governor:
+    def __init__(
+        self,
+        max_in_flight: int = 4,
+        *,
+        max_attempts: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        max_retry_after: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if max_in_flight < 1 or max_attempts < 1:
+            raise ValueError("max_in_flight and max_attempts must be at least 1")
+        self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_retry_after = max_retry_after
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self.throttled = 0  # 429s seen (for status and benchmarks)
+        self.retried = 0  # retries after 5xx or dropped connections
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for the given (1-based) failed attempt."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return ceiling * (0.5 + 0.5 * self._jitter())
+
+    def pause(self, seconds: float) -> None:
+        """Make every caller wait `seconds` from now before its next request (a shared Retry-After)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_retry_after))
+
+    def _wait_pause(self) -> None:
+        while True:
+            with self._lock:
+                left = self._paused_until - self._clock()
+            if left <= 0:
+                return
+            self._sleep(left)
+
+    def run(self, attempt: Callable[[int], T], *, retry: bool = True) -> T:
+        """Call attempt(n) for n = 1, 2, ... under a slot until it returns or the budget is spent.
+
+        With retry=False (requests that are not idempotent, like sendMail) only a 429 is retried:
+        the provider did not act on a throttled request.
+        """
+        n = 0
+        while True:
+            n += 1
+            self._wait_pause()
+            delay = 0.0
+            with self._slots:
+                try:
+                    return attempt(n)
+                except Throttled as exc:
+                    self.throttled += 1
+                    if n >= self.max_attempts:
+                        raise
+                    self.pause(exc.retry_after)
+                except Unreachable as exc:
+                    if not (retry and getattr(exc, "retryable", False)) or n >= self.max_attempts:
+                        raise
+                    self.retried += 1
+                    delay = self.backoff(n)
+            if delay:
+                self._sleep(delay)  # outside the slot: others may go on meanwhile

@@ -1,0 +1,219 @@
+"""PURE sync planning: one page of a folder's change feed + a local snapshot -> store actions.
+
+Main entry points: `plan_page(...)` and `plan_round_end(...)`; `FolderSync` is a folder's durable
+sync state. Actions are small frozen dataclasses whose str() reads like a log line; the store
+executes a page's actions (items + cursor) in one transaction. Upserts by provider_id are
+idempotent, so replaying a page after a crash changes nothing. No I/O, no clock: time is an argument.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+
+from sync.model import Changes, RemoteItem
+
+# How often a folder's delta is re-baselined to move its `receivedDateTime ge` window forward (the
+# date is frozen into Graph's delta token) and to heal any drift.
+REBASELINE_EVERY = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class UpsertSummary:
+    folder_id: str
+    item: RemoteItem
+
+    def __str__(self) -> str:
+        return f"upsert {self.item.provider_id[-12:]} in {self.folder_id[-12:]}"
+
+
+@dataclass(frozen=True)
+class RemoveMessage:
+    folder_id: str
+    provider_id: str
+
+    def __str__(self) -> str:
+        return f"remove {self.provider_id[-12:]} from {self.folder_id[-12:]}"
+
+
+@dataclass(frozen=True)
+class SetCursor:
+    folder_id: str
+    cursor: str | None
+
+    def __str__(self) -> str:
+        what = "clear" if self.cursor is None else "set"
+        return f"{what} cursor of {self.folder_id[-12:]}"
+
+
+@dataclass(frozen=True)
+class StartBaseline:
+    """Forget the cursor and mark the folder's rows unseen; rows stay until the round completes."""
+
+    folder_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"start baseline of {self.folder_id[-12:]}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class MarkSeen:
+    """During a baseline round: these rows were listed by the provider (keep them at the end)."""
+
+    folder_id: str
+    provider_ids: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"mark {len(self.provider_ids)} seen in {self.folder_id[-12:]}"
+
+
+@dataclass(frozen=True)
+class RemoveUnseen:
+    """The baseline round completed: rows of the folder the provider did not list are gone."""
+
+    folder_id: str
+
+    def __str__(self) -> str:
+        return f"remove rows of {self.folder_id[-12:]} not seen in the baseline"
+
+
+@dataclass(frozen=True)
+class PruneOlderThan:
+    folder_id: str
+    before: datetime
+
+    def __str__(self) -> str:
+        return f"prune {self.folder_id[-12:]} older than {self.before.isoformat()}"
+
+
+@dataclass(frozen=True)
+class SaveFolderSync:
+    folder_id: str
+    state: FolderSync
+
+    def __str__(self) -> str:
+        return f"save sync state of {self.folder_id[-12:]}"
+
+
+Action = (
+    UpsertSummary | RemoveMessage | SetCursor | StartBaseline | MarkSeen | RemoveUnseen | PruneOlderThan
+    | SaveFolderSync
+)
+
+
+@dataclass(frozen=True)
+class FolderSync:
+    """A folder's durable sync state (kept beside its cursor)."""
+
+    baselining: bool = False  # a baseline round is in progress (rows may be marked unseen)
+    window_start: datetime | None = None  # the `receivedDateTime ge` date frozen into the cursor
+    baseline_at: datetime | None = None  # when the current/last baseline round started
+    last_success_at: datetime | None = None  # when a round last completed
+    rounds: int = 0  # completed rounds (0: never synced)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        for k in ("window_start", "baseline_at", "last_success_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> FolderSync:
+        if not text:
+            return cls()
+        d = json.loads(text)
+        for k in ("window_start", "baseline_at", "last_success_at"):
+            d[k] = datetime.fromisoformat(d[k]) if d.get(k) else None
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def window_start(now: datetime, cache_days: int) -> datetime:
+    """The oldest receivedDateTime kept, rounded down to the day (so cursors stay comparable)."""
+    start = now - timedelta(days=cache_days)
+    return start.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def plan_round_start(
+    folder_id: str, cursor: str | None, state: FolderSync, now: datetime, cache_days: int,
+) -> tuple[list[Action], FolderSync]:
+    """Before asking for a page: start a baseline when there is no cursor or the window drifted."""
+    start = window_start(now, cache_days)
+    reason = ""
+    if cursor is None and not state.baselining:
+        reason = "first sync" if state.rounds == 0 else "no cursor"
+    elif cursor is not None and not state.baselining and state.baseline_at is not None and (
+        now - state.baseline_at >= REBASELINE_EVERY
+    ):
+        reason = "periodic re-baseline (moves the cache window forward)"
+    elif cursor is not None and state.window_start is not None and start < state.window_start:
+        reason = "the cache window grew"
+    if not reason:
+        return [], state
+    return start_baseline(folder_id, state, now, cache_days, reason)
+
+
+def start_baseline(
+    folder_id: str, state: FolderSync, now: datetime, cache_days: int, reason: str,
+) -> tuple[list[Action], FolderSync]:
+    """Drop the cursor and begin a fresh baseline round; nothing is deleted until it completes."""
+    new = replace(state, baselining=True, window_start=window_start(now, cache_days), baseline_at=now)
+    return [StartBaseline(folder_id, reason), SetCursor(folder_id, None), SaveFolderSync(folder_id, new)], new
+
+
+def plan_page(
+    folder_id: str,
+    page: Changes,
+    local: Mapping[str, str],
+    state: FolderSync,
+    now: datetime,
+    cache_days: int,
+) -> tuple[list[Action], FolderSync]:
+    """Actions for one page: upserts, removals, the cursor, and (at a round's end) the cleanup.
+
+    `local` maps the provider_ids this page mentions to the folder each now sits in locally. A
+    removal is applied only if the row is still in this folder (a move to another folder may have
+    been synced first; the row then belongs to that folder). The same id may appear twice in a
+    round and even twice in a page: the last mention wins.
+    """
+    actions: list[Action] = []
+    keep_from = window_start(now, cache_days)
+    latest: dict[str, RemoteItem | None] = {}
+    for listed in page.items:
+        latest[listed.provider_id] = listed
+    for pid in page.removed:
+        latest.pop(pid, None)
+        latest[pid] = None
+    where = dict(local)
+    for pid, item in latest.items():
+        if item is None:
+            if where.get(pid) == folder_id:
+                actions.append(RemoveMessage(folder_id, pid))
+                where.pop(pid)
+            continue
+        if item.received_at is not None and item.received_at < keep_from:
+            continue  # outside the cache window (an old item changed): not cached
+        actions.append(UpsertSummary(folder_id, item))
+        where[pid] = folder_id
+    seen = tuple(a.item.provider_id for a in actions if isinstance(a, UpsertSummary))
+    if state.baselining and seen:
+        actions.append(MarkSeen(folder_id, seen))
+    actions.append(SetCursor(folder_id, page.cursor))
+    new = state
+    if page.complete:
+        if state.baselining:
+            actions.append(RemoveUnseen(folder_id))
+        actions.append(PruneOlderThan(folder_id, keep_from))
+        new = replace(state, baselining=False, last_success_at=now, rounds=state.rounds + 1)
+    if new != state:
+        actions.append(SaveFolderSync(folder_id, new))
+    return actions, new
+
+
+def mime_batches(provider_ids: Sequence[str], size: int = 20) -> list[tuple[str, ...]]:
+    """Split ids into $batch-sized groups (Graph takes at most 20 requests per batch)."""
+    if not 1 <= size <= 20:
+        raise ValueError("a Graph $batch holds 1 to 20 requests")
+    return [tuple(provider_ids[i : i + size]) for i in range(0, len(provider_ids), size)]
