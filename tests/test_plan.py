@@ -85,7 +85,7 @@ def test_items_older_than_the_window_are_not_cached() -> None:
     acts, _ = plan.plan_page(F, Changes((item("old", days_ago=45), item("new")), (), "c", True), {},
                              state, NOW, 30)
     assert [a.item.provider_id for a in acts if isinstance(a, UpsertSummary)] == ["new"]
-    prune = [a for a in acts if isinstance(a, PruneOlderThan)][0]
+    prune = next(a for a in acts if isinstance(a, PruneOlderThan))
     assert prune.before == datetime(2026, 10, 29, tzinfo=UTC)
 
 
@@ -184,7 +184,7 @@ def test_store_apply_rebaseline_keeps_rows_until_the_round_completes(store) -> N
     store.apply(acts)
     rows = store.list_messages(F, limit=10)
     assert sorted(m["provider_id"] for m in rows) == ["1", "2"]
-    assert [m for m in rows if m["provider_id"] == "1"][0]["has_mime"]  # MIME kept through the baseline
+    assert next(m for m in rows if m["provider_id"] == "1")["has_mime"]  # MIME kept through the baseline
     assert store.cursor(F) == "d2"
 
 
