@@ -1,0 +1,219 @@
+"""The js_api bridge over a real SQLCipher store filled with real third-party MIME."""
+
+from __future__ import annotations
+
+import email
+import os
+import queue
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sync.model import Folder
+from sync.store import Store
+from ui.bridge import Bridge
+
+ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+MIME = ASSETS / "mime-public"
+ME = "Me Myself <me@example.org>"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "cache.db", os.urandom(32))
+    s.upsert_folders([Folder("inbox", "Inbox", well_known="inbox"), Folder("sent", "Sent Items")])
+    yield s
+    s.close()
+
+
+def put(store: Store, name: str, folder: str = "inbox") -> int:
+    raw = (MIME / name).read_bytes()
+    return store.put_message(folder, "p-" + name, raw)
+
+
+@pytest.fixture
+def bridge(store):
+    opened: list[str] = []
+    b = Bridge(store, queue.Queue(), me=ME, open_url=opened.append, open_path=opened.append)
+    b._opened = opened  # type: ignore[attr-defined]
+    return b
+
+
+def test_public_surface_is_only_the_api(bridge):
+    """Tried: list what pywebview would expose (every public attribute); only API methods, all callable."""
+    public = {n for n in dir(bridge) if not n.startswith("_")}
+    assert public == {
+        "status", "folders", "messages", "search", "message", "outbox", "timeline", "open_link",
+        "open_attachment", "save_attachment", "draft", "send", "pick_files", "sync_now", "force", "pause",
+    }
+    assert all(callable(getattr(bridge, n)) for n in public)
+
+
+def test_folders_and_paged_list(store, bridge):
+    """Tried: three real messages in Inbox; the folder count, then pages by offset/limit, newest first."""
+    for name in ("cpython__msg_02.txt.eml", "hunnysoft__m1005.txt.eml", "spamassassin__spam_006.eml"):
+        put(store, name)
+    folders = {f["id"]: f for f in bridge.folders()}
+    assert folders["inbox"]["count"] == 3 and folders["sent"]["count"] == 0
+    page1 = bridge.messages("inbox", 0, 2)
+    page2 = bridge.messages("inbox", 2, 2)
+    assert page1["total"] == 3 and len(page1["items"]) == 2 and len(page2["items"]) == 1
+    dates = [i["date"] for i in page1["items"] + page2["items"] if i["date"]]
+    assert dates == sorted(dates, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("call", "args"),
+    [
+        ("messages", ("nope", 0, 10)),
+        ("messages", ("inbox", -1, 10)),
+        ("messages", ("inbox", 0, 100000)),
+        ("messages", ("inbox", "0", 10)),
+        ("message", (0,)),
+        ("message", ("1",)),
+        ("message", (999,)),
+        ("message", (1, "yes")),
+        ("search", (None,)),
+        ("search", ("x" * 600,)),
+        ("force", ("chaos",)),
+        ("pause", ("yes",)),
+        ("draft", ("bogus", 1)),
+        ("send", ("not a dict",)),
+        ("open_link", (1, "javascript:alert(1)")),
+        ("timeline", (True,)),
+    ],
+)
+def test_bad_arguments_come_back_as_clear_errors(store, bridge, call, args):
+    """Tried: wrong types, ranges, unknown ids and values; each is an {"error", "fix"} JSON, not a crash."""
+    put(store, "cpython__msg_02.txt.eml")
+    out = getattr(bridge, call)(*args)
+    assert isinstance(out, dict) and out["error"] and "kind" in out
+
+
+def test_message_body_is_sanitized_and_images_blocked(store, bridge):
+    """Tried: a real spam mail with remote images; strict CSP in srcdoc, no remote src, images counted."""
+    mid = put(store, "spamscope__mail_test_8.eml")
+    m = bridge.message(mid)
+    assert "default-src 'none'" in m["srcdoc"] and "img-src data:;" in m["srcdoc"]
+    assert m["blocked_images"] > 0
+    assert 'src="http' not in m["srcdoc"].lower()
+    shown = bridge.message(mid, True)
+    assert shown["blocked_images"] == 0 and 'src="http' in shown["srcdoc"].lower()
+    assert "img-src data: http: https:" in shown["srcdoc"]
+
+
+def test_cid_images_become_data_uris(store, bridge):
+    """Tried: a multipart/related message whose HTML shows a cid: image; it arrives as a data: URI."""
+    mid = put(store, "dovecot-thirdparty__019.eml")
+    m = bridge.message(mid)
+    assert "cid:" not in m["srcdoc"]
+    assert "data:image/" in m["srcdoc"]
+
+
+def test_open_link_only_for_links_of_that_message(store, bridge):
+    """Tried: open a link the message has, one it does not have, and one from another message."""
+    mid = put(store, "spamscope__mail_test_8.eml")
+    other = put(store, "mailcore2-summary__965-email-rendering.eml")
+    links = bridge.message(mid)["links"]
+    assert links
+    assert bridge.open_link(mid, links[0]) == {"opened": links[0]}
+    assert bridge._opened == [links[0]]
+    assert "error" in bridge.open_link(mid, "https://evil.example/phish")
+    foreign = [u for u in bridge.message(other)["links"] if u not in links]
+    if foreign:
+        assert "error" in bridge.open_link(mid, foreign[0])
+    assert bridge._opened == [links[0]]
+
+
+def test_attachments_open_and_save(store, bridge, tmp_path):
+    """Tried: a real message with attachments; open writes a private temp copy, save writes the bytes."""
+    mid = put(store, "hunnysoft__m1005.txt.eml")
+    atts = bridge.message(mid)["attachments"]
+    assert atts
+    first = atts[0]
+    out = bridge.save_attachment(mid, first["index"], str(tmp_path))
+    saved = Path(out["saved"])
+    assert saved.parent == tmp_path and saved.stat().st_size > 0
+    assert saved.read_bytes() == store.parsed(mid).attachment(first["index"])
+    assert bridge.open_attachment(mid, first["index"])["opened"]
+    assert Path(bridge._opened[-1]).read_bytes() == saved.read_bytes()
+    assert "error" in bridge.save_attachment(mid, 99, str(tmp_path))
+
+
+def test_search_as_you_type(store, bridge):
+    """Tried: partial words (prefix match) and FTS syntax characters that must not raise."""
+    mid = put(store, "hunnysoft__m1005.txt.eml")
+    subject = bridge.message(mid)["subject"]
+    word = next(w for w in subject.split() if len(w) > 4 and w.isalpha())
+    found = bridge.search(word[:3])
+    assert mid in [i["id"] for i in found["items"]]
+    for nasty in ('"', "AND (", "*", "NEAR(", "a:b", "'); DROP TABLE messages;--"):
+        out = bridge.search(nasty)
+        assert "items" in out or "error" in out
+    assert bridge.folders()[0]["count"] >= 1
+
+
+def test_reply_goes_to_outbox_with_threading_headers(store, bridge):
+    """Tried: draft a reply-all and send it; queued row has In-Reply-To/References, engine woken."""
+    mid = put(store, "hunnysoft__m1005.txt.eml")
+    original = store.message(mid)
+    d = bridge.draft("reply_all", mid)
+    assert d["subject"].lower().startswith("re:")
+    d["to"] = d["to"] or "someone@example.com"
+    d["text"] = "Thanks!\n" + d["text"]
+    out = bridge.send(d)
+    assert out["queued"] and out["message_id"].startswith("<")
+    item = store.outbox_get(out["queued"])
+    assert item.state == "queued"
+    msg = email.message_from_bytes(item.raw)
+    assert msg["In-Reply-To"] == original["message_id"]
+    assert original["message_id"] in msg["References"]
+    assert bridge._commands.get_nowait() == ("wake_outbox",)
+    listed = bridge.outbox()
+    assert listed[0]["id"] == item.id and listed[0]["state"] == "queued"
+    assert bridge.status()["outbox"]["queued"] == 1
+
+
+def test_forward_keeps_attachments(store, bridge):
+    """Tried: forward a message with attachments; the queued MIME carries the same attachment bytes."""
+    mid = put(store, "hunnysoft__m1005.txt.eml")
+    d = bridge.draft("forward", mid)
+    assert d["attachments"]
+    d["to"] = "friend@example.com"
+    out = bridge.send(d)
+    raw = store.outbox_get(out["queued"]).raw
+    names = [p.get_filename() for p in email.message_from_bytes(raw).walk() if p.get_filename()]
+    assert [a["filename"] for a in d["attachments"]] == names
+
+
+def test_send_rejects_bad_addresses_and_loses_nothing(store, bridge):
+    """Tried: send to a malformed address; a clear MessageBad error and no outbox row."""
+    out = bridge.send({"kind": "new", "to": "not-an-address", "subject": "x", "text": "y"})
+    assert out["kind"] == "MessageBad" and "not" in out["error"]
+    assert bridge.outbox() == []
+    assert bridge._commands.empty()
+
+
+def test_status_and_timeline(store, bridge):
+    """Tried: persist continuity with the offline condition and log events; banner and timeline show them."""
+    since = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+    store.save_mode("continuity", since, "provider down", '{"offline": false, "sign_in_needed": false}')
+    store.log_event("mode", "normal -> continuity: provider down", since)
+    st = bridge.status()
+    assert st["mode"] == "continuity" and st["route"] == "backup"
+    assert st["since"].startswith("2026-11-28T09:30")
+    store.save_mode("normal", since, "ok", '{"offline": true}')
+    st = bridge.status()
+    assert st["shown"] == "offline" and st["route"] == "primary"
+    assert bridge.timeline(10)[0]["detail"].startswith("normal -> continuity")
+
+
+def test_commands_are_enqueued(bridge):
+    """Tried: sync now, force continuity/normal, pause; each becomes one command tuple, nothing else."""
+    bridge.sync_now()
+    bridge.force("continuity")
+    bridge.force("normal")
+    bridge.pause(True)
+    got = [bridge._commands.get_nowait() for _ in range(4)]
+    assert got == [("sync_now",), ("force", "continuity"), ("force", "normal"), ("pause", True)]

@@ -1,0 +1,442 @@
+"""The page's only door to Python: `Bridge`, given to pywebview as js_api.
+
+Every public method validates its arguments, reads the store or enqueues a command, and returns
+plain JSON (a bad argument or a store error comes back as {"error", "fix"}, never as a traceback).
+It never calls the network. Mail HTML reaches the page only as a sanitized iframe srcdoc (ui.safehtml).
+Everything that is not an API method is an `_underscore` attribute: pywebview exposes the rest.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import mimetypes
+import os
+import queue
+import re
+import subprocess
+import sys
+import tempfile
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sync import mime
+from sync.errors import LifeboatError, MessageBad
+from sync.failover import route_for
+from sync.model import Mode, OutboxState
+from ui import safehtml
+
+MAX_PAGE = 500
+MAX_QUERY = 500
+MAX_FIELD = 10_000
+MAX_BODY = 2_000_000
+MAX_ATTACH_BYTES = 35 * 1024 * 1024
+MODES = ("normal", "continuity")
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+
+
+class BadArgument(LifeboatError):
+    """The page passed something the bridge does not accept."""
+
+
+def _api(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a LifeboatError into {"error", "fix", "kind"} so the page can show it (and loses nothing)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Bridge, *args: Any, **kwargs: Any) -> Any:
+        self._calls[method.__name__] += 1
+        try:
+            return method(self, *args, **kwargs)
+        except LifeboatError as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            return {"error": message, "fix": exc.fix, "kind": type(exc).__name__}
+
+    return wrapper
+
+
+def _int(value: Any, name: str, lo: int = 0, hi: int = 2**62) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BadArgument(f"{name} must be a whole number from {lo} to {hi}, not {value!r}")
+    return value
+
+
+def _str(value: Any, name: str, limit: int = MAX_FIELD, *, empty: bool = True) -> str:
+    if not isinstance(value, str) or len(value) > limit or (not empty and not value.strip()):
+        what = "a non-empty text" if not empty else "a text"
+        raise BadArgument(f"{name} must be {what} of at most {limit} characters")
+    return value
+
+
+def _addresses(value: Any, name: str) -> list[str]:
+    """A list of addresses, or one string with commas/semicolons between them."""
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[;,]\s*(?=[^,;]*@)", value) if v.strip()]
+    if not isinstance(value, list) or len(value) > 500 or not all(isinstance(v, str) for v in value):
+        raise BadArgument(f"{name} must be a list of addresses")
+    return [_str(v, name, 1000).strip() for v in value if v.strip()]
+
+
+def _thread_key(subject: str | None) -> str:
+    return _REPLY_PREFIX.sub("", subject or "").strip().lower()
+
+
+class Bridge:
+    """The js_api object. `commands` is a queue.Queue-like object the engine's workers read."""
+
+    def __init__(
+        self,
+        store: Any,
+        commands: Any | None = None,
+        *,
+        me: str = "",
+        open_url: Callable[[str], Any] | None = None,
+        open_path: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._store = store
+        self._commands = commands if commands is not None else queue.Queue()
+        self._me = me
+        self._open_url = open_url or (lambda url: webbrowser.open(url, new=2))
+        self._open_path = open_path or _open_with_system
+        self._window: Any = None
+        self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
+        self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
+        os.chmod(self._tmp, 0o700)
+
+    def _attach_window(self, window: Any) -> None:
+        self._window = window
+
+    # ------------------------------------------------------------------ reading
+
+    @_api
+    def status(self) -> dict[str, Any]:
+        """The banner: mode, since, which route sends, conditions, outbox counts."""
+        mode, since, reason = self._store.load_mode()
+        try:
+            state = json.loads(self._store.mode_state() or "{}")
+        except ValueError:
+            state = {}
+        try:
+            route = str(route_for(Mode(mode)))
+        except ValueError:
+            route = "primary"
+        conditions = [c for c in ("offline", "sign_in_needed") if state.get(c)]
+        shown = "sign_in_needed" if "sign_in_needed" in conditions else "offline" if conditions else mode
+        outbox = {str(s): 0 for s in OutboxState}
+        for item in self._store.outbox_list():
+            outbox[str(item.state)] += 1
+        return {
+            "mode": mode,
+            "shown": shown,
+            "since": since.isoformat() if since else None,
+            "reason": reason,
+            "route": route,
+            "conditions": conditions,
+            "forced": state.get("forced", "auto"),
+            "paused": bool(self._store.get_setting("sync_paused", False)),
+            "me": self._me,
+            "outbox": outbox,
+        }
+
+    @_api
+    def folders(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": f["provider_id"],
+                "name": f["name"],
+                "well_known": f.get("well_known"),
+                "count": f.get("count", 0),
+                "unread": f.get("unread", 0),
+                "local": f.get("local", False),
+            }
+            for f in self._store.folders()
+        ]
+
+    @_api
+    def messages(self, folder_id: Any, offset: Any = 0, limit: Any = 100) -> dict[str, Any]:
+        """One page of a folder, newest first, with the folder's total for the virtual list."""
+        folder_id = _str(folder_id, "folder_id", 1000, empty=False)
+        offset = _int(offset, "offset")
+        limit = _int(limit, "limit", 1, MAX_PAGE)
+        known = {f["provider_id"]: f for f in self._store.folders()}
+        if folder_id not in known:
+            raise BadArgument(f"there is no folder {folder_id!r}", fix="reload the folder list")
+        rows = self._store.list_messages(folder_id, offset, limit)
+        return {"total": known[folder_id].get("count", 0), "offset": offset, "items": [_row(r) for r in rows]}
+
+    @_api
+    def search(self, query: Any, limit: Any = 50) -> dict[str, Any]:
+        """Full-text search; plain words are matched as prefixes so results come while typing."""
+        query = _str(query, "query", MAX_QUERY)
+        limit = _int(limit, "limit", 1, MAX_PAGE)
+        fts = _fts_query(query)
+        if not fts:
+            return {"query": query, "items": []}
+        return {"query": query, "items": [_row(r) for r in self._store.search(fts, limit)]}
+
+    @_api
+    def message(self, id: Any, show_images: Any = False, dark: Any = False) -> dict[str, Any]:
+        """Headers, attachments and the sanitized body (an iframe srcdoc) of one message."""
+        id = _int(id, "id", 1)
+        if not isinstance(show_images, bool) or not isinstance(dark, bool):
+            raise BadArgument("show_images and dark must be true or false")
+        row = self._store.message(id)
+        if row is None:
+            raise MessageBad(f"there is no message {id} in the cache", fix="reload the message list")
+        parsed = self._store.parsed(id)
+        if parsed is None:
+            body = safehtml.render(None, "(only the summary of this message is cached so far)", dark=dark)
+        else:
+            body = safehtml.render(
+                parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
+                inline=parsed.inline, show_remote=show_images, dark=dark,
+            )
+        return {
+            "id": id,
+            "subject": row.get("subject") or "",
+            "sender": row.get("sender") or "",
+            "to": row.get("to_addrs") or "",
+            "cc": row.get("cc_addrs") or "",
+            "date": row.get("date"),
+            "folder": row.get("folder"),
+            "message_id": row.get("message_id"),
+            "signed": row.get("is_signed", False),
+            "encrypted": row.get("is_encrypted", False),
+            "problems": row.get("problems") or [],
+            "attachments": [
+                {k: a.get(k) for k in ("index", "filename", "content_type", "size", "inline")}
+                for a in row.get("attachments", [])
+                if not a.get("inline")
+            ],
+            "srcdoc": body.srcdoc,
+            "links": list(body.links),
+            "blocked_images": body.blocked_images,
+            "show_images": show_images,
+        }
+
+    @_api
+    def outbox(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": item.id,
+                "message_id": item.message_id,
+                "state": str(item.state),
+                "subject": item.subject,
+                "recipients": list(item.recipients),
+                "created_at": item.created_at.isoformat(),
+                "attempts": item.attempts,
+                "next_attempt_at": item.next_attempt_at.isoformat() if item.next_attempt_at else None,
+                "last_error": item.last_error,
+                "route": str(item.route) if item.route else None,
+                "sent_at": item.sent_at.isoformat() if item.sent_at else None,
+            }
+            for item in reversed(self._store.outbox_list())
+        ]
+
+    @_api
+    def timeline(self, limit: Any = 200) -> list[dict[str, Any]]:
+        """The event log, newest first: the outage timeline."""
+        limit = _int(limit, "limit", 1, 5000)
+        return [{k: e.get(k) for k in ("id", "at", "kind", "detail")} for e in self._store.events(limit)]
+
+    # ------------------------------------------------------------------ links and attachments
+
+    @_api
+    def open_link(self, id: Any, url: Any) -> dict[str, Any]:
+        """Open a link in the system browser, only if it is an http(s)/mailto link of that message."""
+        id = _int(id, "id", 1)
+        url = _str(url, "url", 8000, empty=False)
+        if not url.lower().startswith(("http://", "https://", "mailto:")):
+            raise BadArgument(f"only http, https and mailto links are opened, not {url[:80]!r}")
+        parsed = self._store.parsed(id)
+        if parsed is None:
+            raise MessageBad(f"there is no cached message {id}")
+        links = safehtml.render(parsed.html, parsed.plain or parsed.text).links
+        if url not in links:
+            raise BadArgument("that link is not in this message", fix="use the links listed with the message")
+        self._open_url(url)
+        return {"opened": url}
+
+    def _attachment(self, id: Any, index: Any) -> tuple[str, bytes]:
+        id = _int(id, "id", 1)
+        index = _int(index, "index", 0, 10_000)
+        row = self._store.message(id)
+        parsed = self._store.parsed(id)
+        if row is None or parsed is None:
+            raise MessageBad(f"there is no cached message {id}")
+        infos = {a["index"]: a for a in row.get("attachments", [])}
+        data = parsed.attachment(index)
+        if index not in infos or data is None:
+            raise MessageBad(f"message {id} has no attachment {index} that can be decoded")
+        return _safe_filename(infos[index].get("filename") or f"attachment-{index}"), data
+
+    @_api
+    def open_attachment(self, id: Any, index: Any) -> dict[str, Any]:
+        """Write the attachment to a private temp folder and open it with the system's viewer."""
+        name, data = self._attachment(id, index)
+        folder = Path(tempfile.mkdtemp(dir=self._tmp))
+        path = folder / name
+        path.write_bytes(data)
+        self._open_path(str(path))
+        return {"opened": name}
+
+    @_api
+    def save_attachment(self, id: Any, index: Any, target: Any = None) -> dict[str, Any]:
+        """Save the attachment where the user chooses (a save dialog; `target` only from Python)."""
+        name, data = self._attachment(id, index)
+        if target is None:
+            if self._window is None:
+                raise BadArgument("there is no window to ask where to save")
+            import webview  # only here: the bridge has no GUI dependency otherwise
+
+            chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=name)
+            if not chosen:
+                return {"saved": None}
+            target = chosen if isinstance(chosen, str) else chosen[0]
+        path = Path(_str(target, "target", 4096, empty=False))
+        if path.is_dir():
+            path = path / name
+        path.write_bytes(data)
+        return {"saved": str(path)}
+
+    # ------------------------------------------------------------------ writing
+
+    @_api
+    def draft(self, kind: Any, id: Any = None) -> dict[str, Any]:
+        """Fields for the compose form: kind is new, reply, reply_all or forward (of message id)."""
+        kind = _str(kind, "kind", 20)
+        if kind == "new":
+            return {"kind": kind, "to": "", "cc": "", "bcc": "", "subject": "", "text": "", "attachments": []}
+        if kind not in ("reply", "reply_all", "forward"):
+            raise BadArgument(f"kind must be new, reply, reply_all or forward, not {kind!r}")
+        id = _int(id, "id", 1)
+        parsed = self._store.parsed(id)
+        if parsed is None:
+            raise MessageBad(f"message {id} is not cached with its body, so it cannot be quoted")
+        if kind == "forward":
+            fields = mime.forward_fields(parsed)
+            atts = [{"filename": n, "content_type": t, "size": len(b)} for n, t, b in fields["attachments"]]
+            return {"kind": kind, "of": id, "to": "", "cc": "", "bcc": "", "subject": fields["subject"],
+                    "text": fields["text"], "attachments": atts}
+        fields = mime.reply_fields(parsed, reply_all=kind == "reply_all", me=self._me)
+        return {"kind": kind, "of": id, "to": ", ".join(fields["to"]), "cc": ", ".join(fields["cc"]),
+                "bcc": "", "subject": fields["subject"], "text": fields["text"], "attachments": []}
+
+    @_api
+    def send(self, draft: Any) -> dict[str, Any]:
+        """Build the MIME, put it in the outbox (state queued) and wake the outbox worker."""
+        if not isinstance(draft, dict):
+            raise BadArgument("send needs the compose form's fields")
+        if not self._me:
+            raise BadArgument("no sender address is configured", fix="set [account] username in the config")
+        kind = _str(draft.get("kind", "new"), "kind", 20)
+        to = _addresses(draft.get("to", []), "to")
+        cc = _addresses(draft.get("cc", []), "cc")
+        bcc = _addresses(draft.get("bcc", []), "bcc")
+        subject = _str(draft.get("subject", ""), "subject", 998)
+        text = _str(draft.get("text", ""), "text", MAX_BODY)
+        in_reply_to, references, attachments = None, [], []
+        if kind in ("reply", "reply_all", "forward"):
+            of = _int(draft.get("of"), "of", 1)
+            parsed = self._store.parsed(of)
+            if parsed is None:
+                raise MessageBad(f"message {of} is not cached, so the {kind} cannot refer to it")
+            if kind == "forward":
+                keep = draft.get("keep_attachments", True)
+                attachments = list(mime.forward_fields(parsed)["attachments"]) if keep is not False else []
+            else:
+                fields = mime.reply_fields(parsed, reply_all=kind == "reply_all", me=self._me)
+                in_reply_to, references = fields["in_reply_to"], fields["references"]
+        elif kind != "new":
+            raise BadArgument(f"kind must be new, reply, reply_all or forward, not {kind!r}")
+        for path in draft.get("files", []) or []:
+            attachments.append(_read_file(_str(path, "file", 4096, empty=False)))
+        if sum(len(a[2]) for a in attachments) > MAX_ATTACH_BYTES:
+            raise BadArgument("the attachments are larger than 35 MB", fix="send fewer or smaller files")
+        out = mime.build(
+            sender=self._me, to=to, cc=cc, bcc=bcc, subject=subject, text=text,
+            attachments=attachments, in_reply_to=in_reply_to, references=references,
+        )
+        item = self._store.outbox_add(out.message_id, out.raw, out.sender, out.recipients, out.subject,
+                                      out.date)
+        self._commands.put(("wake_outbox",))
+        return {"queued": item.id, "message_id": out.message_id}
+
+    @_api
+    def pick_files(self) -> list[str]:
+        """Ask the user for files to attach (a native open dialog)."""
+        if self._window is None:
+            raise BadArgument("there is no window to pick files from")
+        import webview
+
+        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, allow_multiple=True)
+        return list(chosen or [])
+
+    # ------------------------------------------------------------------ commands to the engine
+
+    @_api
+    def sync_now(self) -> dict[str, Any]:
+        self._commands.put(("sync_now",))
+        return {"queued": "sync_now"}
+
+    @_api
+    def force(self, mode: Any) -> dict[str, Any]:
+        """Switch to continuity by hand, or back to normal (the engine decides what happens next)."""
+        mode = _str(mode, "mode", 20)
+        if mode not in MODES:
+            raise BadArgument(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self._commands.put(("force", mode))
+        return {"queued": "force", "mode": mode}
+
+    @_api
+    def pause(self, paused: Any) -> dict[str, Any]:
+        if not isinstance(paused, bool):
+            raise BadArgument("paused must be true or false")
+        self._commands.put(("pause", paused))
+        return {"queued": "pause", "paused": paused}
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "subject": r.get("subject") or "",
+        "sender": r.get("sender") or r.get("sender_email") or "",
+        "date": r.get("date"),
+        "unread": r.get("is_read") is False,
+        "attachments": bool(r.get("has_attachments")),
+        "thread": _thread_key(r.get("subject")),
+    }
+
+
+def _fts_query(text: str) -> str:
+    """Words to an FTS5 query: each word quoted (so no syntax errors) and the last one a prefix."""
+    words = re.findall(r"[\w@.'-]+", text, flags=re.UNICODE)
+    if not words:
+        return ""
+    quoted = ['"' + w.replace('"', "") + '"' for w in words[:20]]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _safe_filename(name: str) -> str:
+    name = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", name).strip(" .") or "attachment"
+    return name[:150]
+
+
+def _read_file(path: str) -> tuple[str, str, bytes]:
+    p = Path(path)
+    if not p.is_file():
+        raise BadArgument(f"{path} is not a file that can be attached")
+    ctype = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+    return p.name, ctype, p.read_bytes()
+
+
+def _open_with_system(path: str) -> None:
+    if sys.platform == "win32":
+        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606 (the system's viewer)
+    elif sys.platform == "darwin":
+        subprocess.Popen(["open", path])
+    else:
+        subprocess.Popen(["xdg-open", path])
