@@ -1,0 +1,650 @@
+"""The simulator's servers: HTTPS provider port (OIDC + Graph) and a plain-HTTP admin port (/_sim/...).
+
+Main type: `Simulator` (start/stop, URLs, and methods mirroring the admin API). Invariants: outages
+act only on the provider port, so the admin port always answers; "refuse"/"stop" close the listening
+socket (connects get ECONNREFUSED) and re-open it on the same port when switched back; TLS is done in
+each connection's own thread so a stalled client never blocks the accept loop; logs carry no tokens or bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from simulator.authority import Authority, TokenInvalid, User
+from simulator.ca import LocalCA
+from simulator.graph import GraphApi, Response, error_response, json_response, throttled_response
+from simulator.mailbox import Mailbox, NotFound
+
+log = logging.getLogger("lifeboat.simulator")
+
+OUTAGES = ("normal", "refuse", "stop", "hang", "503", "slow", "truncate", "drop")
+LISTENER_DOWN = ("refuse", "stop")
+SNAPSHOT = "mailbox.json"
+
+
+class Limits:
+    """Graph's per-mailbox limits (switchable): concurrency, a sliding request window, forced 429s."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.concurrent = 4
+        self.window_requests = 10_000
+        self.window_seconds = 600.0
+        self.retry_after = 2.128
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._stamps: deque[float] = deque()
+        self._forced = 0
+
+    def configure(self, on: bool, **kw: Any) -> None:
+        with self._lock:
+            self.on = on
+            for k in ("concurrent", "window_requests", "window_seconds", "retry_after"):
+                if kw.get(k) is not None:
+                    value = float(kw[k]) if k in ("window_seconds", "retry_after") else int(kw[k])
+                    if value <= 0:
+                        raise ValueError(f"{k} must be positive")
+                    setattr(self, k, value)
+            self._stamps.clear()
+
+    def force(self, count: int, retry_after: float | None = None) -> None:
+        with self._lock:
+            self._forced = max(0, int(count))
+            if retry_after is not None:
+                self.retry_after = float(retry_after)
+
+    def admit(self) -> float | None:
+        """Count one request against the window; return Retry-After seconds if it must be refused."""
+        with self._lock:
+            if self._forced > 0:
+                self._forced -= 1
+                return self.retry_after
+            if not self.on:
+                return None
+            now = time.monotonic()
+            while self._stamps and now - self._stamps[0] >= self.window_seconds:
+                self._stamps.popleft()
+            if len(self._stamps) >= self.window_requests:
+                return max(0.001, round(self.window_seconds - (now - self._stamps[0]), 3))
+            self._stamps.append(now)
+            return None
+
+    def enter(self) -> bool:
+        with self._lock:
+            self._inflight += 1
+            return not (self.on and self._inflight > self.concurrent)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._inflight -= 1
+
+
+def _abort(sock: socket.socket) -> None:
+    """Close with RST (SO_LINGER 0), like a crashed server."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class _ProviderServer(ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, addr: tuple[str, int], sim: Simulator) -> None:
+        self.sim = sim
+        super().__init__(addr, _ProviderHandler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        sim = self.sim
+        raw: socket.socket = request
+        try:
+            if sim._wait_out_hang(None):
+                _abort(raw)
+                return
+            raw.settimeout(30)
+            tls = sim._tls.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            _abort(raw)
+            return
+        sim._track(tls, True)
+        try:
+            self.finish_request(tls, client_address)
+        except Exception:  # noqa: S110 (client went away; nothing to report)
+            pass
+        finally:
+            sim._track(tls, False)
+            with contextlib.suppress(OSError):
+                tls.close()
+
+    def shutdown_request(self, request: Any) -> None:  # the thread closes its own socket
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    timeout = 120
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.command, self.path.split("?", 1)[0])
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _send(self, resp: Response, *, cut: str | None = None) -> None:
+        body = resp.body
+        length = len(body)
+        if cut == "truncate":
+            body = body[: len(body) // 2]
+            length = len(body)
+        self.send_response(resp.status)
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Date", self.date_time_string())
+        self.end_headers()
+        if cut == "drop":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            _abort(self.connection)
+            self.close_connection = True
+            return
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = lambda self: self._serve()
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+
+class _ProviderHandler(_Handler):
+    server: _ProviderServer
+
+    def _serve(self) -> None:
+        sim = self.server.sim
+        body = self._body()
+        path = self.path
+        scope = "graph" if path.startswith("/v1.0/") or path == "/v1.0" else "login"
+        sim._count(self.command, path)
+        mode = sim.outage if sim.outage_scope in ("all", scope) else "normal"
+        if mode in LISTENER_DOWN:
+            _abort(self.connection)
+            self.close_connection = True
+            return
+        if mode == "hang":
+            sim._wait_out_hang(scope)
+            _abort(self.connection)
+            self.close_connection = True
+            return
+        if mode == "503":
+            self._send(
+                error_response(
+                    503, "serviceNotAvailable", "The service is temporarily unavailable (simulated outage)."
+                )
+            )
+            return
+        if mode == "slow":
+            sim._stop.wait(sim.slow_delay)
+        cut = mode if mode in ("truncate", "drop") else None
+        if scope == "login":
+            self._send(sim._login(self.command, path, body), cut=cut)
+            return
+        if not sim.limits.enter():
+            sim.limits.leave()
+            self._send(throttled_response(max(0.5, sim.limits.retry_after / 2)), cut=cut)
+            return
+        try:
+            self._send(
+                sim._graph(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body), cut=cut
+            )
+        finally:
+            sim.limits.leave()
+
+
+class _AdminHandler(_Handler):
+    def _serve(self) -> None:
+        sim: Simulator = self.server.sim  # type: ignore[attr-defined]
+        body = self._body()
+        try:
+            data = json.loads(body) if body else {}
+            if not isinstance(data, dict):
+                raise ValueError("the admin API takes a JSON object")
+            status, out = sim._admin(self.command, urlsplit(self.path), data)
+        except NotFound as e:
+            status, out = 404, {"error": str(e)}
+        except (ValueError, TypeError, KeyError, binascii.Error) as e:
+            status, out = 400, {"error": f"{type(e).__name__}: {e}"}
+        self._send(Response(status, json.dumps(out).encode(), {"Content-Type": "application/json"}))
+
+
+class Simulator:
+    """A local Microsoft 365 tenant: `start()`, point clients at `.authority` and `.graph_url`, `stop()`."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int = 0,
+        admin_port: int = 0,
+        messages: int = 50,
+        seed: int = 1,
+        auto_approve: bool = True,
+        token_lifetime: float = 3600.0,
+        fresh: bool = False,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port, self.admin_port = port, admin_port
+        self.messages, self.seed, self.fresh = messages, seed, fresh
+        self.outage = "normal"
+        self.outage_scope = "all"
+        self.slow_delay = 2.0
+        self.limits = Limits()
+        self.requests_count = 0
+        self.request_log: deque[tuple[str, str]] = deque(maxlen=5000)
+        self._count_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._normal = threading.Event()
+        self._normal.set()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._provider: _ProviderServer | None = None
+        self._admin_srv: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        ns = uuid.UUID(int=seed & ((1 << 128) - 1))
+        self.user = User(
+            oid=str(uuid.uuid5(ns, "user")),
+            tid=str(uuid.uuid5(ns, "tenant")),
+            name="Adele Vance",
+            upn="adele.vance@contoso.test",
+        )
+        self._auto_approve, self._token_lifetime = auto_approve, token_lifetime
+        self.mailbox: Mailbox
+        self.auth: Authority
+        self.api: GraphApi
+
+    # --- URLs -----------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.url}/v1.0"
+
+    @property
+    def authority(self) -> str:
+        """For msal: `authority=` this with `instance_discovery=False` (or use `.oidc_authority`)."""
+        return f"{self.url}/{self.user.tid}"
+
+    @property
+    def oidc_authority(self) -> str:
+        return f"{self.authority}/v2.0"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}/_sim"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "ca.pem"
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> Simulator:
+        from simulator.generator import populate
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ca = LocalCA(self.data_dir)
+        self._tls = ca.server_context()
+        snap = self.data_dir / SNAPSHOT
+        if snap.exists() and not self.fresh:
+            self.mailbox = Mailbox.load(snap, self.seed)
+        else:
+            self.mailbox = Mailbox(self.seed)
+            populate(self.mailbox, self.messages, seed=self.seed, user=(self.user.name, self.user.upn))
+        self._provider = _ProviderServer(("127.0.0.1", self.port), self)
+        self.port = self._provider.server_address[1]
+        self._admin_srv = ThreadingHTTPServer(("127.0.0.1", self.admin_port), _AdminHandler)
+        self._admin_srv.daemon_threads = True
+        self._admin_srv.sim = self  # type: ignore[attr-defined]
+        self.admin_port = self._admin_srv.server_address[1]
+        self.auth = Authority(
+            self.data_dir,
+            self.url,
+            self.user,
+            auto_approve=self._auto_approve,
+            token_lifetime=self._token_lifetime,
+        )
+        self.api = GraphApi(
+            self.mailbox,
+            base_url=self.url,
+            user_upn=self.user.upn,
+            user_name=self.user.name,
+            user_oid=self.user.oid,
+            gate=self.limits.admit,
+        )
+        self._serve(self._provider)
+        self._serve(self._admin_srv)
+        return self
+
+    def _serve(self, srv: HTTPServer) -> None:
+        t = threading.Thread(
+            target=srv.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+            name=f"sim-{srv.server_address[1]}",
+        )
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._normal.set()
+        self._close_listener(drop_connections=True)
+        if self._admin_srv is not None:
+            self._admin_srv.shutdown()
+            self._admin_srv.server_close()
+            self._admin_srv = None
+        self.snapshot()
+
+    def snapshot(self) -> Path:
+        path = self.data_dir / SNAPSHOT
+        self.mailbox.save(path)
+        return path
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- outages ----------------------------------------------------------------------------------
+    def set_outage(self, mode: str, *, delay: float | None = None, scope: str = "all") -> None:
+        """normal | refuse | stop | hang | 503 | slow | truncate | drop (scope: all | graph | login)."""
+        if mode not in OUTAGES:
+            raise ValueError(f"unknown outage mode {mode!r}; choose one of {', '.join(OUTAGES)}")
+        if scope not in ("all", "graph", "login"):
+            raise ValueError("scope must be all, graph or login")
+        if delay is not None:
+            if delay < 0:
+                raise ValueError("delay must not be negative")
+            self.slow_delay = float(delay)
+        self.outage_scope = scope
+        self.outage = mode
+        if mode == "hang":
+            self._normal.clear()
+        else:
+            self._normal.set()
+        if mode in LISTENER_DOWN:
+            self._close_listener(drop_connections=mode == "stop")
+        elif self._provider is None and not self._stop.is_set():
+            self._provider = _ProviderServer(("127.0.0.1", self.port), self)
+            self._serve(self._provider)
+
+    def _close_listener(self, *, drop_connections: bool) -> None:
+        srv, self._provider = self._provider, None
+        if srv is not None:
+            srv.shutdown()
+            srv.server_close()
+        if drop_connections:
+            with self._conns_lock:
+                conns = list(self._conns)
+            for c in conns:
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
+
+    def _wait_out_hang(self, scope: str | None) -> bool:
+        """Block while a hang outage applies; True if the connection should then be dropped."""
+        if self.outage != "hang" or (scope is not None and self.outage_scope not in ("all", scope)):
+            return False
+        if scope is None and self.outage_scope != "all":
+            return False
+        while not self._normal.wait(0.2):
+            if self._stop.is_set():
+                break
+        return True
+
+    def _track(self, sock: socket.socket, add: bool) -> None:
+        with self._conns_lock:
+            (self._conns.add if add else self._conns.discard)(sock)
+
+    def _count(self, method: str, path: str) -> None:
+        with self._count_lock:
+            self.requests_count += 1
+            self.request_log.append((method, path.split("?", 1)[0]))
+
+    # --- throttling and tokens --------------------------------------------------------------------
+    def set_limits(self, on: bool, **kw: Any) -> None:
+        """Graph's limits on/off; optional concurrent, window_requests, window_seconds, retry_after."""
+        self.limits.configure(on, **kw)
+
+    def throttle_next(self, count: int, retry_after: float = 2.128) -> None:
+        """Answer the next `count` Graph requests with 429 and this Retry-After (seconds, fractional ok)."""
+        self.limits.force(count, retry_after)
+
+    def expire_delta_tokens(self, status: int = 410) -> None:
+        """Every delta/skip token handed out so far fails: 410 Gone, or 400 with syncStateNotFound."""
+        if status not in (400, 404, 410):
+            raise ValueError("status must be 410 (Gone) or 400/404 (syncStateNotFound)")
+        self.api.expired_status = status
+        self.mailbox.expire_cursors()
+
+    def set_token_lifetime(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("token lifetime must be positive")
+        self.auth.token_lifetime = float(seconds)
+
+    def revoke_tokens(self) -> None:
+        self.auth.revoke_all()
+
+    def approve_device_code(self, user_code: str | None = None) -> int:
+        return self.auth.approve(user_code)
+
+    # --- mailbox ----------------------------------------------------------------------------------
+    def add_message(self, folder: str, raw_mime: bytes, *, is_read: bool = False) -> str:
+        return self.mailbox.add(folder, raw_mime, is_read=is_read).id
+
+    def add_folder(self, name: str, parent: str | None = None) -> str:
+        return self.mailbox.add_folder(name, parent).id
+
+    def move(self, provider_id: str, folder: str) -> None:
+        self.mailbox.move(provider_id, folder)
+
+    def delete(self, provider_id: str) -> None:
+        self.mailbox.delete(provider_id)
+
+    def change(self, provider_id: str, **fields: Any) -> None:
+        self.mailbox.change(provider_id, **fields)
+
+    def state(self) -> dict[str, dict[str, str]]:
+        return self.mailbox.state()
+
+    def folder_id(self, ref: str) -> str:
+        return self.mailbox.folder(ref).id
+
+    def folders(self) -> list[dict[str, Any]]:
+        return self.mailbox.folder_list()
+
+    def sent_items(self) -> list[dict[str, Any]]:
+        """What the tenant sent (sendMail and draft send), oldest first, with the MIME in base64."""
+        with self.api._lock:
+            return [dict(x) for x in self.api.outgoing]
+
+    # --- request handling (called by the handlers) -----------------------------------------------------
+    def _graph(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
+        auth = headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        try:
+            self.auth.check(bearer)
+        except TokenInvalid as e:
+            return error_response(
+                401,
+                "InvalidAuthenticationToken",
+                str(e),
+                {
+                    "WWW-Authenticate": 'Bearer realm="", authorization_uri="'
+                    + self.authority
+                    + '/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
+                },
+            )
+        retry = self.limits.admit()
+        if retry is not None:
+            return throttled_response(retry)
+        return self.api.handle(method, path[len("/v1.0") :], headers, body)
+
+    def _login(self, method: str, path: str, body: bytes) -> Response:
+        parts = urlsplit(path)
+        segs = [s for s in parts.path.split("/") if s]
+        if not segs:
+            return json_response(200, {"simulator": "lifeboat", "authority": self.authority})
+        tenant, rest = segs[0], "/".join(segs[1:])
+        if tenant not in (self.user.tid, "common", "organizations", "consumers"):
+            return json_response(
+                400,
+                {
+                    "error": "invalid_tenant",
+                    "error_description": f"AADSTS90002: Tenant '{tenant}' not found.",
+                },
+            )
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if rest == "v2.0/.well-known/openid-configuration" and method == "GET":
+            return json_response(200, self.auth.discovery(tenant))
+        if rest == "discovery/v2.0/keys" and method == "GET":
+            return json_response(200, self.auth.jwks())
+        if rest == "oauth2/v2.0/devicecode" and method == "POST":
+            out = self.auth.start_device_flow(form.get("client_id", ""), form.get("scope", ""))
+            return json_response(400 if "error" in out else 200, out)
+        if rest == "oauth2/v2.0/token" and method == "POST":
+            status, out = self.auth.token(form)
+            return json_response(status, out, {"Cache-Control": "no-store"})
+        if rest == "oauth2/v2.0/authorize" and method == "GET":
+            q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            redirect = q.get("redirect_uri")
+            if not redirect:
+                return json_response(
+                    400,
+                    {
+                        "error": "invalid_request",
+                        "error_description": "AADSTS900144: redirect_uri is required.",
+                    },
+                )
+            code = self.auth.authorize(q.get("client_id", ""), q.get("scope", ""))
+            params = {"code": code, **({"state": q["state"]} if "state" in q else {})}
+            return Response(302, b"", {"Location": f"{redirect}?{urlencode(params)}"})
+        return json_response(404, {"error": "not_found", "error_description": f"No endpoint {parts.path}."})
+
+    def _admin(self, method: str, url: Any, data: dict[str, Any]) -> tuple[int, Any]:
+        segs = [s for s in url.path.split("/") if s]
+        if segs[:1] != ["_sim"]:
+            return 404, {"error": "the admin API lives under /_sim/"}
+        segs = segs[1:]
+        if method == "GET" and segs == ["state"]:
+            return 200, {
+                "folders": self.folders(),
+                "state": self.state(),
+                "epoch": self.mailbox.epoch,
+                "outage": self.outage,
+                "limits": self.limits.on,
+                "requests": self.requests_count,
+            }
+        if method == "GET" and segs == ["sent"]:
+            return 200, self.sent_items()
+        if method == "GET" and segs == ["requests"]:
+            return 200, {"count": self.requests_count, "recent": list(self.request_log)[-200:]}
+        if method == "GET" and segs == ["urls"]:
+            return 200, self.urls()
+        if method == "POST" and segs == ["messages"]:
+            raw = (
+                base64.b64decode(data["mime_b64"], validate=True)
+                if "mime_b64" in data
+                else str(data["mime"]).encode()
+            )
+            return 201, {
+                "id": self.add_message(
+                    str(data.get("folder", "inbox")), raw, is_read=bool(data.get("isRead", False))
+                )
+            }
+        if len(segs) == 2 and segs[0] == "messages":
+            if method == "DELETE":
+                self.delete(segs[1])
+                return 200, {"deleted": segs[1]}
+            if method == "PATCH":
+                fields: dict[str, Any] = {}
+                if "isRead" in data:
+                    fields["is_read"] = bool(data["isRead"])
+                if "flag" in data:
+                    fields["flag"] = str(data["flag"])
+                if "categories" in data:
+                    fields["categories"] = [str(c) for c in data["categories"]]
+                if "mime_b64" in data:
+                    fields["mime"] = base64.b64decode(data["mime_b64"], validate=True)
+                if not fields:
+                    raise ValueError("nothing to change: give isRead, flag, categories or mime_b64")
+                self.change(segs[1], **fields)
+                return 200, {"changed": segs[1]}
+        if method == "POST" and len(segs) == 3 and segs[0] == "messages" and segs[2] == "move":
+            self.move(segs[1], str(data["folder"]))
+            return 200, {"moved": segs[1]}
+        if method == "POST" and segs == ["folders"]:
+            return 201, {"id": self.add_folder(str(data["name"]), data.get("parent"))}
+        if method == "POST" and segs == ["outage"]:
+            self.set_outage(
+                str(data.get("mode", "normal")), delay=data.get("delay"), scope=str(data.get("scope", "all"))
+            )
+            return 200, {"outage": self.outage}
+        if method == "POST" and segs == ["limits"]:
+            self.set_limits(
+                bool(data.get("on", True)),
+                **{
+                    k: data.get(k) for k in ("concurrent", "window_requests", "window_seconds", "retry_after")
+                },
+            )
+            return 200, {"limits": self.limits.on}
+        if method == "POST" and segs == ["throttle"]:
+            self.throttle_next(int(data.get("count", 1)), float(data.get("retry_after", 2.128)))
+            return 200, {"throttle": int(data.get("count", 1))}
+        if method == "POST" and segs == ["delta", "expire"]:
+            self.expire_delta_tokens(int(data.get("status", 410)))
+            return 200, {"epoch": self.mailbox.epoch}
+        if method == "POST" and segs == ["devicecode", "approve"]:
+            return 200, {"approved": self.approve_device_code(data.get("user_code"))}
+        if method == "GET" and segs == ["devicecode"]:
+            return 200, {"pending": self.auth.pending_user_codes()}
+        if method == "POST" and segs == ["tokens"]:
+            if "lifetime" in data:
+                self.set_token_lifetime(float(data["lifetime"]))
+            if data.get("revoke"):
+                self.revoke_tokens()
+            return 200, {"lifetime": self.auth.token_lifetime}
+        if method == "POST" and segs == ["snapshot"]:
+            return 200, {"path": str(self.snapshot())}
+        return 404, {"error": f"no admin endpoint {method} /_sim/{'/'.join(segs)}"}
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "url": self.url,
+            "graph_url": self.graph_url,
+            "authority": self.authority,
+            "oidc_authority": self.oidc_authority,
+            "admin_url": self.admin_url,
+            "ca_path": str(self.ca_path),
+        }
