@@ -1,0 +1,3 @@
+@echo off
+rem Lifeboat on the command line: lifeboat --version, lifeboat doctor --json, ...
+"%~dp0python\python.exe" "%~dp0lifeboat.py" %*

@@ -1,0 +1,147 @@
+"""WiX source for the Lifeboat MSI, generated from the payload's file list and the policy table.
+
+`product_wxs(version, files)` is pure: same inputs, same XML. Ids and component GUIDs derive from
+paths (uuid5), so they are stable across versions; the UpgradeCode never changes. wixl cannot put
+conditions on components, so `component_conditions()` lists them for the builder to patch in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from xml.sax.saxutils import escape, quoteattr
+
+from desktop.policy_registry import KEY as POLICY_KEY
+from desktop.policy_registry import POLICIES
+
+UPGRADE_CODE = "6F0B5C2E-3D4A-4E57-9B1C-2A8D7E4F1B63"
+NAMESPACE = uuid.UUID(UPGRADE_CODE)
+MANUFACTURER = "Lifeboat"
+RUN_KEY = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
+APP_KEY = r"SOFTWARE\Lifeboat"
+# The GUI: pythonw.exe (no console) running the launcher with no arguments.
+GUI_TARGET = r"[INSTALLDIR]python\pythonw.exe"
+GUI_ARGUMENTS = '"[INSTALLDIR]lifeboat.py"'
+GUI_COMMAND = f'"{GUI_TARGET}" {GUI_ARGUMENTS}'
+PURGE_CONDITION = 'REMOVE="ALL" AND REMOVEUSERDATA="1" AND NOT UPGRADINGPRODUCTCODE'
+PURGE_SEQUENCE = 3450  # deferred, between InstallInitialize (1500) and RemoveFiles (3500)
+
+
+def _id(prefix: str, text: str) -> str:
+    return prefix + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:24].upper()
+
+
+def _guid(text: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, text)).upper()
+
+
+def policy_component(prop: str) -> str:
+    return f"Policy_{prop}"
+
+
+def component_conditions() -> dict[str, str]:
+    """Component id -> condition: a policy value is written only when its property is set."""
+    out = {policy_component(p.prop): p.prop for p in POLICIES}
+    out["RunAtLogin"] = 'STARTATLOGIN="1"'
+    return out
+
+
+def secure_properties() -> list[str]:
+    """Public properties that must reach the server side of a managed (elevated) install."""
+    return [p.prop for p in POLICIES] + ["STARTATLOGIN", "REMOVEUSERDATA"]
+
+
+def _tree(files: Iterable[str]) -> dict[str, dict]:
+    root: dict[str, dict] = {}
+    for rel in sorted(files):
+        node = root
+        *dirs, _name = rel.split("/")
+        for d in dirs:
+            node = node.setdefault(d, {})
+    return root
+
+
+def _directories(node: dict[str, dict], prefix: str, files_by_dir: dict[str, list[str]], out: list[str],
+                 indent: str) -> None:
+    for rel in files_by_dir.get(prefix, []):
+        name = rel.rsplit("/", 1)[-1]
+        out.append(
+            f'{indent}<Component Id="{_id("C", rel)}" Guid="{_guid("file:" + rel)}" Win64="yes">'
+            f'<File Id="{_id("F", rel)}" Name={quoteattr(name)} Source={quoteattr("payload/" + rel)} '
+            f'KeyPath="yes"/></Component>'
+        )
+    for name, child in sorted(node.items()):
+        path = f"{prefix}/{name}" if prefix else name
+        out.append(f'{indent}<Directory Id="{_id("D", path)}" Name={quoteattr(name)}>')
+        _directories(child, path, files_by_dir, out, indent + "  ")
+        out.append(f"{indent}</Directory>")
+
+
+def file_id(rel: str) -> str:
+    return _id("F", rel)
+
+
+def product_wxs(version: str, files: Iterable[str]) -> str:
+    """The whole WiX source. `files` are payload paths relative to INSTALLDIR, with '/'."""
+    files = sorted(files)
+    files_by_dir: dict[str, list[str]] = {}
+    for rel in files:
+        files_by_dir.setdefault(rel.rsplit("/", 1)[0] if "/" in rel else "", []).append(rel)
+    tree: list[str] = []
+    _directories(_tree(files), "", files_by_dir, tree, "          ")
+    policy_rows = []
+    for p in POLICIES:
+        kind = "integer" if p.kind == "dword" else "string"
+        policy_rows.append(
+            f'          <Component Id="{policy_component(p.prop)}" Guid="{_guid("policy:" + p.name)}" '
+            f'Win64="yes"><RegistryValue Root="HKLM" Key="{POLICY_KEY}" Name="{p.name}" Type="{kind}" '
+            f'Value="[{p.prop}]" KeyPath="yes"/></Component>'
+        )
+    refs = [_id("C", rel) for rel in files] + [policy_component(p.prop) for p in POLICIES]
+    refs += ["RunAtLogin", "StartMenu"]
+    python_exe = file_id("python/pythonw.exe")
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
+  <Product Id="*" Name="Lifeboat" Language="1033" Version="{version}" Manufacturer="{MANUFACTURER}"
+           UpgradeCode="{UPGRADE_CODE}">
+    <Package InstallerVersion="500" Compressed="yes" InstallScope="perMachine"
+             Description="Lifeboat {version}: email continuity for Microsoft 365 and Exchange"
+             Comments="Silent install: msiexec /i Lifeboat-{version}-x64.msi /qn TENANTID=... CLIENTID=..."/>
+    <Media Id="1" Cabinet="lifeboat.cab" EmbedCab="yes"/>
+    <MajorUpgrade DowngradeErrorMessage="A newer version of Lifeboat is already installed."/>
+    <Property Id="STARTATLOGIN" Value="1"/>
+    <Property Id="ARPNOMODIFY" Value="1"/>
+    <Directory Id="TARGETDIR" Name="SourceDir">
+      <Directory Id="ProgramFiles64Folder">
+        <Directory Id="INSTALLDIR" Name="Lifeboat">
+{chr(10).join(tree)}
+{chr(10).join(policy_rows)}
+          <Component Id="RunAtLogin" Guid="{_guid("run-at-login")}" Win64="yes">
+            <RegistryValue Root="HKLM" Key="{RUN_KEY}" Name="Lifeboat" Type="string"
+                           Value={quoteattr(GUI_COMMAND)} KeyPath="yes"/>
+          </Component>
+        </Directory>
+      </Directory>
+      <Directory Id="ProgramMenuFolder">
+        <Component Id="StartMenu" Guid="{_guid("start-menu")}" Win64="yes">
+          <Shortcut Id="LifeboatShortcut" Name="Lifeboat" Description="Email continuity"
+                    Target="{GUI_TARGET}" Arguments={quoteattr(GUI_ARGUMENTS)}
+                    WorkingDirectory="INSTALLDIR"/>
+          <RegistryValue Root="HKLM" Key="{APP_KEY}" Name="InstallDir" Type="string" Value="[INSTALLDIR]"
+                         KeyPath="yes"/>
+          <RegistryValue Root="HKLM" Key="{APP_KEY}" Name="Version" Type="string" Value="{version}"/>
+        </Component>
+      </Directory>
+    </Directory>
+    <CustomAction Id="PurgeUserData" FileKey="{python_exe}" Execute="deferred" Impersonate="no"
+                  Return="ignore" ExeCommand="&quot;[INSTALLDIR]purge_user_data.py&quot;"/>
+    <InstallExecuteSequence>
+      <Custom Action="PurgeUserData" Sequence="{PURGE_SEQUENCE}">{escape(PURGE_CONDITION)}</Custom>
+    </InstallExecuteSequence>
+    <Feature Id="Lifeboat" Title="Lifeboat" Level="1">
+{chr(10).join(f'      <ComponentRef Id="{r}"/>' for r in refs)}
+    </Feature>
+  </Product>
+</Wix>
+"""
