@@ -142,9 +142,6 @@ def migrate(conn: Any, path: object = "the cache") -> int:
     `conn` must be in autocommit mode (isolation_level=None) so that BEGIN/COMMIT are ours.
     """
     version = check_version(conn, path)
-    if version == 0:
-        # Must precede the first table; lets prune() give freed pages back to the file system.
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     for number in range(version + 1, VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

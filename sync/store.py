@@ -152,7 +152,8 @@ class Store:
             if key is not None:
                 conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
             cls._verify(conn, path, existed)
-            schema.check_version(conn, path)
+            if schema.check_version(conn, path) == 0:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before any table: lets prune() shrink the file
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
             conn.execute("PRAGMA temp_store = MEMORY")
@@ -581,9 +582,9 @@ class Store:
             ]
         except sqlcipher3.OperationalError as exc:
             text = str(exc)
-            if "fts5" in text or "syntax" in text or "no such column" in text or "unterminated" in text:
-                raise BadQuery(f"cannot search for {query!r}: {text}") from exc
-            raise
+            if any(word in text for word in ("locked", "disk", "malformed", "not a database")):
+                raise  # not the query's fault: _guard translates it
+            raise BadQuery(f"cannot search for {query!r}: {text}") from exc
 
     # ------------------------------------------------------------------ sync plans
 
@@ -835,9 +836,9 @@ class Store:
         }
 
     def _used_bytes(self) -> int:
-        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * self.conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
 
     @_guard
     def prune(self, now: datetime, days: int, max_mb: int) -> int:
@@ -854,18 +855,24 @@ class Store:
         limit = max_mb * 1024 * 1024
         for _ in range(50):
             with self._lock:
-                self.conn.execute("PRAGMA incremental_vacuum")
+                self.conn.execute("PRAGMA incremental_vacuum").fetchall()  # each row frees one page
                 excess = self._used_bytes() - limit
             if excess <= 0:
                 break
             with self.transaction():
-                ids, freed = [], 0
+                # spread the bytes in use over the messages in proportion to their compressed size
+                count, stored = self.conn.execute(
+                    "SELECT count(*), coalesce(sum(length(raw)), 0) + 512 * count(*) FROM messages"
+                ).fetchone()
+                if not count:
+                    break
+                scale = (excess + limit) / stored
+                ids, freed = [], 0.0
                 for id_, footprint in self.conn.execute(
-                    f"""SELECT id, coalesce(length(raw), 0) + size / 3 + 256 FROM messages WHERE {keep}
-                        ORDER BY date, id"""
+                    f"SELECT id, coalesce(length(raw), 0) + 512 FROM messages WHERE {keep} ORDER BY date, id"
                 ):
                     ids.append(id_)
-                    freed += footprint
+                    freed += footprint * scale
                     if freed >= excess:
                         break
                 if not ids:
