@@ -153,7 +153,7 @@ class Store:
                 conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
             cls._verify(conn, path, existed)
             if schema.check_version(conn, path) == 0:
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before any table: lets prune() shrink the file
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before any table: prune() can shrink
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
             conn.execute("PRAGMA temp_store = MEMORY")

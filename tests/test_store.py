@@ -39,7 +39,9 @@ def eml(
     if html is not None:
         msg.add_alternative(html, subtype="html")
     if attachment is not None:
-        msg.add_attachment(attachment[1], maintype="application", subtype="octet-stream", filename=attachment[0])
+        msg.add_attachment(
+            attachment[1], maintype="application", subtype="octet-stream", filename=attachment[0]
+        )
     return msg.as_bytes()
 
 
@@ -139,7 +141,9 @@ def test_search_fields_ranking_and_folder_filter(store: Store):
     """Search covers subject, from, to, cc and body (HTML reduced to text); column filters work."""
     a = store.put_message("inbox-id", "a", eml("Lunch", "see you at noon", sender="Zed <zed@corp.example>"))
     b = store.put_message(
-        "sent-id", "b", eml("Plans", "plain part", to="quinn@corp.example", html="<p>The <b>ocelot</b> plan</p>")
+        "sent-id",
+        "b",
+        eml("Plans", "plain part", to="quinn@corp.example", html="<p>The <b>ocelot</b> plan</p>"),
     )
     assert [r["id"] for r in store.search("zed")] == [a]
     assert [r["id"] for r in store.search("quinn")] == [b]
@@ -178,7 +182,9 @@ def test_transaction_rolls_back_everything_and_nests(store: Store):
 
 def test_outbox_lifecycle(store: Store):
     """Outbox rows mirror OutboxItem; a Message-ID is queued once; updates convert enums and times."""
-    item = store.outbox_add("<m1@x>", b"raw mime", "ann@example.org", ["b@x", "c@x"], "Hi", NOW, extra={"k": "v"})
+    item = store.outbox_add(
+        "<m1@x>", b"raw mime", "ann@example.org", ["b@x", "c@x"], "Hi", NOW, extra={"k": "v"}
+    )
     assert item.state is OutboxState.QUEUED and item.recipients == ("b@x", "c@x") and item.created_at == NOW
     with pytest.raises(MessageBad):
         store.outbox_add("<m1@x>", b"again", "ann@example.org", ["b@x"])
@@ -249,7 +255,9 @@ def test_prune_by_age_and_size_keeps_outbox_and_local_folders(tmp_path: Path):
     with Store.open(tmp_path / "c.db", os.urandom(32)) as s:
         s.upsert_folders([Folder("inbox-id", "Inbox")])
         local = s.local_folder("Imported")
-        s.put_message(local, "old-local", eml("imported long ago"), RemoteItem("x", local, NOW - timedelta(days=400)))
+        s.put_message(
+            local, "old-local", eml("imported long ago"), RemoteItem("x", local, NOW - timedelta(days=400))
+        )
         s.outbox_add("<q@x>", os.urandom(50_000), "a@x", ["b@x"], created_at=NOW - timedelta(days=400))
         for i in range(300):
             body = os.urandom(6000).hex()  # incompressible: about 12 kB per message
