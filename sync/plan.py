@@ -13,11 +13,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from sync.model import Changes, RemoteItem
+from sync.model import Changes, Folder, RemoteItem
 
 # How often a folder's delta is re-baselined to move its `receivedDateTime ge` window forward (the
 # date is frozen into Graph's delta token) and to heal any drift.
 REBASELINE_EVERY = timedelta(days=7)
+# Well-known system folders that "*" (every user folder) leaves out, with everything under them.
+SYSTEM_FOLDERS = frozenset({
+    "deleteditems", "junkemail", "outbox", "conversationhistory", "syncissues", "clutter", "scheduled",
+    "searchfolders", "recoverableitemsdeletions", "msgfolderroot",
+})
 
 
 @dataclass(frozen=True)
@@ -217,3 +222,57 @@ def mime_batches(provider_ids: Sequence[str], size: int = 20) -> list[tuple[str,
     if not 1 <= size <= 20:
         raise ValueError("a Graph $batch holds 1 to 20 requests")
     return [tuple(provider_ids[i : i + size]) for i in range(0, len(provider_ids), size)]
+
+
+def folder_paths(folders: Sequence[Folder]) -> dict[str, str]:
+    """{provider_id: "Parent/Child"} (a parent missing from the list is the mailbox root)."""
+    by_id = {f.provider_id: f for f in folders}
+    paths: dict[str, str] = {}
+
+    def path(f: Folder, depth: int = 0) -> str:
+        if f.provider_id not in paths:
+            parent = by_id.get(f.parent_id or "")
+            above = path(parent, depth + 1) if parent and depth < 50 else ""
+            paths[f.provider_id] = f"{above}/{f.name}" if above else f.name
+        return paths[f.provider_id]
+
+    for f in folders:
+        path(f)
+    return paths
+
+
+def select_folders(folders: Sequence[Folder], wanted: Sequence[str]) -> tuple[list[Folder], list[str]]:
+    """The folders to sync and the wanted entries that matched nothing.
+
+    Entries: a well-known name ("inbox", "sentitems", "drafts", "archive", ...), a display name or
+    path ("Projects/2026", case-insensitive), or "*" for every folder outside the system folders
+    (Deleted Items, Junk Email, Outbox, Conversation History, Sync Issues...) and their subfolders.
+    """
+    paths = folder_paths(folders)
+    by_id = {f.provider_id: f for f in folders}
+
+    def under_system(f: Folder) -> bool:
+        seen = 0
+        cur: Folder | None = f
+        while cur is not None and seen < 50:
+            if cur.well_known in SYSTEM_FOLDERS:
+                return True
+            cur = by_id.get(cur.parent_id or "")
+            seen += 1
+        return False
+
+    chosen: dict[str, Folder] = {}
+    unknown: list[str] = []
+    for entry in wanted:
+        key = entry.strip().strip("/").lower()
+        if key == "*":
+            hits = [f for f in folders if not under_system(f)]
+        else:
+            hits = [f for f in folders if f.well_known == key or paths[f.provider_id].lower() == key]
+            if not hits:
+                hits = [f for f in folders if f.name.lower() == key]
+        if not hits and key != "*":
+            unknown.append(entry)
+        for f in hits:
+            chosen.setdefault(f.provider_id, f)
+    return [f for f in folders if f.provider_id in chosen], unknown

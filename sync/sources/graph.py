@@ -1,0 +1,501 @@
+"""GraphSource: the Microsoft Graph mail adapter (implements sync.ports.MailSource), over requests.
+
+One requests.Session per source; every request carries a fresh `client-request-id`, explicit
+connect/read timeouts, `Prefer: IdType="ImmutableId"`, and goes through the mailbox's Governor
+(4 in flight, Retry-After, bounded jittered retries). Every failure leaves as a sync.errors
+exception; a truncated or dropped response is Unreachable, so a page is never half-used.
+Tokens, message bodies and cursors are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.policy
+import email.utils
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from sync.errors import (
+    AuthRequired,
+    CursorExpired,
+    FolderBad,
+    LifeboatError,
+    MessageBad,
+    SendRejected,
+    Throttled,
+    Unreachable,
+)
+from sync.governor import Governor
+from sync.model import Changes, Folder, RemoteItem
+from sync.plan import SYSTEM_FOLDERS
+from sync.ports import TokenProvider
+
+log = logging.getLogger(__name__)
+
+# Well-known folder names Graph resolves in /me/mailFolders/{name}. The first group is what a user
+# reads; the rest are system folders that "*" (all user folders) never includes.
+WELL_KNOWN = ("inbox", "sentitems", "drafts", "archive")
+SYSTEM = tuple(sorted(SYSTEM_FOLDERS - {"msgfolderroot"}))
+SUMMARY_FIELDS = "id,receivedDateTime,internetMessageId,subject,from,isRead,parentFolderId,changeKey"
+CURSOR_GONE = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
+BATCH_MAX = 20
+SEND_TIMEOUT = (5.0, 120.0)
+
+
+class Retryable(Unreachable):
+    """Unreachable that the governor may retry on a new connection (5xx, a dropped connection)."""
+
+    retryable = True
+
+
+def _error_code(resp: requests.Response) -> tuple[str, str]:
+    try:
+        err = resp.json().get("error", {})
+        return str(err.get("code", "")), str(err.get("message", ""))[:300]
+    except (ValueError, AttributeError):
+        return "", ""
+
+
+def _retry_after(headers: Mapping[str, str] | None, default: float = 1.0) -> float:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else default  # may be fractional: "2.128"
+    except ValueError:
+        return default
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _address(value: Any) -> str | None:
+    ea = (value or {}).get("emailAddress") or {}
+    addr, name = ea.get("address") or "", ea.get("name") or ""
+    if not addr and not name:
+        return None
+    return f"{name} <{addr}>" if name and addr and name != addr else (addr or name)
+
+
+def remote_item(data: Mapping[str, Any], folder_id: str) -> RemoteItem:
+    """A RemoteItem from a Graph message resource (delta or list)."""
+    is_read = data.get("isRead")
+    if isinstance(is_read, str):  # seen in Microsoft's own examples: "true"
+        is_read = is_read.lower() == "true"
+    return RemoteItem(
+        provider_id=str(data["id"]),
+        folder_id=str(data.get("parentFolderId") or folder_id),
+        received_at=_parse_time(data.get("receivedDateTime")),
+        message_id=data.get("internetMessageId"),
+        subject=data.get("subject"),
+        sender=_address(data.get("from") or data.get("sender")),
+        is_read=is_read if isinstance(is_read, bool) else None,
+        change_key=data.get("changeKey") or data.get("@odata.etag"),
+    )
+
+
+def changes_page(payload: Mapping[str, Any], folder_id: str) -> Changes:
+    """A Changes page from a delta response body (pure; raises Unreachable on a malformed page)."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("value"), list):
+        raise Retryable("Graph returned a delta page without a `value` list (truncated or malformed)")
+    items: list[RemoteItem] = []
+    removed: list[str] = []
+    for entry in payload["value"]:
+        if not isinstance(entry, Mapping) or "id" not in entry:
+            raise Retryable("Graph returned a delta entry without an id (malformed page)")
+        if "@removed" in entry:
+            removed.append(str(entry["id"]))
+        else:
+            items.append(remote_item(entry, folder_id))
+    next_link, delta_link = payload.get("@odata.nextLink"), payload.get("@odata.deltaLink")
+    if not next_link and not delta_link:
+        raise Retryable("Graph returned a delta page with neither nextLink nor deltaLink (truncated?)")
+    return Changes(tuple(items), tuple(removed), str(next_link or delta_link), complete=not next_link)
+
+
+class GraphSource:
+    """MailSource over Microsoft Graph v1.0 for the signed-in user (`/me`)."""
+
+    def __init__(
+        self,
+        graph_url: str,
+        tokens: TokenProvider,
+        *,
+        ca_file: str | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        probe_timeout: tuple[float, float] = (3.0, 5.0),
+        page_size: int = 200,
+        governor: Governor | None = None,
+    ) -> None:
+        self.base = graph_url.rstrip("/")
+        self._tokens = tokens
+        self._verify: str | bool = ca_file or True
+        self.timeout = timeout
+        self.probe_timeout = probe_timeout
+        self.page_size = page_size
+        self.governor = governor or Governor()
+        self.requests_sent = 0
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2, max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.headers["User-Agent"] = "Lifeboat/0.1 (email continuity)"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- one HTTP exchange, translated -------------------------------------------------------
+
+    def _url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("https://", "http://")):
+            if not path_or_url.startswith(self.base + "/") and urlsplit(path_or_url).netloc != urlsplit(
+                self.base
+            ).netloc:
+                raise FolderBad("a stored Graph link points to another host; it will not be followed")
+            return path_or_url
+        return self.base + path_or_url
+
+    def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        what: str,
+        bad: type[LifeboatError] = FolderBad,
+        timeout: tuple[float, float] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fresh: bool = False,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send once; return a 2xx response whose body has been read in full, or raise sync.errors."""
+        url = self._url(path_or_url)
+        rid = str(uuid.uuid4())
+        hdrs = {
+            "Authorization": f"Bearer {self._tokens.token()}",
+            "client-request-id": rid,
+            "return-client-request-id": "true",
+            "Prefer": 'IdType="ImmutableId"',
+            **(headers or {}),
+        }
+        if fresh:  # a retry after a 5xx or a drop: do not reuse a pooled connection
+            hdrs["Connection"] = "close"
+            self._session.get_adapter(url).close()
+        self.requests_sent += 1
+        try:
+            resp = self._session.request(
+                method, url, headers=hdrs, timeout=timeout or self.timeout, verify=self._verify,
+                allow_redirects=False, **kwargs,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise Unreachable(
+                f"{what}: the TLS certificate of {urlsplit(url).netloc} could not be verified",
+                fix="check the ca_file setting (the simulator's ca.pem) or the system's certificates",
+            ) from exc
+        except requests.Timeout as exc:
+            raise Unreachable(f"{what}: Graph did not answer in time (request {rid})") from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            raise Retryable(f"{what}: the connection to Graph failed or dropped (request {rid})") from exc
+        except requests.RequestException as exc:
+            raise Unreachable(f"{what}: the request to Graph failed: {type(exc).__name__}") from exc
+        log.debug("graph %s %s -> %s (client-request-id %s)", method, urlsplit(url).path[-60:],
+                  resp.status_code, rid)
+        status = resp.status_code
+        if status < 300:
+            return resp
+        code, message = _error_code(resp)
+        detail = f"{what}: Graph answered {status} {code or resp.reason} (request {rid})"
+        if status == 429:
+            raise Throttled(detail, retry_after=_retry_after(resp.headers))
+        if status == 401:
+            raise AuthRequired(detail)
+        if status == 410 or code.lower() in CURSOR_GONE:
+            raise CursorExpired(detail)
+        if status == 403:
+            raise AuthRequired(detail, fix="ask IT to grant Lifeboat the Mail.ReadWrite and Mail.Send "
+                                           "permissions, then sign in again with `lifeboat login`")
+        if status >= 500:
+            raise Retryable(detail)
+        raise bad(f"{detail}: {message}" if message else detail)
+
+    def _json(self, resp: requests.Response, what: str) -> Any:
+        try:
+            return resp.json()
+        except ValueError as exc:  # truncated or not JSON: never use half a page
+            raise Retryable(f"{what}: Graph sent an incomplete or invalid JSON body") from exc
+
+    def _get_json(self, path: str, *, what: str, bad: type[LifeboatError] = FolderBad,
+                  headers: Mapping[str, str] | None = None) -> Any:
+        def attempt(n: int) -> Any:
+            return self._json(self._send("GET", path, what=what, bad=bad, headers=headers, fresh=n > 1), what)
+
+        return self.governor.run(attempt)
+
+    # -- MailSource -------------------------------------------------------------------------
+
+    def probe(self) -> None:
+        """One cheap request with a short timeout and no retries."""
+        self._send("GET", "/me?$select=id", what="probe", bad=Unreachable, timeout=self.probe_timeout)
+
+    def well_known_ids(self, names: Iterable[str] = WELL_KNOWN + SYSTEM) -> dict[str, str]:
+        """{folder id: well-known name} for the names this mailbox has, in one $batch."""
+        names = list(names)
+        out: dict[str, str] = {}
+        for group in [names[i : i + BATCH_MAX] for i in range(0, len(names), BATCH_MAX)]:
+            reqs = [{"id": str(i), "method": "GET", "url": f"/me/mailFolders/{n}?$select=id"}
+                    for i, n in enumerate(group)]
+            for rid, (status, _h, body) in self._batch(reqs, what="resolve well-known folders").items():
+                if status == 200 and isinstance(body, Mapping) and body.get("id"):
+                    out[str(body["id"])] = group[int(rid)]
+        return out
+
+    def folders(self) -> list[Folder]:
+        """Every mail folder (search folders excluded), parents before children."""
+        well_known = self.well_known_ids()
+        out: list[Folder] = []
+        pending: list[str | None] = [None]
+        while pending:
+            parent = pending.pop(0)
+            path: str | None = (
+                "/me/mailFolders?$top=100" if parent is None
+                else f"/me/mailFolders/{quote(parent, safe='=')}/childFolders?$top=100"
+            )
+            while path:
+                page = self._get_json(path, what="list folders", bad=Unreachable)
+                for f in page.get("value", []):
+                    if "mailSearchFolder" in str(f.get("@odata.type", "")):
+                        continue
+                    fid = str(f["id"])
+                    out.append(Folder(fid, str(f.get("displayName", "")), f.get("parentFolderId"),
+                                      well_known.get(fid), f.get("totalItemCount")))
+                    if f.get("childFolderCount"):
+                        pending.append(fid)
+                path = page.get("@odata.nextLink")
+        return out
+
+    def changes(self, folder_id: str, cursor: str | None, window_start: datetime | None) -> Changes:
+        if cursor:
+            path = cursor  # query options are baked into the token: never repeat them
+        else:
+            path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages/delta?$select={SUMMARY_FIELDS}"
+            if window_start is not None:
+                stamp = window_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                path += f"&$filter=receivedDateTime+ge+{stamp}"
+        prefer = f'IdType="ImmutableId", odata.maxpagesize={self.page_size}'
+        payload = self._get_json(path, what=f"delta of folder …{folder_id[-8:]}", headers={"Prefer": prefer})
+        return changes_page(payload, folder_id)
+
+    def _batch(
+        self, requests_: list[dict[str, Any]], *, what: str
+    ) -> dict[str, tuple[int, dict[str, str], Any]]:
+        """POST one $batch (<= 20 requests); {request id: (status, headers, body)} for every request."""
+        if len(requests_) > BATCH_MAX:
+            raise ValueError("a Graph $batch holds at most 20 requests")
+
+        def attempt(n: int) -> Any:
+            resp = self._send("POST", "/$batch", what=what, bad=Unreachable, fresh=n > 1,
+                              json={"requests": requests_})
+            return self._json(resp, what)
+
+        payload = self.governor.run(attempt)
+        responses = payload.get("responses") if isinstance(payload, Mapping) else None
+        if not isinstance(responses, list):
+            raise Retryable(f"{what}: Graph sent a $batch answer without `responses`")
+        out = {}
+        for r in responses:
+            if isinstance(r, Mapping) and "id" in r:
+                out[str(r["id"])] = (int(r.get("status", 0)), dict(r.get("headers") or {}), r.get("body"))
+        missing = {str(q["id"]) for q in requests_} - set(out)
+        if missing:
+            raise Retryable(f"{what}: the $batch answer lacks {len(missing)} of its responses (truncated?)")
+        return out
+
+    def _mime_batch(self, ids: Sequence[str]) -> dict[str, bytes | Exception]:
+        """Fetch up to 20 MIME bodies in one $batch, retrying per-item 429s and 5xx a few times."""
+        result: dict[str, bytes | Exception] = {}
+        todo = list(ids)
+        for attempt in range(1, self.governor.max_attempts + 1):
+            reqs = [{"id": str(i), "method": "GET", "url": f"/me/messages/{quote(pid, safe='=')}/$value",
+                     "headers": {"Prefer": 'IdType="ImmutableId"'}} for i, pid in enumerate(todo)]
+            answers = self._batch(reqs, what=f"fetch {len(todo)} messages")
+            retry: list[str] = []
+            wait = 0.0
+            for i, pid in enumerate(todo):
+                status, headers, body = answers[str(i)]
+                if 200 <= status < 300:
+                    result[pid] = self._decode_value(pid, headers, body)
+                elif status == 429 or status >= 500:
+                    retry.append(pid)
+                    if status == 429:
+                        self.governor.throttled += 1
+                        wait = max(wait, _retry_after(headers))
+                    result[pid] = (Throttled(f"message …{pid[-8:]}: still throttled",
+                                             retry_after=_retry_after(headers)) if status == 429
+                                   else Unreachable(f"message …{pid[-8:]}: Graph answered {status}"))
+                elif status == 401:
+                    raise AuthRequired("fetch messages: Graph answered 401 inside $batch")
+                else:
+                    msg = (body or {}).get("error", {}).get("code", "") if isinstance(body, Mapping) else ""
+                    result[pid] = MessageBad(f"message …{pid[-8:]}: Graph answered {status} {msg}".rstrip())
+            if not retry or attempt == self.governor.max_attempts:
+                break
+            self.governor.pause(wait or self.governor.backoff(attempt))
+            todo = retry
+        return result
+
+    @staticmethod
+    def _decode_value(pid: str, headers: Mapping[str, str], body: Any) -> bytes | Exception:
+        # In $batch, a non-JSON body (our message/rfc822 MIME) comes back base64-encoded.
+        if isinstance(body, str):
+            try:
+                return base64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError):
+                return MessageBad(f"message …{pid[-8:]}: the $batch body is not valid base64")
+        return MessageBad(f"message …{pid[-8:]}: the $batch body is not MIME")
+
+    def fetch_mime(self, provider_ids: Sequence[str]) -> dict[str, bytes | Exception]:
+        """Raw MIME per id via $batch (20 per batch, up to the governor's in-flight limit at once)."""
+        groups = [provider_ids[i : i + BATCH_MAX] for i in range(0, len(provider_ids), BATCH_MAX)]
+        out: dict[str, bytes | Exception] = {}
+        if len(groups) <= 1:
+            for g in groups:
+                out.update(self._mime_batch(g))
+            return out
+        with ThreadPoolExecutor(max_workers=self.governor.max_in_flight) as pool:
+            for part in pool.map(self._mime_batch, groups):
+                out.update(part)
+        return out
+
+    def fetch_one(self, provider_id: str) -> bytes:
+        """GET one message's MIME ($value) outside $batch (the way simple clients do it)."""
+        def attempt(n: int) -> bytes:
+            return self._send("GET", f"/me/messages/{quote(provider_id, safe='=')}/$value",
+                              what="fetch a message", bad=MessageBad, fresh=n > 1).content
+
+        return self.governor.run(attempt)
+
+    def list_messages(self, folder_id: str) -> list[RemoteItem]:
+        """Every message of a folder by plain paging (`/messages`, no delta): for comparisons only."""
+        out: list[RemoteItem] = []
+        path: str | None = (f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
+                            f"?$select={SUMMARY_FIELDS}&$top=100")
+        while path:
+            page = self._get_json(path, what="list messages")
+            out.extend(remote_item(m, folder_id) for m in page.get("value", []))
+            path = page.get("@odata.nextLink")
+        return out
+
+    def find_by_message_id(self, folder_id: str, message_id: str) -> str | None:
+        literal = message_id.replace("'", "''")
+        path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
+        params = {"$filter": f"internetMessageId eq '{literal}'", "$select": "id,internetMessageId"}
+
+        def attempt(n: int) -> Any:
+            return self._json(self._send("GET", path, what="look a message up", params=params,
+                                         fresh=n > 1), "look a message up")
+
+        hits = self.governor.run(attempt).get("value", [])
+        return str(hits[0]["id"]) if hits else None
+
+    def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str) -> str:
+        """Create a NON-draft sent item from raw MIME (JSON + extended properties; see FACTS.md).
+
+        Not retried on 5xx or a drop (the copy may exist): the caller looks the Message-ID up first.
+        """
+        body = sent_item_json(raw, sent_at, message_id)
+        path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
+        resp = self.governor.run(
+            lambda n: self._send("POST", path, what="save a sent copy", bad=MessageBad, json=body,
+                                 timeout=SEND_TIMEOUT),
+            retry=False,
+        )
+        created = self._json(resp, "save a sent copy")
+        if not isinstance(created, Mapping) or not created.get("id"):
+            raise Unreachable("save a sent copy: Graph's answer lacks the new item's id")
+        return str(created["id"])
+
+    def send_mime(self, raw: bytes) -> None:
+        """POST /me/sendMail with the whole MIME base64-encoded; 202 means accepted (not delivered).
+
+        Never retried except after a 429 (sendMail is not idempotent). 4xx other than 401/403/429
+        raise SendRejected with Graph's words.
+        """
+        data = base64.b64encode(raw)
+
+        def attempt(n: int) -> None:
+            try:
+                self._send("POST", "/me/sendMail", what="send", bad=SendRejected, data=data,
+                           headers={"Content-Type": "text/plain"}, timeout=SEND_TIMEOUT)
+            except FolderBad as exc:  # pragma: no cover - bad=SendRejected above
+                raise SendRejected(str(exc)) from exc
+
+        self.governor.run(attempt, retry=False)
+
+
+def _recipients(msg: EmailMessage, header: str) -> list[dict[str, Any]]:
+    return [{"emailAddress": {"name": name, "address": addr}}
+            for name, addr in email.utils.getaddresses(msg.get_all(header, [])) if addr]
+
+
+def sent_item_json(raw: bytes, sent_at: datetime, message_id: str) -> dict[str, Any]:
+    """The JSON that makes Graph create a sent (not draft) copy of raw MIME (pure)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    part = msg.get_body(("html", "plain"))
+    content, ctype = "", "text"
+    if part is not None:
+        try:
+            content = str(part.get_content())
+        except (LookupError, ValueError):  # unknown charset or broken encoding: keep what we can
+            payload = part.get_payload(decode=True)
+            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        ctype = "html" if part.get_content_type() == "text/html" else "text"
+    stamp = sent_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attachments = []
+    for att in msg.iter_attachments():
+        data = att.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        attachments.append({
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": att.get_filename() or "attachment",
+            "contentType": att.get_content_type(),
+            "contentBytes": base64.b64encode(data).decode("ascii"),
+            "isInline": att.get_content_disposition() == "inline",
+            **({"contentId": str(att["Content-ID"]).strip("<>")} if att["Content-ID"] else {}),
+        })
+    sender = email.utils.getaddresses(msg.get_all("From", []))
+    out: dict[str, Any] = {
+        "subject": str(msg.get("Subject", "")),
+        "body": {"contentType": ctype, "content": content},
+        "toRecipients": _recipients(msg, "To"),
+        "ccRecipients": _recipients(msg, "Cc"),
+        "internetMessageId": message_id,
+        "isRead": True,
+        "singleValueExtendedProperties": [
+            {"id": "Integer 0x0E07", "value": "1"},  # PR_MESSAGE_FLAGS: read, not unsent
+            {"id": "SystemTime 0x0039", "value": stamp},  # PR_CLIENT_SUBMIT_TIME
+            {"id": "SystemTime 0x0E06", "value": stamp},  # PR_MESSAGE_DELIVERY_TIME
+            {"id": "String 0x1035", "value": message_id},  # PR_INTERNET_MESSAGE_ID
+        ],
+    }
+    if sender and sender[0][1]:
+        out["from"] = {"emailAddress": {"name": sender[0][0], "address": sender[0][1]}}
+    if attachments:
+        out["attachments"] = attachments
+    return out
