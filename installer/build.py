@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -141,11 +142,22 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
+def check_lock(blocks: dict[str, str]) -> None:
+    """Every dependency in pyproject.toml must be in the Windows lock file."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    missing = sorted(n for n in (re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0] for d in deps)
+                     if _norm(n) not in {_norm(b) for b in blocks})
+    if missing:
+        raise BuildError(f"{LOCK.name} lacks {', '.join(missing)} from pyproject.toml",
+                         fix="run `.venv/bin/python -m installer.build --lock` and commit the lock file")
+
+
 def fetch_wheels(cache: Path) -> list[Path]:
     """Windows (win_amd64, CPython 3.13) wheels of every locked dependency, hash-checked by pip."""
     wheels = cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     blocks = _lock_blocks()
+    check_lock(blocks)
     binary = [b for n, b in blocks.items() if n not in SDIST_ONLY]
     source = [b for n, b in blocks.items() if n in SDIST_ONLY]
     with tempfile.TemporaryDirectory() as tmp:
