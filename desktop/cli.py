@@ -229,6 +229,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     with open_cache(cfg) as store:
         status = {"account": account(cfg), **store.status()}
+        if args.json:
+            status.update(sync_status(cfg, store))
     if args.json:
         emit_json(status)
         return 0
@@ -295,6 +297,110 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# ------------------------------------------------------------------------------------------ login, sync
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from desktop.auth import MsalAuth
+
+    auth = MsalAuth(load_config(args))
+    if args.device_code:
+        user = auth.login_device_code(lambda text: print(text, flush=True))
+    else:
+        user = auth.login_interactive()
+    print(f"signed in as {user}")
+    return 0
+
+
+def _sync_bar(enabled: bool) -> tuple[Any, Any]:
+    """A rich progress bar (on stderr) and its update callback, or (nullcontext, None)."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(), None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=Console(stderr=True))
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int | None) -> None:
+        key = "messages" if phase == "messages" else "summaries"
+        if key not in tasks:
+            tasks[key] = bar.add_task(key, total=total)
+        bar.update(tasks[key], completed=done, total=total, description=phase[:28])
+
+    return bar, update
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Sync the mailbox into the cache: once (--once) or every sync_interval_seconds until Ctrl-C."""
+    import time
+
+    from desktop.auth import MsalAuth
+    from sync.engine import sync_once
+    from sync.errors import AuthRequired, Throttled, Unreachable
+    from sync.sources.graph import GraphSource
+
+    cfg = load_config(args)
+    auth = MsalAuth(cfg)
+    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None)
+    with open_cache(cfg) as store:
+        while True:
+            first = store.get_setting("sync.last_success_at") is None
+            bar, update = _sync_bar(first and not args.json and not args.quiet)
+            try:
+                with bar:
+                    report = sync_once(store, source, folders=cfg.folders, cache_days=cfg.cache_days,
+                                       cache_max_mb=cfg.cache_max_mb, progress=update)
+            except (Unreachable, Throttled, AuthRequired) as exc:
+                if args.once:
+                    raise
+                print(f"lifeboat: sync: {exc}", file=sys.stderr, flush=True)
+            else:
+                if args.json:
+                    emit_json(report.to_json())
+                elif not args.quiet:
+                    f = report.folders.values()
+                    print(f"synced {len(report.folders)} folders: {sum(r.upserted for r in f)} updated, "
+                          f"{sum(r.removed for r in f)} removed, {report.mime_fetched} messages fetched",
+                          flush=True)
+                for error in report.errors:
+                    print(f"lifeboat: sync: {error}", file=sys.stderr, flush=True)
+                if args.once:
+                    return 0 if report.ok else 1
+            time.sleep(cfg.sync_interval_seconds)
+
+
+def _sync_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--once", action="store_true", help="one sync, then exit (default: keep syncing)")
+    p.add_argument("--json", action="store_true", help="print each sync's report as JSON")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
+
+
+def _login_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device-code", action="store_true",
+                   help="sign in with a code on another device (no browser on this one)")
+
+
+def sync_status(cfg: config_mod.Config, store: Store) -> dict[str, Any]:
+    """The sign-in state and per-folder sync state for `lifeboat status --json`."""
+    from sync.engine import folder_status
+
+    sign_in, detail = "not_configured", ""
+    if cfg.client_id:
+        try:
+            from desktop.auth import MsalAuth
+
+            auth = MsalAuth(cfg)
+            sign_in, detail = auth.state(), auth.last_error
+        except LifeboatError as exc:
+            sign_in, detail = "unavailable", str(exc)
+    return {"sign_in": sign_in, "sign_in_detail": detail,
+            "last_sync": store.get_setting("sync.last_success_at"), "sync_folders": folder_status(store)}
+
+
 # ------------------------------------------------------------------------------------------ not ours
 
 
@@ -355,6 +461,8 @@ COMMANDS: list[Command] = [
     Command("show", "show one message", cmd_show, _show_options),
     Command("status", "cache size, counts, oldest and newest message", cmd_status, _json_option),
     Command("doctor", "check the keystore, the cache's integrity and free disk", cmd_doctor, _json_option),
+    Command("login", "sign in (system browser, or --device-code)", cmd_login, _login_options),
+    Command("sync", "sync the mailbox into the encrypted cache", cmd_sync, _sync_options),
     Command("simulator", "run the local Microsoft 365 simulator", cmd_simulator, passthrough=True),
     Command("demo", "run the demo against the simulator", cmd_demo, passthrough=True),
 ]

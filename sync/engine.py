@@ -10,7 +10,8 @@ and Throttled end the tick (what was committed stays) and propagate to the calle
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FOLDER_REFRESH = timedelta(minutes=15)  # re-list the folder tree at most this often
 MIME_CHUNK = 80  # messages fetched per round of $batch requests (4 batches of 20 in flight)
+MIME_SCAN = 2000  # rows without MIME read from the store at a time
 MAX_RESETS = 2  # expired cursors tolerated per folder per tick before it is reported as bad
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total or None)
@@ -150,34 +152,52 @@ def sync_folder(
 
 def fill_mime(store: Store, source: MailSource, report: SyncReport, progress: Progress | None = None,
               chunk: int = MIME_CHUNK) -> None:
-    """Fetch MIME for every row that lacks it, chunk by chunk; one transaction per chunk."""
+    """Fetch MIME for every row that lacks it; one transaction per chunk of `chunk` messages.
+
+    The next chunk is fetched while the current one is parsed and stored (network and parsing
+    overlap). A MessageBad (e.g. deleted meanwhile) skips that message for this tick; throttling or
+    an unreachable provider ends the phase, keeping what was committed.
+    """
     failed: set[str] = set()
     total = int(store.db.execute("SELECT count(*) FROM messages WHERE raw IS NULL").fetchone()[0])
     done = 0
-    while True:
-        rows = store.db.execute(
-            "SELECT provider_id, folder_id FROM messages WHERE raw IS NULL ORDER BY id LIMIT ?",
-            [chunk + len(failed)],
-        ).fetchall()
-        todo = [(str(p), str(f)) for p, f in rows if p not in failed][:chunk]
-        if not todo:
-            return
-        got = source.fetch_mime([p for p, _ in todo])
-        with store.transaction():
-            for pid, folder_id in todo:
-                result = got.get(pid)
-                if isinstance(result, bytes):
-                    store.put_message(folder_id, pid, result)
-                    report.mime_fetched += 1
-                    done += 1
-                else:
-                    failed.add(pid)
-                    report.mime_failed += 1
-                    if isinstance(result, Exception) and not isinstance(result, MessageBad):
-                        raise result  # throttled or unreachable: the committed part stays
-                    log.info("message …%s skipped: %s", pid[-8:], result)
-        if progress:
-            progress("messages", done, total)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mime-prefetch") as pool:
+        while True:
+            rows = store.db.execute(
+                "SELECT provider_id, folder_id FROM messages WHERE raw IS NULL ORDER BY id LIMIT ?",
+                [MIME_SCAN + len(failed)],
+            ).fetchall()
+            todo = [(str(p), str(f)) for p, f in rows if p not in failed]
+            if not todo:
+                return
+            chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+            pending: Future[Mapping[str, bytes | Exception]] = pool.submit(
+                source.fetch_mime, [p for p, _ in chunks[0]])
+            for n, part in enumerate(chunks):
+                got = pending.result()
+                if n + 1 < len(chunks):
+                    pending = pool.submit(source.fetch_mime, [p for p, _ in chunks[n + 1]])
+                problem: Exception | None = None
+                with store.transaction():
+                    for pid, folder_id in part:
+                        result = got.get(pid)
+                        if isinstance(result, bytes):
+                            store.put_message(folder_id, pid, result)
+                            report.mime_fetched += 1
+                            done += 1
+                            continue
+                        failed.add(pid)
+                        report.mime_failed += 1
+                        if isinstance(result, Exception) and not isinstance(result, MessageBad):
+                            problem = problem or result
+                        else:
+                            log.info("message …%s skipped: %s", pid[-8:], result)
+                if progress:
+                    progress("messages", done, total)
+                if problem is not None:  # throttled or unreachable: the committed part stays
+                    if n + 1 < len(chunks):
+                        pending.cancel()
+                    raise problem
 
 
 def sync_once(
