@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import time
@@ -359,7 +360,7 @@ def _oauth_error(code: str, description: str) -> dict[str, Any]:
     return {
         "error": code,
         "error_description": description,
-        "error_codes": [int(description[7:12])] if description.startswith("AADSTS") else [],
+        "error_codes": [int(m.group(1))] if (m := re.match(r"AADSTS(\d+)", description)) else [],
         "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
         "trace_id": str(uuid.uuid4()),
         "correlation_id": str(uuid.uuid4()),

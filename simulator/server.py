@@ -161,7 +161,6 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in resp.headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(length))
-        self.send_header("Date", self.date_time_string())
         self.end_headers()
         if cut == "drop":
             self.wfile.write(body[: len(body) // 2])
@@ -182,6 +181,15 @@ class _ProviderHandler(_Handler):
     server: _ProviderServer
 
     def _serve(self) -> None:
+        try:
+            self._serve_provider()
+        except (OSError, ssl.SSLError):
+            raise
+        except Exception as e:  # a bug in the simulator: answer 500 instead of dropping the connection
+            log.exception("simulator error on %s %s", self.command, self.path.split("?", 1)[0])
+            self._send(error_response(500, "generalException", f"Simulator error: {type(e).__name__}: {e}"))
+
+    def _serve_provider(self) -> None:
         sim = self.server.sim
         body = self._body()
         path = self.path
@@ -204,10 +212,10 @@ class _ProviderHandler(_Handler):
                 )
             )
             return
-        if mode == "slow":
-            sim._stop.wait(sim.slow_delay)
         cut = mode if mode in ("truncate", "drop") else None
         if scope == "login":
+            if mode == "slow":
+                sim._stop.wait(sim.slow_delay)
             self._send(sim._login(self.command, path, body), cut=cut)
             return
         if not sim.limits.enter():
@@ -215,6 +223,8 @@ class _ProviderHandler(_Handler):
             self._send(throttled_response(max(0.5, sim.limits.retry_after / 2)), cut=cut)
             return
         try:
+            if mode == "slow":  # a slow server holds its request slot, as a real one does
+                sim._stop.wait(sim.slow_delay)
             self._send(
                 sim._graph(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body), cut=cut
             )

@@ -1,0 +1,666 @@
+"""The Microsoft 365 simulator: OIDC sign-in with the real msal, Graph mail paths, delta, admin API, outages.
+
+Every test starts its own simulator on free ports (HTTPS with a CA in tmp_path) and talks to it over real
+sockets with requests/msal, trusting only that CA (REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE are removed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import msal
+import pytest
+import requests
+
+from simulator.server import Simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFER = 'IdType="ImmutableId", odata.maxpagesize=7'
+
+
+@pytest.fixture(autouse=True)
+def _no_ca_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulator]:
+    s = Simulator(tmp_path / "sim", messages=60, seed=3).start()
+    yield s
+    s.stop()
+
+
+def msal_app(sim: Simulator, **kw: object) -> msal.PublicClientApplication:
+    return msal.PublicClientApplication(
+        "lifeboat-test", authority=sim.authority, instance_discovery=False, verify=str(sim.ca_path), **kw
+    )
+
+
+def sign_in(sim: Simulator) -> tuple[msal.PublicClientApplication, dict]:
+    app = msal_app(sim)
+    flow = app.initiate_device_flow(scopes=["Mail.ReadWrite", "Mail.Send"])
+    assert "user_code" in flow, flow
+    result = app.acquire_token_by_device_flow(flow)
+    assert "access_token" in result, result
+    return app, result
+
+
+def graph(sim: Simulator) -> requests.Session:
+    _, result = sign_in(sim)
+    s = requests.Session()
+    s.verify = str(sim.ca_path)
+    s.headers.update({"Authorization": f"Bearer {result['access_token']}", "Prefer": PREFER})
+    return s
+
+
+def run_delta(s: requests.Session, url: str) -> tuple[dict[str, dict], set[str], str, int]:
+    """Follow nextLinks to the deltaLink; return (items by id, removed ids, deltaLink, pages)."""
+    items: dict[str, dict] = {}
+    removed: set[str] = set()
+    pages = 0
+    while True:
+        r = s.get(url, timeout=30)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        pages += 1
+        for v in page["value"]:
+            if "@removed" in v:
+                removed.add(v["id"])
+                items.pop(v["id"], None)
+            else:
+                items[v["id"]] = v
+                removed.discard(v["id"])
+        if "@odata.deltaLink" in page:
+            return items, removed, page["@odata.deltaLink"], pages
+        url = page["@odata.nextLink"]
+
+
+def mime(subject: str, to: str = "someone@example.test") -> bytes:
+    m = EmailMessage()
+    m["From"] = "Tester <tester@example.test>"
+    m["To"] = to
+    m["Subject"] = subject
+    m["Message-ID"] = make_msgid(domain="test.lifeboat")
+    m.set_content(f"Body of {subject}\n")
+    return m.as_bytes()
+
+
+# --- sign-in -----------------------------------------------------------------------------------------
+
+
+def test_msal_device_flow_keeps_account_and_refreshes(sim: Simulator) -> None:
+    """Real msal: device code sign-in (auto-approved), the account is kept, a forced refresh works."""
+    app, result = sign_in(sim)
+    assert result["id_token_claims"]["preferred_username"] == sim.user.upn
+    accounts = app.get_accounts()
+    assert [a["username"] for a in accounts] == [sim.user.upn]
+    again = app.acquire_token_silent(["Mail.ReadWrite"], account=accounts[0], force_refresh=True)
+    assert again and again["access_token"] != result["access_token"]
+    me = requests.get(
+        f"{sim.graph_url}/me",
+        headers={"Authorization": "Bearer " + again["access_token"]},
+        verify=str(sim.ca_path),
+    )
+    assert me.status_code == 200 and me.json()["userPrincipalName"] == sim.user.upn
+
+
+def test_device_flow_waits_for_admin_approval(tmp_path: Path) -> None:
+    """Without --auto-approve msal keeps polling (authorization_pending) until the admin API approves."""
+    with Simulator(tmp_path, messages=0, auto_approve=False) as s:
+        app = msal_app(s)
+        flow = app.initiate_device_flow(scopes=["Mail.Read"])
+        out: dict = {}
+        t = threading.Thread(target=lambda: out.update(app.acquire_token_by_device_flow(flow)), daemon=True)
+        t.start()
+        for _ in range(100):  # wait until msal has polled at least once
+            if any("oauth2/v2.0/token" in p for _, p in s.request_log):
+                break
+            time.sleep(0.05)
+        assert requests.get(f"{s.admin_url}/devicecode").json()["pending"] == [flow["user_code"]]
+        assert "access_token" not in out
+        r = requests.post(f"{s.admin_url}/devicecode/approve", json={"user_code": flow["user_code"]})
+        assert r.json() == {"approved": 1}
+        t.join(timeout=30)
+        assert "access_token" in out, out
+
+
+def test_expired_access_token_gets_401_then_silent_refresh(tmp_path: Path) -> None:
+    """A token past its lifetime answers Graph's 401 InvalidAuthenticationToken; msal refreshes silently."""
+    with Simulator(tmp_path, messages=3, token_lifetime=1) as s:
+        app, result = sign_in(s)
+        time.sleep(2.1)
+        r = requests.get(
+            f"{s.graph_url}/me",
+            headers={"Authorization": "Bearer " + result["access_token"]},
+            verify=str(s.ca_path),
+        )
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "InvalidAuthenticationToken"
+        assert "expired" in r.json()["error"]["message"]
+        fresh = app.acquire_token_silent(["Mail.ReadWrite"], account=app.get_accounts()[0])
+        assert fresh and fresh["access_token"] != result["access_token"]
+        r2 = requests.get(
+            f"{s.graph_url}/me",
+            headers={"Authorization": "Bearer " + fresh["access_token"]},
+            verify=str(s.ca_path),
+        )
+        assert r2.status_code == 200
+
+
+def test_revoked_tokens_need_a_new_sign_in(sim: Simulator) -> None:
+    """After the admin revokes tokens, Graph rejects the old access token and refresh gives invalid_grant."""
+    app, result = sign_in(sim)
+    requests.post(f"{sim.admin_url}/tokens", json={"revoke": True}).raise_for_status()
+    r = requests.get(
+        f"{sim.graph_url}/me",
+        headers={"Authorization": "Bearer " + result["access_token"]},
+        verify=str(sim.ca_path),
+    )
+    assert r.status_code == 401
+    out = app.acquire_token_silent_with_error(
+        ["Mail.ReadWrite"], account=app.get_accounts()[0], force_refresh=True
+    )
+    assert out is not None and out.get("error") == "invalid_grant"
+
+
+def test_graph_rejects_missing_and_forged_tokens(sim: Simulator) -> None:
+    """No bearer, garbage, and a token signed by another key are all 401 with Graph's error shape."""
+    v = str(sim.ca_path)
+    assert requests.get(f"{sim.graph_url}/me", verify=v).status_code == 401
+    r = requests.get(f"{sim.graph_url}/me", headers={"Authorization": "Bearer abc.def.ghi"}, verify=v)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "InvalidAuthenticationToken"
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(
+        {
+            "aud": "https://graph.microsoft.com",
+            "iss": sim.auth.issuer,
+            "exp": time.time() + 600,
+            "iat": time.time(),
+        },
+        other,
+        algorithm="RS256",
+    )
+    assert (
+        requests.get(
+            f"{sim.graph_url}/me", headers={"Authorization": f"Bearer {forged}"}, verify=v
+        ).status_code
+        == 401
+    )
+
+
+# --- folders, messages, delta ---------------------------------------------------------------------
+
+
+def test_folders_list_children_and_folder_delta(sim: Simulator) -> None:
+    """mailFolders lists the well-known folders; childFolders and mailFolders/delta see a new folder."""
+    s = graph(sim)
+    names = {f["displayName"] for f in s.get(f"{sim.graph_url}/me/mailFolders?$top=50").json()["value"]}
+    assert {"Inbox", "Sent Items", "Drafts", "Deleted Items", "Archive"} <= names
+    kids = s.get(f"{sim.graph_url}/me/mailFolders/inbox/childFolders").json()["value"]
+    assert {k["displayName"] for k in kids} == {"Projects", "Newsletters"}
+    items, _, link, _ = run_delta(s, f"{sim.graph_url}/me/mailFolders/delta")
+    assert {f["displayName"] for f in items.values()} >= names
+    new_id = sim.add_folder("Receipts", "inbox")
+    items2, _, _, _ = run_delta(s, link)
+    assert list(items2) == [new_id]
+
+
+def test_message_delta_initial_then_resume_sees_every_kind_of_change(sim: Simulator) -> None:
+    """First round pages through Inbox; after add/change/move-out/move-in/delete the deltaLink
+    reports each of them."""
+    s = graph(sim)
+    inbox = sim.folder_id("inbox")
+    base = f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta"
+    items, removed, link, pages = run_delta(s, base)
+    assert set(items) == set(sim.state()[inbox]) and not removed
+    assert pages > 1  # maxpagesize=7 forces several pages
+    ids = sorted(items)
+    back = next(iter(sim.state()[sim.folder_id("archive")]))
+    added = sim.add_message("inbox", mime("fresh"))
+    sim.change(ids[0], is_read=True)
+    sim.move(ids[1], "archive")
+    sim.delete(ids[2])
+    sim.move(back, "inbox")
+    got, gone, _, _ = run_delta(s, link)
+    assert set(got) == {added, ids[0], back}
+    assert got[ids[0]]["isRead"] is True
+    assert gone == {ids[1], ids[2]}
+    assert back in sim.state()[inbox] and got[back]["parentFolderId"] == inbox
+
+
+def test_delta_changes_between_pages_lose_nothing(sim: Simulator) -> None:
+    """Deleting and adding messages in the middle of a round skips nothing: after the next round the
+    client's copy equals the server's."""
+    s = graph(sim)
+    inbox = sim.folder_id("inbox")
+    r = s.get(f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta").json()
+    mine = {v["id"] for v in r["value"]}
+    for mid in [m for m in sim.state()[inbox] if m not in mine][:3]:
+        sim.delete(mid)
+    sim.delete(next(iter(mine)))
+    sim.add_message("inbox", mime("during round"))
+    items, removed, link, _ = run_delta(s, r["@odata.nextLink"])
+    mine |= set(items)
+    mine -= removed
+    items2, removed2, _, _ = run_delta(s, link)
+    mine = (mine | set(items2)) - removed2
+    assert mine == set(sim.state()[inbox])
+
+
+def test_delta_select_and_received_filter_are_baked_into_the_token(sim: Simulator) -> None:
+    """$select limits properties and $filter=receivedDateTime ge limits items, on every page and round."""
+    s = graph(sim)
+    inbox = sim.folder_id("inbox")
+    all_items, _, _, _ = run_delta(s, f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta")
+    dates = sorted(v["receivedDateTime"] for v in all_items.values())
+    cut = dates[len(dates) // 2]
+    url = (
+        f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta"
+        f"?$select=subject,isRead&$filter=receivedDateTime ge {cut}"
+    )
+    items, _, link, _ = run_delta(s, url)
+    assert set(items) == {k for k, v in all_items.items() if v["receivedDateTime"] >= cut}
+    for v in items.values():
+        assert set(v) <= {"id", "subject", "isRead", "@odata.type", "@odata.etag"}
+    old = next(k for k, v in all_items.items() if v["receivedDateTime"] < cut)
+    sim.change(old, is_read=True)
+    new = sim.add_message("inbox", mime("new one"))
+    items2, _, _, _ = run_delta(s, link)
+    assert set(items2) == {new} and set(items2[new]) <= {
+        "id",
+        "subject",
+        "isRead",
+        "@odata.type",
+        "@odata.etag",
+    }
+    bad = s.get(f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta?$filter=subject eq 'x'")
+    assert bad.status_code == 400 and "receivedDateTime" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("status", [410, 400])
+def test_expired_delta_tokens(sim: Simulator, status: int) -> None:
+    """After expire_delta_tokens both deltaLinks and mid-round nextLinks fail with syncStateNotFound."""
+    s = graph(sim)
+    inbox = sim.folder_id("inbox")
+    first = s.get(f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta").json()
+    _, _, link, _ = run_delta(s, f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta")
+    r = requests.post(f"{sim.admin_url}/delta/expire", json={"status": status})
+    assert r.status_code == 200
+    for url in (link, first["@odata.nextLink"]):
+        r = s.get(url)
+        assert r.status_code == status
+        assert r.json()["error"]["code"] == "syncStateNotFound"
+    items, _, _, _ = run_delta(s, f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta")
+    assert set(items) == set(sim.state()[inbox])
+    assert (
+        s.get(f"{sim.graph_url}/me/mailFolders/{inbox}/messages/delta?$deltatoken=garbage").status_code == 400
+    )
+
+
+def test_value_is_the_stored_mime_and_attachments_match_it(sim: Simulator) -> None:
+    """$value returns the exact stored bytes; attachments list and get decode to the MIME parts."""
+    s = graph(sim)
+    state = {pid: sha for folder in sim.state().values() for pid, sha in folder.items()}
+    pid = next(iter(state))
+    raw = s.get(f"{sim.graph_url}/me/messages/{pid}/$value").content
+    assert hashlib.sha256(raw).hexdigest() == state[pid]
+    listing = s.get(f"{sim.graph_url}/me/messages?$top=500&$select=hasAttachments").json()["value"]
+    with_att = [m["id"] for m in listing if m["hasAttachments"]]
+    assert with_att
+    atts = s.get(f"{sim.graph_url}/me/messages/{with_att[0]}/attachments").json()["value"]
+    assert atts
+    one = s.get(f"{sim.graph_url}/me/messages/{with_att[0]}/attachments/{atts[0]['id']}").json()
+    if one["@odata.type"] == "#microsoft.graph.fileAttachment":
+        data = base64.b64decode(one["contentBytes"])
+        assert len(data) == one["size"]
+        assert (
+            s.get(f"{sim.graph_url}/me/messages/{with_att[0]}/attachments/{atts[0]['id']}/$value").content
+            == data
+        )
+    assert (
+        s.get(f"{sim.graph_url}/me/messages/AAMkADnope/$value").json()["error"]["code"] == "ErrorItemNotFound"
+    )
+
+
+def test_send_mail_json_and_mime(sim: Simulator) -> None:
+    """sendMail with JSON and with base64 MIME: 202, recorded as sent, copy in Sent Items;
+    bad input is a 400."""
+    s = graph(sim)
+    sent_folder = sim.folder_id("sentitems")
+    before = set(sim.state()[sent_folder])
+    msg = {
+        "subject": "Hello",
+        "body": {"contentType": "html", "content": "<p>Hi <b>there</b></p>"},
+        "toRecipients": [{"emailAddress": {"address": "bob@example.test"}}],
+    }
+    assert s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg}).status_code == 202
+    raw = mime("Via MIME")
+    r = s.post(
+        f"{sim.graph_url}/me/sendMail", data=base64.b64encode(raw), headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 202
+    sent = sim.sent_items()
+    assert [x["subject"] for x in sent] == ["Hello", "Via MIME"]
+    assert base64.b64decode(sent[1]["mime"]) == raw
+    assert len(set(sim.state()[sent_folder]) - before) == 2
+    bad = s.post(
+        f"{sim.graph_url}/me/sendMail", data=b"!!not base64!!", headers={"Content-Type": "text/plain"}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "ErrorMimeContentInvalidBase64String"
+    none = s.post(f"{sim.graph_url}/me/sendMail", json={"message": {"subject": "x"}})
+    assert none.status_code == 400 and "recipients" in none.json()["error"]["message"]
+    assert (
+        s.post(
+            f"{sim.graph_url}/me/sendMail", data=b"{", headers={"Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    assert len(sim.sent_items()) == 2
+
+
+def test_create_in_sent_items_json_is_sent_item_mime_is_draft(sim: Simulator) -> None:
+    """JSON with PR_MESSAGE_FLAGS=1 makes a non-draft sent item findable by internetMessageId;
+    MIME makes a draft."""
+    s = graph(sim)
+    mid = make_msgid(domain="outage.lifeboat")
+    body = {
+        "subject": "Sent during the outage",
+        "body": {"contentType": "text", "content": "hello"},
+        "toRecipients": [{"emailAddress": {"address": "carol@example.test"}}],
+        "singleValueExtendedProperties": [
+            {"id": "Integer 0x0E07", "value": "1"},
+            {"id": "SystemTime 0x0039", "value": "2026-11-01T10:00:00Z"},
+            {"id": "SystemTime 0x0E06", "value": "2026-11-01T10:00:00Z"},
+            {"id": "String 0x1035", "value": mid},
+        ],
+    }
+    r = s.post(f"{sim.graph_url}/me/mailFolders/sentitems/messages", json=body)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["isDraft"] is False and made["internetMessageId"] == mid
+    assert made["sentDateTime"] == "2026-11-01T10:00:00Z"
+    found = s.get(
+        f"{sim.graph_url}/me/mailFolders/sentitems/messages",
+        params={"$filter": f"internetMessageId eq '{mid}'"},
+    )
+    assert [m["id"] for m in found.json()["value"]] == [made["id"]]
+    also = s.get(f"{sim.graph_url}/me/messages", params={"$filter": f"internetMessageId eq '{mid}'"}).json()[
+        "value"
+    ]
+    assert [m["id"] for m in also] == [made["id"]]
+    r2 = s.post(
+        f"{sim.graph_url}/me/mailFolders/sentitems/messages",
+        data=base64.b64encode(mime("as mime")),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert r2.status_code == 201 and r2.json()["isDraft"] is True
+    assert sim.sent_items() == []  # creating a copy sends nothing
+    bad = dict(body, singleValueExtendedProperties=[{"id": "Integer 0x0E07", "value": "one"}])
+    assert s.post(f"{sim.graph_url}/me/mailFolders/sentitems/messages", json=bad).status_code == 400
+
+
+def test_batch_answers_each_request_and_caps_at_20(sim: Simulator) -> None:
+    """$batch runs inner requests with their own statuses; more than 20 is a 400."""
+    s = graph(sim)
+    pid = next(iter(sim.state()[sim.folder_id("inbox")]))
+    reqs = [
+        {"id": "1", "method": "GET", "url": "/me/mailFolders/inbox"},
+        {"id": "2", "method": "GET", "url": f"/me/messages/{pid}?$select=subject"},
+        {"id": "3", "method": "GET", "url": "/me/messages/AAMkADmissing"},
+        {"id": "4", "method": "GET", "url": f"/me/messages/{pid}/$value"},
+    ]
+    out = s.post(f"{sim.graph_url}/$batch", json={"requests": reqs}).json()["responses"]
+    by = {r["id"]: r for r in out}
+    assert [by[i]["status"] for i in "1234"] == [200, 200, 404, 200]
+    assert by["2"]["body"]["id"] == pid
+    assert (
+        hashlib.sha256(base64.b64decode(by["4"]["body"])).hexdigest()
+        == sim.state()[sim.folder_id("inbox")][pid]
+    )
+    many = [{"id": str(i), "method": "GET", "url": "/me"} for i in range(21)]
+    r = s.post(f"{sim.graph_url}/$batch", json={"requests": many})
+    assert r.status_code == 400 and "20" in r.json()["error"]["message"]
+
+
+def test_patch_move_and_draft_send(sim: Simulator) -> None:
+    """PATCH isRead, POST move, and sending a draft (it lands in Sent Items and is recorded)."""
+    s = graph(sim)
+    pid = next(iter(sim.state()[sim.folder_id("inbox")]))
+    assert s.patch(f"{sim.graph_url}/me/messages/{pid}", json={"isRead": True}).json()["isRead"] is True
+    assert s.patch(f"{sim.graph_url}/me/messages/{pid}", json={"subject": "x"}).status_code == 400
+    moved = s.post(f"{sim.graph_url}/me/messages/{pid}/move", json={"destinationId": "archive"}).json()
+    assert moved["id"] == pid and moved["parentFolderId"] == sim.folder_id("archive")
+    draft = s.post(
+        f"{sim.graph_url}/me/messages",
+        json={"subject": "draft", "toRecipients": [{"emailAddress": {"address": "d@example.test"}}]},
+    ).json()
+    assert draft["isDraft"] is True and draft["parentFolderId"] == sim.folder_id("drafts")
+    assert s.post(f"{sim.graph_url}/me/messages/{draft['id']}/send").status_code == 202
+    assert draft["id"] in sim.state()[sim.folder_id("sentitems")]
+    assert [x["subject"] for x in sim.sent_items()] == ["draft"]
+
+
+# --- limits --------------------------------------------------------------------------------------------
+
+
+def test_rate_window_and_forced_throttling_answer_429_with_fractional_retry_after(sim: Simulator) -> None:
+    """With limits on, requests past the window get 429 + Retry-After; forced 429s carry e.g. 2.128; $batch
+    inner requests are throttled one by one."""
+    s = graph(sim)
+    sim.set_limits(True, window_requests=3, window_seconds=600)
+    codes = [s.get(f"{sim.graph_url}/me").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    r = s.get(f"{sim.graph_url}/me")
+    assert r.json()["error"]["code"] == "TooManyRequests" and float(r.headers["Retry-After"]) > 0
+    sim.set_limits(False)
+    sim.throttle_next(1, 2.128)
+    r = s.get(f"{sim.graph_url}/me")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "2.128"
+    assert s.get(f"{sim.graph_url}/me").status_code == 200
+    sim.set_limits(True, window_requests=3, window_seconds=600)
+    reqs = [{"id": str(i), "method": "GET", "url": "/me"} for i in range(4)]
+    out = s.post(f"{sim.graph_url}/$batch", json={"requests": reqs}).json()["responses"]
+    assert sorted(r["status"] for r in out) == [200, 200, 429, 429]  # outer POST used one slot
+
+
+def test_concurrency_limit_is_four_per_mailbox(sim: Simulator) -> None:
+    """With limits on and slow answers, 8 parallel requests: at most 4 succeed at once, the rest get 429."""
+    s = graph(sim)
+    token = s.headers["Authorization"]
+    sim.set_limits(True)
+    sim.set_outage("slow", delay=1.0, scope="graph")
+    codes: list[int] = []
+
+    def one() -> None:
+        r = requests.get(
+            f"{sim.graph_url}/me", headers={"Authorization": token}, verify=str(sim.ca_path), timeout=60
+        )
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(codes) == 8 and 1 <= codes.count(200) <= 4 and codes.count(429) >= 4
+
+
+# --- outages ---------------------------------------------------------------------------------------
+
+
+def test_refuse_closes_the_listener_and_normal_reopens_it(sim: Simulator) -> None:
+    """'refuse': connects get ECONNREFUSED, a kept-alive connection is cut, the admin port still answers."""
+    s = graph(sim)
+    assert s.get(f"{sim.graph_url}/me").status_code == 200
+    requests.post(f"{sim.admin_url}/outage", json={"mode": "refuse"}).raise_for_status()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", sim.port), timeout=5).close()
+    with pytest.raises(requests.ConnectionError):
+        s.get(f"{sim.graph_url}/me", timeout=10)
+    assert requests.get(f"{sim.admin_url}/state").json()["outage"] == "refuse"
+    requests.post(f"{sim.admin_url}/outage", json={"mode": "normal"}).raise_for_status()
+    assert s.get(f"{sim.graph_url}/me", timeout=10).status_code == 200
+
+
+def test_stop_listening_drops_open_connections(sim: Simulator) -> None:
+    """'stop': the listener closes and open keep-alive connections are shut at once."""
+    s = graph(sim)
+    raw = socket.create_connection(("127.0.0.1", sim.port), timeout=10)
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(sim.ca_path))
+    tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    sim.set_outage("stop")
+    tls.settimeout(10)
+    assert tls.recv(1) == b""  # the server closed it
+    tls.close()
+    with pytest.raises(requests.ConnectionError):
+        s.get(f"{sim.graph_url}/me", timeout=10)
+    sim.set_outage("normal")
+    assert s.get(f"{sim.graph_url}/me", timeout=10).status_code == 200
+
+
+def test_hang_accepts_and_never_answers(sim: Simulator) -> None:
+    """'hang': the TCP connect succeeds but no answer comes (the client's read timeout fires)."""
+    s = graph(sim)
+    sim.set_outage("hang")
+    socket.create_connection(("127.0.0.1", sim.port), timeout=5).close()  # accepted
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(f"{sim.graph_url}/me", verify=str(sim.ca_path), timeout=(5, 1.0))
+    assert requests.get(f"{sim.admin_url}/state").status_code == 200
+    sim.set_outage("normal")
+    assert s.get(f"{sim.graph_url}/me", timeout=10).status_code == 200
+
+
+def test_503_slow_truncate_and_drop(sim: Simulator) -> None:
+    """503 answers Graph's error; slow delays; truncate sends cut JSON; drop cuts the body mid-way."""
+    s = graph(sim)
+    sim.set_outage("503")
+    r = s.get(f"{sim.graph_url}/me")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "serviceNotAvailable"
+    sim.set_outage("slow", delay=0.5)
+    t0 = time.monotonic()
+    assert s.get(f"{sim.graph_url}/me").status_code == 200
+    assert time.monotonic() - t0 >= 0.5
+    sim.set_outage("truncate")
+    r = s.get(f"{sim.graph_url}/me/mailFolders")
+    assert r.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(r.content)
+    sim.set_outage("drop")
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+        s.get(f"{sim.graph_url}/me/mailFolders", timeout=10).content  # noqa: B018
+    sim.set_outage("normal")
+    assert s.get(f"{sim.graph_url}/me/mailFolders", timeout=10).json()["value"]
+
+
+def test_outage_scoped_to_graph_keeps_sign_in_working(sim: Simulator) -> None:
+    """scope=graph: Graph answers 503 while the OIDC endpoints keep working (and vice versa for login)."""
+    s = graph(sim)
+    sim.set_outage("503", scope="graph")
+    assert s.get(f"{sim.graph_url}/me").status_code == 503
+    sign_in(sim)
+    sim.set_outage("503", scope="login")
+    assert s.get(f"{sim.graph_url}/me").status_code == 200
+    r = requests.get(f"{sim.oidc_authority}/.well-known/openid-configuration", verify=str(sim.ca_path))
+    assert r.status_code == 503
+
+
+# --- admin API, persistence, CLI ----------------------------------------------------------------------
+
+
+def test_admin_api_changes_the_mailbox_and_rejects_bad_input(sim: Simulator) -> None:
+    """Admin HTTP: add (base64 MIME), change, move, delete, folders; bad input is a 400/404 with a reason."""
+    a = sim.admin_url
+    raw = mime("admin add")
+    pid = requests.post(
+        f"{a}/messages", json={"folder": "inbox", "mime_b64": base64.b64encode(raw).decode()}
+    ).json()["id"]
+    st = requests.get(f"{a}/state").json()
+    inbox = sim.folder_id("inbox")
+    assert st["state"][inbox][pid] == hashlib.sha256(raw).hexdigest()
+    assert requests.patch(f"{a}/messages/{pid}", json={"isRead": True}).status_code == 200
+    assert sim.mailbox.item(pid).is_read
+    assert requests.post(f"{a}/messages/{pid}/move", json={"folder": "Inbox/Projects"}).status_code == 200
+    assert pid in sim.state()[sim.folder_id("Inbox/Projects")]
+    assert requests.delete(f"{a}/messages/{pid}").status_code == 200
+    assert all(pid not in f for f in sim.state().values())
+    assert requests.delete(f"{a}/messages/{pid}").status_code == 404
+    r = requests.post(f"{a}/messages", json={"folder": "nowhere", "mime": "Subject: x\n\nhi"})
+    assert r.status_code == 404 and "nowhere" in r.json()["error"]
+    assert requests.post(f"{a}/messages", json={"folder": "inbox", "mime_b64": "%%%"}).status_code == 400
+    assert requests.post(f"{a}/outage", json={"mode": "meltdown"}).status_code == 400
+    assert requests.post(f"{a}/messages", data=b"[1]").status_code == 400
+    assert requests.get(f"{a}/nothing").status_code == 404
+    assert requests.get(f"{a}/requests").json()["count"] == sim.requests_count
+
+
+def test_snapshot_survives_restart(tmp_path: Path) -> None:
+    """stop() saves the mailbox in the data dir; a new simulator there serves the same state and CA."""
+    with Simulator(tmp_path, messages=25, seed=9) as s1:
+        s1.add_message("inbox", mime("kept"))
+        state, ca = s1.state(), s1.ca_path.read_bytes()
+    with Simulator(tmp_path, messages=5, seed=9) as s2:
+        assert s2.state() == state and s2.ca_path.read_bytes() == ca
+        graph(s2).get(f"{s2.graph_url}/me").raise_for_status()
+
+
+def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
+    """`python -m simulator.cli` prints the URLs and CA path, serves discovery, and exits 0 on Ctrl-C."""
+    import signal
+
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.cli",
+            "--port",
+            "0",
+            "--messages",
+            "5",
+            "--auto-approve",
+            "--data",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        lines = {}
+        assert p.stdout is not None
+        for line in p.stdout:
+            if line.startswith("Ctrl-C"):
+                break
+            k, _, v = line.partition(" ")
+            lines[k] = v.strip()
+        assert Path(lines["ca_path"]) == tmp_path / "ca.pem"
+        r = requests.get(
+            lines["oidc_authority"] + "/.well-known/openid-configuration", verify=lines["ca_path"], timeout=10
+        )
+        assert r.json()["issuer"] == lines["oidc_authority"]
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    bad = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "--messages", "-1"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert bad.returncode == 2 and "--messages" in bad.stderr
