@@ -258,3 +258,237 @@ def folder_status(store: Store) -> list[dict[str, Any]]:
         })
     return out
 
+
+# ============================================================================================
+# The outbox and reconciliation ticks: queue, send_once, settle_uncertain_once, reconcile_once.
+# Identity before side effects: the Message-ID is stamped at queue time and SENDING is committed
+# before any server is contacted; a record is "done" only after the remote accepted it. Each
+# durable step calls `checkpoint(name)` (a no-op by default; crash tests raise from it).
+# ============================================================================================
+
+import collections.abc  # noqa: E402
+import dataclasses  # noqa: E402
+import random  # noqa: E402
+
+from sync import failover, outbox  # noqa: E402
+from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, Unreachable  # noqa: E402
+from sync.model import Mode, OutboxItem, OutboxState, Route  # noqa: E402
+from sync.ports import SendRoute  # noqa: E402
+
+Checkpoint = Callable[[str], None]
+SENT_FOLDER = "sentitems"  # Graph's well-known name for Sent Items
+DEFAULT_BACKOFF = outbox.Backoff()
+
+
+def no_checkpoint(name: str) -> None:
+    return None
+
+
+def queue_message(store: Store, out: outbox.Outgoing, now: datetime) -> OutboxItem:
+    """Check built MIME (one Message-ID, one Date, no Bcc header) and queue it; MessageBad otherwise."""
+    item = outbox.new_item(out, now)
+    return store.outbox_add(item.message_id, item.raw, item.sender, item.recipients, item.subject, now)
+
+
+def save_item(store: Store, item: OutboxItem) -> OutboxItem:
+    """Write every field an outbox transition may change (one transaction)."""
+    return store.outbox_update(
+        item.id, state=item.state, attempts=item.attempts, next_attempt_at=item.next_attempt_at,
+        last_error=item.last_error, route=item.route, sent_at=item.sent_at,
+        reconciled_at=item.reconciled_at, extra=item.extra,
+    )
+
+
+@dataclass
+class SendReport:
+    route: Route
+    sent: list[str] = field(default_factory=list)  # Message-IDs the route accepted
+    deferred: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    waiting: int = 0  # due items left for a later tick
+    error: LifeboatError | None = None  # the temporary failure that ended the tick, if any
+
+    def __str__(self) -> str:
+        return (f"send via {self.route.value}: {len(self.sent)} sent, {len(self.deferred)} deferred, "
+                f"{len(self.failed)} failed, {self.waiting} waiting")
+
+
+def due_for(items: Sequence[OutboxItem], route: Route, now: datetime) -> list[OutboxItem]:
+    """Due QUEUED items; a backoff earned on the other route does not hold an item back (a message
+    deferred by the unreachable provider goes out through the backup relay as soon as failover says so)."""
+    other = [
+        i for i in items
+        if i.state is OutboxState.QUEUED and i.extra.get("attempt_route") not in (None, route.value)
+    ]
+    return sorted({i.id: i for i in [*outbox.due(items, now), *other]}.values(),
+                  key=lambda i: (i.created_at, i.id))
+
+
+def send_once(
+    store: Store,
+    routes: collections.abc.Mapping[Route, SendRoute],
+    mode: Mode,
+    now: datetime,
+    *,
+    checkpoint: Checkpoint = no_checkpoint,
+    jitter: Callable[[], float] = random.random,
+    backoff: outbox.Backoff = DEFAULT_BACKOFF,
+    limit: int | None = None,
+) -> SendReport:
+    """Send the due outbox items through the route the mode implies (backup exactly in CONTINUITY).
+
+    SENDING is committed before the route is contacted; SENT (with the route) after it accepted;
+    a temporary failure defers the item with backoff and ends the tick (the rest wait), a permanent
+    one marks it FAILED with the server's words. A route that is not configured leaves items queued."""
+    route = failover.route_for(mode)
+    report = SendReport(route)
+    todo = due_for(store.outbox_list([OutboxState.QUEUED]), route, now)
+    if limit is not None:
+        todo = todo[:limit]
+    sender = routes.get(route)
+    if sender is None:
+        report.waiting = len(todo)
+        if todo:
+            log.warning("%d message(s) wait: no %s route is configured", len(todo), route.value)
+        return report
+    for n, item in enumerate(todo):
+        item = save_item(store, outbox.begin_send(item, now, route))
+        checkpoint("sending")
+        try:
+            sender.send(item.raw, item.sender, item.recipients)
+        except Exception as exc:
+            err = exc if isinstance(exc, LifeboatError) else Unreachable(f"{type(exc).__name__}: {exc}")
+            if outbox.classify(err) == "permanent":
+                save_item(store, outbox.failed(item, err))
+                report.failed.append(item.message_id)
+                checkpoint("failed")
+                log.warning("outbox item %d failed for good via %s: %s", item.id, route.value, err)
+                continue
+            save_item(store, outbox.deferred(item, err, now, jitter(), backoff))
+            report.deferred.append(item.message_id)
+            report.error = err
+            report.waiting = len(todo) - n - 1
+            checkpoint("deferred")
+            log.info("outbox item %d deferred via %s: %s", item.id, route.value, err)
+            break
+        checkpoint("accepted")
+        save_item(store, outbox.sent(item, route, now))
+        report.sent.append(item.message_id)
+        checkpoint("sent")
+    return report
+
+
+def recover_outbox(store: Store, now: datetime) -> list[OutboxItem]:
+    """At start-up: an item found SENDING may or may not have gone out; it becomes UNCERTAIN."""
+    out = []
+    for item in outbox.on_startup(store.outbox_list([OutboxState.SENDING])):
+        with store.transaction():
+            out.append(save_item(store, item))
+            store.log_event("outbox", f"item {item.id} was being sent when Lifeboat stopped: uncertain", now)
+    return out
+
+
+@dataclass
+class SettleReport:
+    sent: list[str] = field(default_factory=list)  # found in Sent Items
+    requeued: list[str] = field(default_factory=list)  # proven absent: safe to send
+    ask_user: list[str] = field(default_factory=list)  # cannot be proven either way
+
+
+def settle_uncertain_once(
+    store: Store, source: MailSource, now: datetime, *, checkpoint: Checkpoint = no_checkpoint,
+    sent_folder: str = SENT_FOLDER,
+) -> SettleReport:
+    """Settle UNCERTAIN items by looking their Message-ID up in Sent Items. Only a primary-route
+    attempt can be settled that way (a backup-relay send leaves no cloud copy until reconcile): those
+    stay UNCERTAIN for the user (`lifeboat outbox --resend ID | --discard ID | --sent ID`).
+    If the provider cannot be asked, everything stays as it is; nothing is ever resent blindly."""
+    report = SettleReport()
+    for item in store.outbox_list([OutboxState.UNCERTAIN]):
+        if not outbox.lookup_can_settle(item):
+            report.ask_user.append(item.message_id)
+            continue
+        try:
+            found: bool | None = source.find_by_message_id(sent_folder, item.message_id) is not None
+        except (Unreachable, AuthRequired, Throttled) as exc:
+            log.info("cannot settle uncertain items now: %s", exc)
+            found = None
+        new = save_item(store, outbox.settle_uncertain(item, found, now))
+        checkpoint("settled")
+        if found is None:
+            report.ask_user.append(item.message_id)
+            break
+        (report.sent if new.state is OutboxState.SENT else report.requeued).append(item.message_id)
+    return report
+
+
+USER_CHOICES = ("resend", "discard", "sent")
+
+
+def user_settles(store: Store, item_id: int, choice: str, now: datetime) -> OutboxItem:
+    """The user's word on an UNCERTAIN (or FAILED) item: resend it, discard it, or confirm it went out
+    (then it counts as sent through the route it was tried on, and reconcile copies a backup send)."""
+    item = store.outbox_get(item_id)
+    if item is None:
+        raise MessageBad(f"there is no outbox item {item_id}", fix="list them with `lifeboat outbox`")
+    if choice not in USER_CHOICES:
+        raise MessageBad(f"unknown choice {choice!r}: use one of {', '.join(USER_CHOICES)}")
+    if choice == "sent":
+        if item.state is not OutboxState.UNCERTAIN:
+            raise MessageBad(f"outbox item {item_id} is {item.state.value}; only an uncertain item can be "
+                             "confirmed as sent")
+        route = Route(item.extra.get("attempt_route", Route.PRIMARY.value))
+        new = outbox.sent(dataclasses.replace(item, state=OutboxState.SENDING), route, now)
+    else:
+        try:
+            new = outbox.user_decided(item, resend=choice == "resend")
+        except ValueError as exc:
+            raise MessageBad(str(exc)) from exc
+    with store.transaction():
+        saved = save_item(store, new)
+        store.log_event("outbox", f"item {item_id}: the user chose {choice}", now)
+    return saved
+
+
+@dataclass
+class ReconcileReport:
+    copied: list[str] = field(default_factory=list)  # sent copies created in Sent Items
+    present: list[str] = field(default_factory=list)  # already there (no copy made)
+    failed: dict[str, str] = field(default_factory=dict)  # Message-ID -> why (retried next time)
+
+    @property
+    def summary(self) -> str:
+        n = len(self.copied) + len(self.present)
+        text = f"{n} sent during the outage, copied to Sent Items" if n else "nothing sent during the outage"
+        return text + (f"; {len(self.failed)} could not be copied yet" if self.failed else "")
+
+
+def reconcile_once(
+    store: Store, source: MailSource, now: datetime, *, checkpoint: Checkpoint = no_checkpoint,
+    sent_folder: str = SENT_FOLDER,
+) -> ReconcileReport:
+    """For every message sent through the backup route and not yet reconciled: look its Message-ID up
+    in Sent Items and create the non-draft sent copy only if absent; then mark it reconciled.
+    Idempotent: a second run (or a run after a crash at any step) creates nothing new.
+    Unreachable/AuthRequired/Throttled end the run (what was done stays); one bad message is skipped."""
+    report = ReconcileReport()
+    todo = [i for i in store.outbox_list([OutboxState.SENT])
+            if i.route is Route.BACKUP and i.reconciled_at is None]
+    for item in todo:
+        try:
+            provider_id = source.find_by_message_id(sent_folder, item.message_id)
+            checkpoint("looked_up")
+            if provider_id is None:
+                provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id)
+                report.copied.append(item.message_id)
+                checkpoint("copied")
+            else:
+                report.present.append(item.message_id)
+        except (MessageBad, SendRejected, FolderBad) as exc:
+            report.failed[item.message_id] = str(exc)
+            store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
+            continue
+        store.outbox_update(item.id, reconciled_at=now, last_error=None,
+                            extra={**item.extra, "sent_copy_id": provider_id})
+        checkpoint("reconciled")
+    return report

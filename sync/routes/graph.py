@@ -1,0 +1,49 @@
+"""The primary send route: Microsoft Graph sendMail with the whole MIME (via GraphSource.send_mime).
+
+`GraphRoute` is a SendRoute named "primary". Graph takes its recipients from the MIME headers, so
+envelope recipients missing from To/Cc (the Bcc, which the outbox never keeps in the stored MIME)
+are added as a Bcc header on the copy handed to Graph; Exchange delivers to them and strips it.
+Errors arrive from the source already translated into sync.errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from typing import Protocol
+
+from sync.model import Route
+
+
+class MimeSender(Protocol):
+    def send_mime(self, raw: bytes) -> None: ...
+
+    def probe(self) -> None: ...
+
+
+def with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
+    """raw with a Bcc header naming every recipient not already in To/Cc (raw itself if none)."""
+    headers = BytesHeaderParser().parsebytes(raw)
+    shown = {
+        addr.lower()
+        for _, addr in getaddresses([str(v) for k in ("to", "cc") for v in headers.get_all(k, [])])
+    }
+    hidden = [r for r in dict.fromkeys(recipients) if r.lower() not in shown]
+    if not hidden:
+        return raw
+    eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
+    return b"Bcc: " + ", ".join(hidden).encode("utf-8") + eol + raw
+
+
+class GraphRoute:
+    name = Route.PRIMARY.value
+
+    def __init__(self, source: MimeSender) -> None:
+        self._source = source
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
+        self._source.send_mime(with_bcc(raw, recipients))
+
+    def probe(self) -> None:
+        self._source.probe()
