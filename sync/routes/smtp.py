@@ -242,7 +242,7 @@ class SmtpRoute:
             return errors.SendDeferred(f"{self.where}: TLS failed: {exc}", fix="check backup_smtp_security")
         if isinstance(exc, smtplib.SMTPResponseException):
             return self._refusal(exc.smtp_code, exc.smtp_error, "the connection")
-        if isinstance(exc, TimeoutError | socket.timeout):
+        if isinstance(exc, TimeoutError | socket.timeout) or isinstance(exc.__context__, TimeoutError):
             return errors.SendDeferred(f"{self.where} did not answer within {self.timeout:g} s")
         if isinstance(exc, smtplib.SMTPServerDisconnected):
             return errors.SendDeferred(f"{self.where} dropped the connection: {exc or 'no reason'}")
