@@ -54,6 +54,7 @@ class Config:
     successes_to_leave: int = 3
     recover_after_seconds: float = 30.0
     reference_url: str = ""
+    reference_dns_name: str = ""  # a name whose DNS lookup is a reference probe ("" = none)
     force_mode: str = "auto"  # "auto" | "continuity" | "normal"
     # [paths]
     data_dir: str = ""  # empty: platformdirs' user data dir, or LIFEBOAT_HOME
@@ -91,6 +92,7 @@ SECTIONS = {
     "failover": (
         "probe_interval_seconds", "suspect_probe_interval_seconds", "failures_to_enter",
         "failover_after_seconds", "successes_to_leave", "recover_after_seconds", "reference_url",
+        "reference_dns_name",
         "force_mode",
     ),
     "paths": ("data_dir",),
