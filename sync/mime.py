@@ -229,7 +229,8 @@ class _Parser:
         raw = _raw_header(msg, name)
         if raw is None:
             return ()
-        raw = self.cap(name, raw)
+        if len(raw) > HEADER_CAP:  # cut at an address boundary
+            raw = self.cap(name, raw).rsplit(",", 1)[0]
         if not _has_surrogates(raw) and len(raw) < 8000:  # the stdlib parser is slow on long lists
             try:
                 parsed = email_policy.default.header_fetch_parse(name, raw)
@@ -303,6 +304,11 @@ class _Parser:
             self.signed = True
         if ctype == "multipart/encrypted":
             self.encrypted = True
+        if ctype == "message/rfc822" or (
+            ctype.startswith("message/") and isinstance(part.get_payload(), list)
+        ):
+            self.add_attachment(part)
+            return
         if part.is_multipart() or ctype.startswith("multipart/"):
             payload = part.get_payload()
             if not isinstance(payload, list):  # no usable boundary: guess it from the body, else text
@@ -319,11 +325,6 @@ class _Parser:
                 return
             for child in children:
                 self.walk(child, depth + 1)
-            return
-        if ctype == "message/rfc822" or (
-            ctype.startswith("message/") and isinstance(part.get_payload(), list)
-        ):
-            self.add_attachment(part)
             return
         if ctype in _SIGNATURE_TYPES:
             self.signed = True
@@ -488,16 +489,16 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
     if name is not None:
         try:
             return data.decode(name), True
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError, ValueError):
             pass
     try:
         return data.decode("utf-8"), name is None and charset is None
     except UnicodeDecodeError:
         pass
-    if name is not None:
+    if name is not None and name not in ("utf-8", "ascii", "cp1252"):  # e.g. one bad byte in EUC-KR
         try:
             return data.decode(name, "replace"), False
-        except LookupError:
+        except (UnicodeError, LookupError, ValueError):
             pass
     return data.decode("cp1252", "replace"), False
 
@@ -727,8 +728,14 @@ def _content_type(part: Message) -> str:
 
 def _part_bytes(part: Message) -> Callable[[], bytes]:
     def get() -> bytes:
-        if part.is_multipart() or isinstance(part.get_payload(), list):
-            return part.as_bytes(policy=email_policy.compat32)
+        payload = part.get_payload()
+        if isinstance(payload, list):  # an attached message: its own bytes; else the whole entity
+            inner = payload[0] if payload and _content_type(part).startswith("message/") else part
+            entity = inner if isinstance(inner, Message) else part
+            try:
+                return entity.as_bytes(policy=email_policy.default.clone(linesep="\r\n"))
+            except Exception:
+                return entity.as_bytes(policy=email_policy.compat32)
         data = part.get_payload(decode=True)
         return data if isinstance(data, bytes) else b""
 

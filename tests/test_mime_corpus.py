@@ -11,6 +11,7 @@ from datetime import UTC
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_dates_and_senders_match_stdlib_where_stdlib_succeeds() -> None:
             dates += 1
             assert s.date == when, path.name
         sender = _stdlib_header(raw, "from")
-        addresses = getattr(sender, "addresses", ())
+        addresses: list[Any] = list(getattr(sender, "addresses", ()))
         if len(addresses) == 1 and addresses[0].addr_spec and "@" in addresses[0].addr_spec:
             senders += 1
             assert s.sender is not None and s.sender.email == addresses[0].addr_spec, path.name
