@@ -184,6 +184,29 @@ class GraphSource:
         **kwargs: Any,
     ) -> requests.Response:
         """Send once; return a 2xx response whose body has been read in full, or raise sync.errors."""
+        try:
+            return self._send_once(method, path_or_url, what=what, bad=bad, timeout=timeout, headers=headers,
+                                   fresh=fresh, **kwargs)
+        except AuthRequired:
+            invalidate = getattr(self._tokens, "invalidate", None)
+            if invalidate is None:
+                raise
+            invalidate()  # the token may have been revoked early: renew it once and try again
+            return self._send_once(method, path_or_url, what=what, bad=bad, timeout=timeout, headers=headers,
+                                   fresh=fresh, **kwargs)
+
+    def _send_once(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        what: str,
+        bad: type[LifeboatError] = FolderBad,
+        timeout: tuple[float, float] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fresh: bool = False,
+        **kwargs: Any,
+    ) -> requests.Response:
         url = self._url(path_or_url)
         rid = str(uuid.uuid4())
         hdrs = {
