@@ -8,6 +8,7 @@ Responses carry `id_token` and `client_info` so msal keeps the account.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import secrets
@@ -49,6 +50,8 @@ class Grant:
     client_id: str
     scope: str
     expires_at: float
+    nonce: str | None = None
+    challenge: str | None = None
 
 
 @dataclass
@@ -210,15 +213,21 @@ class Authority:
             return [f.user_code for f in self._flows.values() if not f.approved and not f.redeemed]
 
     # --- auth code flow (for completeness: approved at once) ----------------------------------------
-    def authorize(self, client_id: str, scope: str) -> str:
+    def authorize(
+        self, client_id: str, scope: str, nonce: str | None = None, challenge: str | None = None
+    ) -> str:
+        """Approve an authorization-code request at once (no login page) and return the code.
+
+        PKCE: `challenge` is the S256 code_challenge; the token request must bring its verifier."""
         code = secrets.token_urlsafe(24)
         with self._lock:
-            self._auth_codes[code] = Grant(client_id, scope, time.time() + 600)
+            self._auth_codes[code] = Grant(client_id, scope, time.time() + 600, nonce, challenge)
         return code
 
     # --- token endpoint -------------------------------------------------------------------------------
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         grant_type = form.get("grant_type", "")
+        nonce: str | None = None
         client_id = form.get("client_id", "")
         now = time.time()
         with self._lock:
@@ -253,8 +262,16 @@ class Authority:
                     return 400, _oauth_error(
                         "invalid_grant", "AADSTS70000: The authorization code is invalid."
                     )
+                if grant.challenge is not None:
+                    verifier = form.get("code_verifier", "").encode()
+                    if _b64url(hashlib.sha256(verifier).digest()) != grant.challenge:
+                        return 400, _oauth_error(
+                            "invalid_grant",
+                            "AADSTS50148: The code_verifier does not match the code_challenge.",
+                        )
                 scope = grant.scope
                 client_id = grant.client_id
+                nonce = grant.nonce
             else:
                 return 400, _oauth_error(
                     "unsupported_grant_type",
@@ -262,9 +279,11 @@ class Authority:
                 )
             refresh = secrets.token_urlsafe(48)
             self._refresh[refresh] = Grant(client_id, scope, now + self.refresh_lifetime)
-        return 200, self._issue(client_id, scope, refresh, now)
+        return 200, self._issue(client_id, scope, refresh, now, nonce)
 
-    def _issue(self, client_id: str, scope: str, refresh: str, now: float) -> dict[str, Any]:
+    def _issue(
+        self, client_id: str, scope: str, refresh: str, now: float, nonce: str | None = None
+    ) -> dict[str, Any]:
         u = self.user
         graph_scopes = (
             " ".join(
@@ -311,6 +330,7 @@ class Authority:
                 "name": u.name,
                 "preferred_username": u.upn,
                 "ver": "2.0",
+                **({"nonce": nonce} if nonce else {}),
             },
             key,
             algorithm="RS256",

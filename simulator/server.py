@@ -557,7 +557,17 @@ class Simulator:
                         "error_description": "AADSTS900144: redirect_uri is required.",
                     },
                 )
-            code = self.auth.authorize(q.get("client_id", ""), q.get("scope", ""))
+            if q.get("code_challenge") and q.get("code_challenge_method", "plain") != "S256":
+                return json_response(
+                    400,
+                    {
+                        "error": "invalid_request",
+                        "error_description": "AADSTS501491: use code_challenge_method=S256.",
+                    },
+                )
+            code = self.auth.authorize(
+                q.get("client_id", ""), q.get("scope", ""), q.get("nonce"), q.get("code_challenge")
+            )
             params = {"code": code, **({"state": q["state"]} if "state" in q else {})}
             return Response(302, b"", {"Location": f"{redirect}?{urlencode(params)}"})
         return json_response(404, {"error": "not_found", "error_description": f"No endpoint {parts.path}."})
