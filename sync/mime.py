@@ -209,7 +209,9 @@ class _Parser:
 
     def cap(self, name: str, raw: str) -> str:
         if len(raw) > HEADER_CAP:
-            self.note(f"the {name} header has {len(raw)} characters; only the first {HEADER_CAP} are used")
+            self.note(
+                f"the {name.title()} header has {len(raw)} characters; only the first {HEADER_CAP} are used"
+            )
         return raw[:HEADER_CAP]
 
     def decode_header_value(self, name: str, raw: str) -> str:
@@ -220,9 +222,9 @@ class _Parser:
                 if "\ufffd" not in value and not _has_surrogates(value) and not _ENCODED_WORD.search(value):
                     return value
             except Exception as exc:
-                self.note(f"the {name} header needed the lenient decoder ({type(exc).__name__})")
+                self.note(f"the {name.title()} header needed the lenient decoder ({type(exc).__name__})")
         else:
-            self.note(f"the {name} header has raw 8-bit bytes (decoded as UTF-8 or Windows-1252)")
+            self.note(f"the {name.title()} header has raw 8-bit bytes (decoded as UTF-8 or Windows-1252)")
         return decode_words(unfold(raw), self.hint)
 
     def addresses(self, msg: Message, name: str) -> tuple[Address, ...]:
@@ -242,7 +244,7 @@ class _Parser:
                         raise ValueError("undecoded display name")
                     if email or name_part:
                         found.append(Address(name_part, email))
-                if found or not raw.strip():
+                if found or not raw.strip() or re.search(r":\s*;", raw):  # `undisclosed-recipients:;`
                     return tuple(found)
             except Exception as exc:  # fall through to the lenient path
                 log.debug("lenient address parsing for %s: %s", name, type(exc).__name__)
@@ -251,7 +253,7 @@ class _Parser:
             if name_part or email:
                 out.append(Address(decode_words(name_part, self.hint), decode_words(email, self.hint)))
         if raw.strip() and not out:
-            self.note(f"the {name} header has no address that can be read")
+            self.note(f"the {name.title()} header has no address that can be read")
         return tuple(out)
 
     def headers(self, msg: Message) -> dict[str, Any]:
@@ -291,7 +293,9 @@ class _Parser:
     def collect_defects(self, msg: Message) -> None:
         for part in _walk_all(msg):
             for defect in getattr(part, "defects", ()):
-                self.note(_describe_defect(defect))
+                described = _describe_defect(defect)
+                if described:
+                    self.note(described)
 
     # ---- body
 
@@ -695,7 +699,24 @@ def _walk_all(msg: Message) -> Iterator[Message]:
             stack.extend(p for p in reversed(payload) if isinstance(p, Message))
 
 
+_DEFECTS = {
+    "StartBoundaryNotFoundDefect": "a multipart's boundary never occurs in its body",
+    "CloseBoundaryNotFoundDefect": "a multipart is not closed (the message may be cut short)",
+    "MissingHeaderBodySeparatorDefect": "a header line is malformed; the rest is read as body",
+    "NoBoundaryInMultipartDefect": "a multipart declares no boundary",
+    "InvalidMultipartContentTransferEncodingDefect": "a multipart has a transfer encoding it may not have",
+    "InvalidBase64PaddingDefect": "damaged base64 (bad padding); decoded as far as possible",
+    "InvalidBase64CharactersDefect": "damaged base64 (stray characters); decoded as far as possible",
+    "InvalidBase64LengthDefect": "damaged base64 (bad length); decoded as far as possible",
+    "MultipartInvariantViolationDefect": "",  # always accompanies one of the above
+    "FirstHeaderLineIsContinuationDefect": "",  # handled by _Parser.tidy_headers
+}
+
+
 def _describe_defect(defect: Exception) -> str:
+    known = _DEFECTS.get(type(defect).__name__)
+    if known is not None:
+        return known
     kind = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__.removesuffix("Defect")).lower()
     detail = str(defect).strip()
     return f"{kind}: {detail[:160]}" if detail and detail.lower() != kind else kind
