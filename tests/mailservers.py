@@ -135,15 +135,14 @@ class FaultHandler:
     data_reply: str | None = None  # e.g. "554 5.7.1 spam"
     drop_after_data: bool = False  # close the connection instead of answering DATA
     hang_in_data: float = 0.0  # seconds to sit on DATA before answering
-    sessions: list[Any] = field(default_factory=list)  # one per SMTP connection that said EHLO
+    peers: set[Any] = field(default_factory=set)  # client (host, port) of every TCP connection seen
 
     @property
     def connections(self) -> int:
-        return len(self.sessions)
+        return len(self.peers)
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any):
-        if not any(s is session for s in self.sessions):
-            self.sessions.append(session)
+        self.peers.add(session.peer)
         session.host_name = hostname
         return responses
 

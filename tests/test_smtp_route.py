@@ -73,6 +73,21 @@ def test_delivers_without_bcc_header_and_with_all_recipients():
     )
 
 
+def test_bare_line_feeds_become_crlf():
+    """MIME written with bare LF line ends (Python's default) and a body line starting with a dot: the
+    relay receives CRLF lines and the dot line intact."""
+    raw, mid = mime(body="first line\n.dot line\nlast\n")
+    raw = raw.replace(b"\r\n", b"\n")
+    with FaultySmtp() as server:
+        route = SmtpRoute("127.0.0.1", server.port, "none")
+        route.send(raw, "ann@example.test", ["bob@relay.test"])
+        route.close()
+    [got] = server.received
+    assert b"\n" not in got.data.replace(b"\r\n", b"")
+    assert got.message()["Message-ID"] == mid
+    assert got.message().get_content().replace("\r\n", "\n") == "first line\n.dot line\nlast\n"
+
+
 def test_burst_reuses_one_connection_then_closes_after_idle():
     """Ten sends in a row use one SMTP session; after the idle time the next send opens a new one,
     and close_if_idle closes it without a send."""

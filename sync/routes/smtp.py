@@ -22,6 +22,7 @@ from sync import errors
 SECURITY = ("starttls", "tls", "none")
 _BCC = re.compile(rb"(?im)^bcc[ \t]*:.*(?:\r?\n[ \t].*)*\r?\n")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_EOL = re.compile(rb"\r\n|\r|\n")
 
 
 def strip_bcc(raw: bytes) -> bytes:
@@ -147,7 +148,7 @@ class SmtpRoute:
         """Hand one message to the relay; returns once the relay accepted it (250 after DATA)."""
         if not recipients:
             raise errors.MessageBad("the message has no recipients")
-        raw = strip_bcc(raw)
+        raw = _EOL.sub(b"\r\n", strip_bcc(raw))  # SMTP lines end in CRLF; smtplib leaves bytes alone
         mail_from = self.envelope_sender or sender
         with self._lock:
             if self._conn is not None and self._clock() - self._last_used >= self.idle_close:
