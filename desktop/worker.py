@@ -1,0 +1,302 @@
+"""The headless workers: sync, health and outbox loops in threads; each tick is a plain engine/health call.
+
+Main types: `Continuity` (wires config -> store, source, routes, Monitor and the three ticks; tests
+call the ticks directly) and `Loop` (a thread that ticks, then waits for its delay, a wake-up or
+stop). `run_headless(config)` is `lifeboat run --headless`. Invariants: one running instance per
+cache (a lock file); SENDING items left by a crash become UNCERTAIN before the outbox loop starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from desktop import keys
+from desktop.config import Config
+from sync import engine, failover
+from sync.errors import AuthRequired, ConfigError, LifeboatError, Throttled, Unreachable
+from sync.health import DnsReference, HttpReference, Monitor, Probe, SystemClock
+from sync.model import Mode, Route
+from sync.ports import Clock, MailSource, Notifier, SendRoute
+from sync.store import Store, cache_path
+
+log = logging.getLogger(__name__)
+
+OUTBOX_INTERVAL = 1.0  # seconds between outbox ticks when idle (new mail may be queued by the CLI)
+RETRY_AFTER_ERROR = 5.0  # seconds before a loop whose tick crashed tries again
+
+
+def backup_password_name(cfg: Config) -> str:
+    """The keystore entry that holds the backup relay's password."""
+    return f"backup-smtp-password:{cfg.backup_smtp_username}@{cfg.backup_smtp_host}"
+
+
+def backup_route(cfg: Config) -> SendRoute | None:
+    """The SMTP backup route from the config (None when no relay is configured); the password comes
+    from the OS keystore only."""
+    if not cfg.backup_smtp_host:
+        return None
+    from sync.routes.smtp import SmtpRoute
+
+    password = None
+    if cfg.backup_smtp_username:
+        password = keys.secret(backup_password_name(cfg))
+        if password is None:
+            raise ConfigError(
+                f"no password for the backup relay user {cfg.backup_smtp_username} in the keystore",
+                fix="save it with `lifeboat backup-password`",
+            )
+    return SmtpRoute(
+        cfg.backup_smtp_host, cfg.backup_smtp_port, cfg.backup_smtp_security,
+        username=cfg.backup_smtp_username or None, password=password, ca_file=cfg.backup_ca_file or None,
+        envelope_sender=cfg.backup_sender or None, timeout=20,
+    )
+
+
+def references(cfg: Config, backup: SendRoute | None) -> list[Probe]:
+    """Reference probes that do not depend on Microsoft: the relay's greeting, DNS, a URL."""
+    out: list[Probe] = []
+    if backup is not None:
+        out.append(backup)
+    if cfg.reference_dns_name:
+        out.append(DnsReference(cfg.reference_dns_name))
+    if cfg.reference_url:
+        out.append(HttpReference(cfg.reference_url))
+    return out
+
+
+class LogNotifier:
+    """Notifications without a tray: the log, and optionally JSON lines on a stream."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+
+    def notify(self, title: str, body: str) -> None:
+        log.info("notify: %s: %s", title, body)
+        if self.stream is not None:
+            print(json.dumps({"notify": title, "body": body}), file=self.stream, flush=True)
+
+
+class Continuity:
+    """Everything the three loops need, and their ticks. Each tick returns seconds until the next one."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        source: MailSource,
+        routes: dict[Route, SendRoute],
+        refs: list[Probe],
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        reference_timeout: float = 10.0,
+    ) -> None:
+        self.cfg, self.store, self.source, self.routes = cfg, store, source, routes
+        self.clock = clock or SystemClock()
+        self.policy = failover.Policy.from_config(cfg)
+        self.monitor = Monitor(store, source, refs, self.policy, self.clock, notifier, reference_timeout)
+        self.sync_wake = threading.Event()
+        self.outbox_wake = threading.Event()
+        self.last_reconcile: engine.ReconcileReport | None = None
+
+    def start(self) -> None:
+        """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed."""
+        for item in engine.recover_outbox(self.store, self.clock.now()):
+            log.warning("outbox item %d (%s) may or may not have gone out: uncertain", item.id, item.subject)
+        self.monitor.start()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # ---- ticks ---------------------------------------------------------------------------------
+
+    def health_tick(self) -> float:
+        effects = self.monitor.tick()
+        if any(isinstance(e, failover.StartReconcile) for e in effects):
+            self.outbox_wake.set()
+        if self.monitor.mode is not Mode.CONTINUITY and any(
+            isinstance(e, failover.LogEvent) and e.kind == "mode" for e in effects
+        ):
+            self.outbox_wake.set()  # a mode change also changes the route
+        return self.monitor.delay()
+
+    def sync_tick(self) -> float:
+        mode = self.monitor.refresh().mode
+        if mode is Mode.CONTINUITY:
+            return self.cfg.sync_interval_seconds  # the provider is down: the probes watch it
+        try:
+            report = engine.sync_once(self.store, self.source, folders=self.cfg.folders,
+                                      cache_days=self.cfg.cache_days, cache_max_mb=self.cfg.cache_max_mb,
+                                      clock=self.clock.now)
+            for error in report.errors:
+                log.warning("sync: %s", error)
+        except Unreachable as exc:
+            log.info("sync: %s", exc)
+            self.monitor.report(exc, "sync")
+        except (Throttled, AuthRequired) as exc:
+            log.info("sync: %s", exc)
+        return self.cfg.sync_interval_seconds
+
+    def outbox_tick(self) -> float:
+        """Reconcile when RECOVERING, settle uncertain items while the provider answers, then send."""
+        state = self.monitor.refresh()
+        now = self.clock.now()
+        if state.mode is Mode.RECOVERING:
+            self.reconcile(now)
+            state = self.monitor.state
+        if state.mode in (Mode.NORMAL, Mode.RECOVERING):
+            try:
+                engine.settle_uncertain_once(self.store, self.source, now)
+            except LifeboatError as exc:
+                log.info("settle: %s", exc)
+        report = engine.send_once(self.store, self.routes, state.mode, now)
+        if report.sent or report.failed or report.deferred:
+            log.info("%s", report)
+        if report.error is not None and report.route is Route.PRIMARY:
+            self.monitor.report(report.error, "send")
+        if report.waiting and report.error is None and report.route in self.routes:
+            return 0.0  # more is due: go on at once
+        return OUTBOX_INTERVAL
+
+    def reconcile(self, now: datetime) -> engine.ReconcileReport | None:
+        try:
+            report = engine.reconcile_once(self.store, self.source, now)
+        except (Unreachable, AuthRequired, Throttled) as exc:
+            log.info("reconcile: %s (will try again; the probes decide whether the outage is back)", exc)
+            return None
+        self.last_reconcile = report
+        if report.failed:  # they stay unreconciled, with the reason on the outbox item
+            log.warning("reconcile: %d message(s) could not be copied: %s", len(report.failed), report.failed)
+        self.monitor.reconcile_done(report.summary)
+        self.sync_wake.set()  # then catch up the sync
+        return report
+
+
+class Loop(threading.Thread):
+    """Calls tick() until stop is set; after each tick waits its returned delay, or until woken."""
+
+    def __init__(self, name: str, tick: Callable[[], float], stop: threading.Event,
+                 wake: threading.Event | None = None) -> None:
+        super().__init__(name=f"lifeboat-{name}", daemon=True)
+        self.tick, self.stop, self.wake = tick, stop, wake or threading.Event()
+        self.ticks = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                delay = self.tick()
+            except Exception:  # a bug or a broken cache: log it, keep the other loops alive, retry
+                log.exception("%s tick failed", self.name)
+                delay = RETRY_AFTER_ERROR
+            self.ticks += 1
+            if delay > 0:
+                self.wake.wait(delay)
+            self.wake.clear()
+            if self.stop.is_set():
+                break
+
+
+def start_loops(c: Continuity, stop: threading.Event) -> list[Loop]:
+    loops = [
+        Loop("health", c.health_tick, stop, c.monitor.wake),
+        Loop("outbox", c.outbox_tick, stop, c.outbox_wake),
+        Loop("sync", c.sync_tick, stop, c.sync_wake),
+    ]
+    for loop in loops:
+        loop.start()
+    return loops
+
+
+def stop_loops(loops: list[Loop], stop: threading.Event, timeout: float = 60.0) -> None:
+    stop.set()
+    for loop in loops:
+        loop.wake.set()
+    for loop in loops:
+        loop.join(timeout)
+
+
+@contextlib.contextmanager
+def single_instance(home: Path) -> Iterator[None]:
+    """Refuse a second `run` on the same cache (two outboxes could send the same message twice)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "lifeboat.lock"
+    fh = path.open("a+")
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            import msvcrt
+
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError as exc:
+                raise ConfigError(f"Lifeboat is already running for {home}") from exc
+        else:
+            import fcntl
+
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise ConfigError(f"Lifeboat is already running for {home} (lock {path})",
+                                  fix="stop the other instance first") from exc
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def build(cfg: Config, store: Store, *, clock: Clock | None = None, notifier: Notifier | None = None,
+          tokens: Any = None) -> Continuity:
+    """Wire the real adapters from the configuration (Graph + msal sign-in, SMTP backup)."""
+    from sync.routes.graph import GraphRoute
+    from sync.sources.graph import GraphSource
+
+    if tokens is None:
+        from desktop.auth import MsalAuth
+
+        tokens = MsalAuth(cfg)
+    source = GraphSource(cfg.graph_url, tokens, ca_file=cfg.ca_file or None)
+    routes: dict[Route, SendRoute] = {Route.PRIMARY: GraphRoute(source)}
+    backup = backup_route(cfg)
+    if backup is not None:
+        routes[Route.BACKUP] = backup
+    else:
+        log.warning("no backup relay is configured (backup_smtp_host): mail waits during an outage")
+    return Continuity(cfg, store, source, routes, references(cfg, backup), clock=clock, notifier=notifier)
+
+
+def run_headless(cfg: Config, *, stop: threading.Event | None = None, out: IO[str] | None = None,
+                 tokens: Any = None) -> int:
+    """`lifeboat run --headless`: the three loops until SIGINT/SIGTERM (or `stop` is set)."""
+    stop = stop or threading.Event()
+    account = cfg.username or "default"
+    with single_instance(cfg.home), Store.open(cache_path(cfg.home, account), keys.db_key(account)) as store:
+        c = build(cfg, store, notifier=LogNotifier(out), tokens=tokens)
+        c.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        loops = start_loops(c, stop)
+        if out is not None:
+            state = c.monitor.state
+            print(json.dumps({"running": True, "mode": state.mode.value, "since": state.since.isoformat(),
+                              "pid": os.getpid()}), file=out, flush=True)
+        while not stop.wait(0.5):
+            pass
+        stop_loops(loops, stop)
+        for route in c.routes.values():
+            close = getattr(route, "close", None)
+            if close is not None:
+                close()
+    return 0

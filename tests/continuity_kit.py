@@ -1,0 +1,114 @@
+"""Shared pieces for the continuity tests: the simulator signed in through the real msal code, a real
+aiosmtpd relay as the backup route, a store, and a FakeClock (a time source, not a mock of a server).
+
+Import the fixtures into a test module (`from continuity_kit import ...`) and list them in __all__.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mailservers import FaultySmtp
+
+from desktop.auth import MsalAuth
+from desktop.config import Config
+from simulator.server import Simulator
+from sync import mime
+from sync.engine import queue_message
+from sync.model import OutboxItem
+from sync.routes.graph import GraphRoute
+from sync.routes.smtp import SmtpRoute
+from sync.sources.graph import GraphSource
+from sync.store import Store, cache_path
+
+START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """sync.ports.Clock driven by the test: the failover policy's seconds pass without waiting."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.t = start
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> datetime:
+        self.t += timedelta(seconds=seconds)
+        return self.t
+
+
+def sim_config(sim: Simulator, home: Path, **overrides: object) -> Config:
+    return dataclasses.replace(
+        Config(), client_id="lifeboat-tests", username=sim.user.upn, authority_url=sim.authority,
+        graph_url=sim.graph_url, ca_file=str(sim.ca_path), data_dir=str(home), **overrides,
+    )
+
+
+def sign_in(cfg: Config) -> MsalAuth:
+    """The real sign-in code (msal device code flow; the simulator approves it at once)."""
+    auth = MsalAuth(cfg)
+    auth.login_device_code(lambda text: None)
+    return auth
+
+
+@dataclasses.dataclass
+class Provider:
+    sim: Simulator
+    cfg: Config
+    auth: MsalAuth
+    source: GraphSource
+    route: GraphRoute
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("LIFEBOAT_INSECURE_TOKEN_CACHE", "1")  # tokens for a throwaway simulator
+    monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
+
+
+@pytest.fixture
+def provider(env: None, tmp_path: Path) -> Iterator[Provider]:
+    sim = Simulator(tmp_path / "sim", messages=3, seed=5).start()
+    try:
+        cfg = sim_config(sim, tmp_path / "home")
+        auth = sign_in(cfg)
+        source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file, probe_timeout=(2.0, 3.0))
+        yield Provider(sim, cfg, auth, source, GraphRoute(source))
+        source.close()
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def relay() -> Iterator[FaultySmtp]:
+    with FaultySmtp() as server:
+        yield server
+
+
+def relay_route(relay: FaultySmtp) -> SmtpRoute:
+    return SmtpRoute("127.0.0.1", relay.port, "none", timeout=10)
+
+
+@pytest.fixture
+def store(env: None, tmp_path: Path) -> Iterator[Store]:
+    with Store.open(cache_path(tmp_path / "home", "test"), store_key()) as s:
+        yield s
+
+
+def store_key() -> bytes:
+    """The key the `store` fixture used (the env fixture's LIFEBOAT_DB_KEY), to reopen the same cache."""
+    return bytes.fromhex(os.environ["LIFEBOAT_DB_KEY"])
+
+
+def queue(store: Store, subject: str = "Hello", *, now: datetime = START, **kw: object) -> OutboxItem:
+    fields: dict[str, object] = {"sender": "Adele <adele.vance@contoso.test>", "to": ["bob@relay.test"],
+                                 "subject": subject, "text": f"{subject}\n", **kw}
+    return queue_message(store, mime.build(**fields), now)  # type: ignore[arg-type]

@@ -1,0 +1,214 @@
+"""engine.send_once and the outbox around it, against real servers: the simulator's Graph sendMail as the
+primary route and an aiosmtpd relay (with injected SMTP faults) as the backup route, over a real store."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from continuity_kit import START, FakeClock, env, provider, queue, relay, relay_route, store, store_key
+from mailservers import FaultySmtp, make_tls
+
+from sync import engine, mime
+from sync.errors import MessageBad
+from sync.model import Mode, OutboxState, Route
+from sync.routes.smtp import SmtpRoute
+from sync.store import Store
+
+__all__ = ["env", "provider", "relay", "store"]
+pytestmark = pytest.mark.timeout(180)  # safety net against hangs only
+
+
+def received_mid(data: bytes) -> str:
+    return str(email.message_from_bytes(data, policy=email.policy.default)["Message-ID"])
+
+
+def test_continuity_sends_through_backup_with_bcc_only_in_envelope(store: Store, relay: FaultySmtp) -> None:
+    """Tried: a message with To, Cc, Bcc and an attachment queued, then sent in CONTINUITY. The relay got it
+    once, with the Bcc in the envelope but not in the headers, the attachment intact, and the outbox says
+    SENT via backup with the Message-ID stamped at queue time."""
+    item = queue(store, "Quarterly", cc=["carol@relay.test"], bcc=["dave@relay.test"],
+                 attachments=[("q.pdf", "application/pdf", b"%PDF-1.4 data")])
+    report = engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START)
+    assert report.sent == [item.message_id]
+    [got] = relay.received
+    assert sorted(got.rcpt_tos) == ["bob@relay.test", "carol@relay.test", "dave@relay.test"]
+    msg = got.message()
+    assert msg["Bcc"] is None and b"dave@relay.test" not in got.data
+    assert msg["Message-ID"] == item.message_id
+    [att] = list(msg.iter_attachments())
+    assert att.get_filename() == "q.pdf" and att.get_content() == b"%PDF-1.4 data"
+    done = store.outbox_get(item.id)
+    assert done is not None and done.state is OutboxState.SENT and done.route is Route.BACKUP
+    assert done.raw == item.raw and done.sent_at == START
+
+
+def test_sending_is_committed_before_the_route_is_contacted(store: Store, relay: FaultySmtp) -> None:
+    """Tried: reading the cache through a second connection at the 'sending' checkpoint (just before the
+    relay is contacted): the row is already SENDING there, and the relay has nothing yet."""
+    item = queue(store)
+    seen = []
+
+    def checkpoint(name: str) -> None:
+        if name == "sending":
+            with Store.open(store.path, store_key()) as other:
+                row = other.outbox_get(item.id)
+                seen.append((row.state if row else None, len(relay.received)))
+
+    engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START, checkpoint=checkpoint)
+    assert seen == [(OutboxState.SENDING, 0)]
+    assert len(relay.received) == 1
+
+
+@pytest.mark.parametrize("fault,state,words", [
+    ({"mail_reply": "451 4.3.2 try again later"}, OutboxState.QUEUED, "451 4.3.2 try again later"),
+    ({"data_reply": "554 5.7.1 rejected as spam"}, OutboxState.FAILED, "554 5.7.1 rejected as spam"),
+    ({"rcpt_replies": {"bob@relay.test": "550 5.1.1 no such user"}}, OutboxState.FAILED, "550 5.1.1 no such"),
+    ({"drop_after_data": True}, OutboxState.QUEUED, "dropped the connection"),
+])
+def test_relay_faults_defer_or_fail_with_the_servers_words(store: Store, relay: FaultySmtp, fault: dict,
+                                                           state: OutboxState, words: str) -> None:
+    """Tried: 4xx at MAIL, 5xx after DATA, 5xx at RCPT and a connection dropped after DATA. Temporary ones
+    leave the item QUEUED with a later next attempt; permanent ones FAILED; both keep the server's words."""
+    for key, value in fault.items():
+        setattr(relay.handler, key, value)
+    item = queue(store)
+    report = engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START,
+                              jitter=lambda: 0.0)
+    after = store.outbox_get(item.id)
+    assert after is not None and after.state is state and after.attempts == 1
+    assert words in (after.last_error or "")
+    if state is OutboxState.QUEUED:
+        assert report.deferred == [item.message_id] and after.next_attempt_at is not None
+        assert after.next_attempt_at > START
+        # not due yet: the next tick leaves it alone; once due and the relay is fixed, it goes out
+        assert engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START).sent == []
+        for key in fault:
+            setattr(relay.handler, key, FaultySmtp().handler.__dict__[key])
+        later = after.next_attempt_at
+        assert engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY,
+                                later).sent == [item.message_id]
+    else:
+        assert report.failed == [item.message_id] and after.next_attempt_at is None
+
+
+def test_untrusted_tls_relay_defers(store: Store, tmp_path) -> None:
+    """Tried: a STARTTLS relay whose certificate is signed by a CA we were not told to trust: the message
+    is deferred (never sent in clear, never sent unverified) with a reason naming the certificate."""
+    tls = make_tls(tmp_path / "tls")
+    item = queue(store)
+    with FaultySmtp("starttls", tls) as server:
+        route = SmtpRoute("127.0.0.1", server.port, "starttls", timeout=10)
+        engine.send_once(store, {Route.BACKUP: route}, Mode.CONTINUITY, START)
+        assert server.received == []
+    after = store.outbox_get(item.id)
+    assert after is not None and after.state is OutboxState.QUEUED
+    assert "certificate" in (after.last_error or "")
+
+
+def test_reply_keeps_threading_headers_through_the_backup_route(store: Store, relay: FaultySmtp) -> None:
+    """Tried: replying to a parsed message (reply-all) and sending the reply in CONTINUITY: In-Reply-To is the
+    original's Message-ID and References ends with it, as received by the relay."""
+    original = mime.build(sender="bob@relay.test", to=["adele.vance@contoso.test"], cc=["carol@relay.test"],
+                          subject="Plans", text="What are the plans?\n",
+                          references=["<root@relay.test>"], in_reply_to="<root@relay.test>")
+    fields = mime.reply_fields(mime.parse(original.raw), reply_all=True, me="adele.vance@contoso.test")
+    item = queue(store, **{**fields, "text": "Here they are." + fields["text"]})
+    engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START)
+    [got] = relay.received
+    msg = got.message()
+    assert msg["In-Reply-To"] == original.message_id
+    assert str(msg["References"]).split() == ["<root@relay.test>", original.message_id]
+    assert msg["Subject"] == "Re: Plans" and received_mid(got.data) == item.message_id
+
+
+def test_the_mode_picks_the_route_and_a_missing_route_waits(store: Store, relay: FaultySmtp) -> None:
+    """Tried: NORMAL, SUSPECT and RECOVERING with only a backup route (nothing may go out: the primary is
+    the route there), then CONTINUITY with no backup route configured (still queued, no attempt used)."""
+    item = queue(store)
+    for mode in (Mode.NORMAL, Mode.SUSPECT, Mode.RECOVERING):
+        report = engine.send_once(store, {Route.BACKUP: relay_route(relay)}, mode, START)
+        assert report.route is Route.PRIMARY and report.waiting == 1 and not report.sent
+    assert engine.send_once(store, {}, Mode.CONTINUITY, START).waiting == 1
+    after = store.outbox_get(item.id)
+    assert after is not None and after.state is OutboxState.QUEUED and after.attempts == 0
+    assert relay.received == []
+
+
+def test_primary_route_sends_mime_through_graph_with_bcc_delivered(store: Store, provider) -> None:
+    """Tried: a message with a Bcc sent in NORMAL through Graph sendMail (MIME): the tenant delivered it to
+    To and Bcc (the Bcc travels in the copy handed to Graph only), and the stored MIME has no Bcc."""
+    item = queue(store, "Via Graph", bcc=["dave@relay.test"])
+    report = engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, START)
+    assert report.sent == [item.message_id]
+    [out] = [s for s in provider.sim.sent_items() if s["message_id"] == item.message_id]
+    assert sorted(out["to"]) == ["bob@relay.test", "dave@relay.test"]
+    assert b"Bcc" not in item.raw
+    after = store.outbox_get(item.id)
+    assert after is not None and after.route is Route.PRIMARY and after.state is OutboxState.SENT
+
+
+def test_provider_outage_defers_then_backup_takes_it_without_waiting(store: Store, provider, relay) -> None:
+    """Tried: the provider refusing connections while NORMAL (deferred, with backoff, ends the tick), then
+    CONTINUITY: the same item goes out through the relay at once, ignoring the primary route's backoff."""
+    first, second = queue(store, "One"), queue(store, "Two")
+    provider.sim.set_outage("refuse")
+    routes = {Route.PRIMARY: provider.route, Route.BACKUP: relay_route(relay)}
+    report = engine.send_once(store, routes, Mode.NORMAL, START)
+    assert report.deferred == [first.message_id] and report.waiting == 1 and report.error is not None
+    assert store.outbox_get(first.id).next_attempt_at > START  # type: ignore[union-attr]
+    report = engine.send_once(store, routes, Mode.CONTINUITY, START)
+    assert report.sent == [first.message_id, second.message_id]
+    assert [received_mid(r.data) for r in relay.received] == [first.message_id, second.message_id]
+
+
+def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store, provider, relay) -> None:
+    """Tried: three items left SENDING by a crash: one really sent through Graph, one never sent (primary
+    attempt), one tried on the backup relay. At start-up all become UNCERTAIN; the lookup in Sent Items
+    settles the first as SENT and the second as QUEUED; the backup one stays for the user, who then
+    confirms it went out (SENT via backup, so reconcile will copy it)."""
+    clock = FakeClock()
+    sent, lost, backup = queue(store, "sent"), queue(store, "lost"), queue(store, "backup")
+    engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now(), limit=1)
+    for item, route in ((sent, Route.PRIMARY), (lost, Route.PRIMARY), (backup, Route.BACKUP)):
+        current = store.outbox_get(item.id)
+        assert current is not None
+        store.outbox_update(item.id, state=OutboxState.SENDING,
+                            extra={**current.extra, "attempt_route": route.value})
+    assert {i.id for i in engine.recover_outbox(store, clock.now())} == {sent.id, lost.id, backup.id}
+    report = engine.settle_uncertain_once(store, provider.source, clock.now())
+    assert report.sent == [sent.message_id] and report.requeued == [lost.message_id]
+    assert report.ask_user == [backup.message_id]
+    assert store.outbox_get(backup.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
+    done = engine.user_settles(store, backup.id, "sent", clock.now())
+    assert done.state is OutboxState.SENT and done.route is Route.BACKUP and done.reconciled_at is None
+    with pytest.raises(MessageBad, match="only an uncertain item"):
+        engine.user_settles(store, backup.id, "sent", clock.now())
+    with pytest.raises(MessageBad, match="no outbox item 999"):
+        engine.user_settles(store, 999, "resend", clock.now())
+
+
+def test_uncertain_primary_item_waits_while_the_provider_is_down(store: Store, provider) -> None:
+    """Tried: settling an UNCERTAIN primary attempt while the provider refuses connections: nothing changes
+    (it is not resent blindly), and the user is asked."""
+    item = queue(store)
+    store.outbox_update(item.id, state=OutboxState.SENDING, extra={"attempt_route": "primary"})
+    engine.recover_outbox(store, START)
+    provider.sim.set_outage("refuse")
+    report = engine.settle_uncertain_once(store, provider.source, START)
+    assert report.ask_user == [item.message_id]
+    assert store.outbox_get(item.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
+
+
+def test_bad_messages_are_refused_at_queue_time(store: Store) -> None:
+    """Tried: queuing MIME with a Bcc header, and one Message-ID twice: both MessageBad, nothing stored."""
+    out = mime.build(sender="a@contoso.test", to=["b@relay.test"], subject="x", text="x")
+    engine.queue_message(store, out, START)
+    with pytest.raises(MessageBad, match="already in the outbox"):
+        engine.queue_message(store, out, START)
+    bad = mime.build(sender="a@contoso.test", to=["b@relay.test"], subject="y", text="y")
+    bad = type(bad)(**{**bad.__dict__, "raw": b"Bcc: c@relay.test\r\n" + bad.raw})
+    with pytest.raises(MessageBad, match="Bcc"):
+        engine.queue_message(store, bad, START)
+    assert len(store.outbox_list()) == 1
