@@ -162,6 +162,16 @@ def settle_uncertain(item: OutboxItem, found_in_sent: bool | None, now: datetime
     return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None, last_error=None)
 
 
+def confirmed_sent(item: OutboxItem, now: datetime) -> OutboxItem:
+    """UNCERTAIN -> SENT because the user says it went out (through the route it was being tried on)."""
+    _require(item, S.UNCERTAIN, action="confirm as sent")
+    route = Route(item.extra.get("attempt_route", Route.PRIMARY.value))
+    return dataclasses.replace(
+        item, state=S.SENT, route=route, sent_at=now, next_attempt_at=None,
+        last_error="marked as sent by the user",
+    )
+
+
 def user_decided(item: OutboxItem, resend: bool) -> OutboxItem:
     """The user settles an UNCERTAIN (or FAILED) item: resend it (QUEUED) or leave it FAILED."""
     _require(item, S.UNCERTAIN, S.FAILED, action="apply your choice")

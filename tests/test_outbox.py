@@ -144,6 +144,10 @@ def test_settle_uncertain():
     assert outbox.settle_uncertain(unc_backup, False, T0).state is S.UNCERTAIN
     assert outbox.user_decided(unc_backup, resend=True).state is S.QUEUED
     assert outbox.user_decided(unc_backup, resend=False).state is S.FAILED
+    confirmed = outbox.confirmed_sent(unc_backup, T0)
+    assert (confirmed.state, confirmed.route, confirmed.sent_at) == (S.SENT, Route.BACKUP, T0)
+    with pytest.raises(ValueError, match="cannot confirm"):
+        outbox.confirmed_sent(confirmed, T0)
 
 
 def test_due_orders_and_filters():
