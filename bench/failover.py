@@ -73,8 +73,9 @@ def main() -> None:
         if why:
             runs.append({"relay": "postfix", "skipped": why})
         else:
-            relay = PostfixRelay(tls).start()
+            relay = PostfixRelay(tls)
             try:
+                relay.start()
                 route = SmtpRoute("localhost", relay.port, "starttls", ca_file=str(tls.ca))
                 seconds = burst(route, count)
                 t0 = time.perf_counter()

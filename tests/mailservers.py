@@ -371,8 +371,8 @@ def postfix_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostfixR
     if why:
         pytest.skip(why)
     tls = make_tls(tmp_path_factory.mktemp("postfix-tls"))
-    relay = PostfixRelay(tls).start()
+    relay = PostfixRelay(tls)
     try:
-        yield relay
+        yield relay.start()
     finally:
         relay.stop()
