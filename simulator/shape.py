@@ -62,7 +62,8 @@ def _header(msg: Message, name: str) -> str:
         v = msg.get(name)
         return "" if v is None else re.sub(r"\s+", " ", str(v)).strip()
     except Exception:  # broken encoded words and the like: fall back to the raw value
-        raw = msg.get_all(name, failobj=[]) if hasattr(msg, "get_all") else []
+        # raw_items() bypasses the header registry (get_all() would fail the same way, e.g. on groups)
+        raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
         return re.sub(r"\s+", " ", str(raw[0])).strip() if raw else ""
 
 
