@@ -377,7 +377,7 @@ class _Parser:
         elif _has_surrogates(name) or _ENCODED_WORD.search(name):
             name = decode_words(name, self.hint)
         if name is not None:
-            name = name.replace("\x00", "").strip().replace("/", "_").replace("\\", "_")
+            name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip().replace("/", "_").replace("\\", "_")
         return name or None
 
     def texts_append(self, text: str) -> None:

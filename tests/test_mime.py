@@ -678,3 +678,17 @@ def test_forward_fields() -> None:
     assert fwd["attachments"] == [("plan.pdf", "application/pdf", b"%PDF")]
     out = mime.build(sender="me@example.com", to=["x@example.com"], **fwd)
     assert mime.parse(out.raw).attachment(0) == b"%PDF"
+
+
+def test_attachment_names_cannot_escape_a_folder() -> None:
+    """Tried: an attachment named with a path and control characters; the name keeps no separators
+    or control characters (a UI saving it cannot write outside the chosen folder)."""
+    raw = msg(
+        "From: a@example.com",
+        "Subject: x",
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=b"--b\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="../../etc/pa\x07sswd.pdf"\r\n\r\nx\r\n--b--\r\n',
+    )
+    (info,) = mime.parse(raw).summary.attachments
+    assert info.filename == ".._.._etc_passwd.pdf"

@@ -5,6 +5,7 @@ The assets live outside the repo (../shared/assets) and are read in place, never
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from datetime import UTC
@@ -24,6 +25,12 @@ TNEF = sorted((ASSETS / "tnef-raw").glob("*.tnef"))
 KEYS = ASSETS / "smime-test-keys"
 
 pytestmark = pytest.mark.skipif(not CORPUS, reason="shared assets not found at ../shared/assets")
+
+
+@functools.cache
+def _parsed(path: Path) -> mime.Parsed:
+    """parse() of one corpus file, computed once per test session (the corpus is read-only)."""
+    return mime.parse(path.read_bytes())
 
 
 def _stdlib_header(raw: bytes, name: str) -> object | None:
@@ -50,7 +57,7 @@ def test_every_public_message_yields_a_summary(path: Path) -> None:
     """Tried: parse() on each corpus message; it must return a Summary, keep the raw bytes, hand
     back every listed attachment with its stated size, and explain itself when it falls back to raw."""
     raw = path.read_bytes()
-    parsed = mime.parse(raw)
+    parsed = _parsed(path)
     s = parsed.summary
     assert isinstance(s, Summary)
     assert parsed.raw == raw
@@ -73,7 +80,7 @@ def test_every_public_message_yields_a_summary(path: Path) -> None:
 
 def test_nearly_all_public_messages_parse_with_headers() -> None:
     """Tried: the whole corpus; raw fallback is for messages without any header (not for defects)."""
-    not_ok = [p.name for p in CORPUS if not mime.parse(p.read_bytes()).summary.parse_ok]
+    not_ok = [p.name for p in CORPUS if not _parsed(p).summary.parse_ok]
     assert len(not_ok) <= 3, not_ok
 
 
@@ -87,7 +94,7 @@ def test_subjects_match_stdlib_where_stdlib_succeeds() -> None:
         if expected is None:
             continue
         compared += 1
-        assert mime.parse(raw).summary.subject == str(expected).strip(), path.name
+        assert _parsed(path).summary.subject == str(expected).strip(), path.name
     assert compared >= 150
 
 
@@ -97,7 +104,7 @@ def test_dates_and_senders_match_stdlib_where_stdlib_succeeds() -> None:
     dates = senders = 0
     for path in CORPUS:
         raw = path.read_bytes()
-        s = mime.parse(raw).summary
+        s = _parsed(path).summary
         date = _stdlib_header(raw, "date")
         when = getattr(date, "datetime", None)
         if when is not None and when.tzinfo is not None:
