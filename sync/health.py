@@ -43,17 +43,22 @@ class SystemClock:
 
 
 class DnsReference:
-    """Resolves one name through the configured DNS servers (not /etc/hosts) within `timeout` seconds."""
+    """Resolves one name through the system's DNS servers (not /etc/hosts), or the given one, within
+    `timeout` seconds. Any answer from a server counts, even "no such name": the network works."""
 
-    def __init__(self, name: str, timeout: float = 3.0) -> None:
-        self.name, self.timeout = name, timeout
+    def __init__(self, name: str, timeout: float = 3.0, nameserver: str | None = None, port: int = 53
+                 ) -> None:
+        self.name, self.timeout, self.nameserver, self.port = name, timeout, nameserver, port
 
     def __repr__(self) -> str:
         return f"DNS lookup of {self.name}"
 
     def probe(self) -> None:
+        resolver = dns.resolver.Resolver(configure=self.nameserver is None)
+        if self.nameserver is not None:
+            resolver.nameservers, resolver.port = [self.nameserver], self.port
         try:
-            dns.resolver.Resolver().resolve(self.name, "A", lifetime=self.timeout, search=False)
+            resolver.resolve(self.name, "A", lifetime=self.timeout, search=False)
         except dns.resolver.NXDOMAIN:
             return  # a DNS server answered (that the name does not exist is still an answer)
         except (dns.exception.DNSException, OSError) as exc:
