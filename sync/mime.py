@@ -126,8 +126,9 @@ def _raw_only(raw: bytes, exc: BaseException | None, problems: Sequence[str] = (
 
 
 class _Parser:
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, nesting: int = 0) -> None:
         self.raw = raw
+        self.nesting = nesting  # how deep in attached messages this parser is (their text is indexed)
         self.problems: list[str] = []
         self.attachments: list[AttachmentInfo] = []
         self.blobs: list[Callable[[], bytes]] = []
@@ -149,11 +150,11 @@ class _Parser:
         data = self.raw
         if not data.strip():
             return _raw_only(data, None, ["the message is empty"])
+        if data.startswith(b"\xd0\xcf\x11\xe0"):
+            return _raw_only(self.raw, None, ["this is an Outlook .msg file (OLE), not MIME; shown raw"])
         if b"\x00" in data:
             self.note("the message contains NUL bytes (removed for display)")
             data = data.replace(b"\x00", b"")
-        if data.startswith(b"\xd0\xcf\x11\xe0"):
-            return _raw_only(self.raw, None, ["this is an Outlook .msg file (OLE), not MIME; shown raw"])
         data = self.tidy_headers(data)
         msg = BytesParser(policy=email_policy.default).parsebytes(data)
         if not msg.keys():
@@ -312,6 +313,8 @@ class _Parser:
             ctype.startswith("message/") and isinstance(part.get_payload(), list)
         ):
             self.add_attachment(part)
+            if ctype == "message/rfc822" and self.nesting < 3 and self.text_len < TEXT_CAP:
+                self.texts_append(_Parser(self.blobs[-1](), self.nesting + 1).run().text)  # searchable
             return
         if part.is_multipart() or ctype.startswith("multipart/"):
             payload = part.get_payload()
@@ -376,9 +379,7 @@ class _Parser:
             name = decode_words(raw, self.hint) if raw else None
         elif _has_surrogates(name) or _ENCODED_WORD.search(name):
             name = decode_words(name, self.hint)
-        if name is not None:
-            name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip().replace("/", "_").replace("\\", "_")
-        return name or None
+        return (_safe_filename(name) or None) if name is not None else None
 
     def texts_append(self, text: str) -> None:
         if text and self.text_len < TEXT_CAP:
@@ -396,8 +397,8 @@ class _Parser:
         stripped = _strip_pgp_armor(self, text)
         if self.plain is None:
             self.plain = text
-        elif is_main:
-            self.plain = self.plain + "\n\n" + text if not self.html else self.plain
+        elif is_main:  # several inline text parts (e.g. text, image, text): show them all
+            self.plain += "\n\n" + text
         self.texts_append(stripped)
 
     def add_attachment(self, part: Message, *, force: bool = False) -> None:
@@ -409,7 +410,7 @@ class _Parser:
             subject = ""
             if isinstance(sub, Message):
                 subject = self.header(sub, "subject") or ""
-            filename = (subject.strip() or "message") + ".eml"
+            filename = _safe_filename(subject) + ".eml" if _safe_filename(subject) else "message.eml"
         if not filename:
             ext = mimetypes.guess_extension(ctype) or ".bin"
             filename = f"attachment-{len(self.attachments) + 1}{ext}"
@@ -641,6 +642,11 @@ def _constant(content: bytes) -> Callable[[], bytes]:
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _safe_filename(name: str) -> str:
+    """No path separators or control characters, so a saved attachment stays in its folder."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", name).strip().replace("/", "_").replace("\\", "_")
 
 
 def _smime_signed_content(der: bytes) -> Message | None:

@@ -257,7 +257,8 @@ def test_alternative_and_inline_cid_image() -> None:
 
 
 def test_attached_message() -> None:
-    """Tried: a message/rfc822 attachment; listed as "<subject>.eml", its bytes parse back."""
+    """Tried: a message/rfc822 attachment; listed as "<subject>.eml", its bytes parse back, and its
+    text is part of the outer message's search text."""
     inner = EmailMessage()
     inner["From"] = "b@example.com"
     inner["Subject"] = "Inner one"
@@ -269,6 +270,7 @@ def test_attached_message() -> None:
     outer.add_attachment(inner)
     parsed = mime.parse(outer.as_bytes())
     assert [a.filename for a in parsed.summary.attachments] == ["Inner one.eml"]
+    assert "inner body" in parsed.text  # an attached message's text is searchable
     again = mime.parse(parsed.attachment(0) or b"")
     assert again.summary.subject == "Inner one" and again.plain is not None and "inner body" in again.plain
 
