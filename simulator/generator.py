@@ -127,11 +127,11 @@ def _build(
     if kind < 0.35:
         body = MIMEText(text, "plain", charset)
     else:
-        alt = MIMEMultipart("alternative")
+        alt = MIMEMultipart("alternative", boundary=f"=_sim_{rng.getrandbits(64):016x}")
         alt.attach(MIMEText(text, "plain", charset))
         if rng.random() < 0.2:
             cid = f"img{idx}@sim.lifeboat.test"
-            related = MIMEMultipart("related")
+            related = MIMEMultipart("related", boundary=f"=_sim_{rng.getrandbits(64):016x}")
             related.attach(MIMEText(_html(text, cid), "html", "utf-8"))
             image = MIMEImage(_png(idx), "png")
             image.add_header("Content-ID", f"<{cid}>")
@@ -143,7 +143,7 @@ def _build(
         body = alt
     msg: MIMEText | MIMEMultipart = body
     if rng.random() < 0.25:
-        mixed = MIMEMultipart("mixed")
+        mixed = MIMEMultipart("mixed", boundary=f"=_sim_{rng.getrandbits(64):016x}")
         mixed.attach(body)
         choice = rng.randrange(3)
         part: MIMEBase

@@ -540,8 +540,8 @@ def test_hang_accepts_and_never_answers(sim: Simulator) -> None:
     s = graph(sim)
     sim.set_outage("hang")
     socket.create_connection(("127.0.0.1", sim.port), timeout=5).close()  # accepted
-    with pytest.raises(requests.exceptions.ReadTimeout):
-        requests.get(f"{sim.graph_url}/me", verify=str(sim.ca_path), timeout=(5, 1.0))
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.get(f"{sim.graph_url}/me", verify=str(sim.ca_path), timeout=1.0)
     assert requests.get(f"{sim.admin_url}/state").status_code == 200
     sim.set_outage("normal")
     assert s.get(f"{sim.graph_url}/me", timeout=10).status_code == 200
@@ -664,3 +664,48 @@ def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
         [sys.executable, "-m", "simulator.cli", "--messages", "-1"], capture_output=True, text=True, cwd=ROOT
     )
     assert bad.returncode == 2 and "--messages" in bad.stderr
+
+
+# --- generator ---------------------------------------------------------------------------------------
+
+
+def test_generator_is_seeded_and_varied() -> None:
+    """Same seed and anchor give the same bytes; the mailbox has threads, attachments, HTML, plain text,
+    several charsets and real corpus messages."""
+    import datetime as dt
+
+    from simulator import shape
+    from simulator.generator import CORPUS, populate
+    from simulator.mailbox import Mailbox
+
+    anchor = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+    def build(seed: int) -> Mailbox:
+        mb = Mailbox(seed)
+        populate(mb, 200, seed=seed, anchor=anchor)
+        return mb
+
+    a, b = build(4), build(4)
+    c = Mailbox(5)
+    populate(c, 20, seed=5, anchor=anchor)
+    assert a.state() == b.state()
+    assert a.state() != c.state()
+    raws = [i.mime for i in a.items.values()]
+    charsets = {
+        m.decode("latin-1").split("charset=")[1].split()[0].strip('";').lower()
+        for m in raws
+        if b"charset=" in m
+    }
+    assert len(charsets) >= 6, charsets
+    assert sum(b"In-Reply-To:" in m for m in raws) >= 20
+    assert sum(b"text/html" in m for m in raws) >= 50
+    assert sum(b"Content-Type: text/plain" in m and b"multipart" not in m for m in raws) >= 10
+    assert sum(shape.message_json(a, i)["hasAttachments"] for i in a.items.values()) >= 20
+    if CORPUS.is_dir():
+        corpus = {p.read_bytes() for p in CORPUS.glob("*.eml")}
+        assert sum(m in corpus for m in raws) >= 5
+    sent = a.state()[a.folder("sentitems").id]
+    assert sent and all(
+        shape.summarize(a.items[i].mime).sender[0]["emailAddress"]["address"] == "adele@contoso.test"
+        for i in sent
+    )
