@@ -116,10 +116,12 @@ def cmd_import_eml(args: argparse.Namespace) -> int:
             with store.transaction():
                 for _path, raw in batch:
                     provider_id = "eml:" + hashlib.sha256(raw).hexdigest()[:40]
-                    again += store.message_by_provider_id(provider_id) is not None
+                    stored += 1
+                    if store.message_by_provider_id(provider_id) is not None:
+                        again += 1  # the same bytes are stored already: nothing to do
+                        continue
                     message = store.message(store.put_message(folder, provider_id, raw))
                     raw_only += bool(message and not message["parse_ok"])
-                    stored += 1
             log.info("import-eml: committed %d messages (%d in all)", len(batch), stored)
             batch.clear()
 
@@ -145,7 +147,7 @@ def cmd_import_eml(args: argparse.Namespace) -> int:
     if raw_only:
         details.append(f"{raw_only} kept raw only: could not be parsed, shown as raw text")
     if again:
-        details.append(f"{again} already there (updated)")
+        details.append(f"{again} already there")
     print(f" ({'; '.join(details)})" if details else "", end="")
     print(f", {len(failed)} failed" + (":" if failed else "."))
     for path, problem in failed:
