@@ -1,10 +1,11 @@
 """The throttle governor: one per mailbox, it paces every request a source sends to the provider.
 
 `Governor.run(attempt)` holds one of `max_in_flight` slots (Graph allows 4 concurrent requests per
-app and mailbox), waits out any shared `Retry-After` pause, and retries a bounded number of times:
-Throttled (429) after its Retry-After (all callers pause together), and Unreachable marked
-`retryable` (5xx, a dropped connection) after a jittered exponential backoff. Anything else, and the
-last failure, propagates: patience beyond these few retries belongs to policy, not here.
+app and mailbox), waits out any shared `Retry-After` pause, and retries within bounds: Throttled
+(429) after its Retry-After (all callers pause together) until `max_retry_after` seconds of waiting,
+and Unreachable marked `retryable` (5xx, a dropped connection) `max_attempts` times after a
+jittered exponential backoff. Anything else, and the last failure, propagates: patience beyond
+these bounds belongs to policy, not here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Governor:
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         max_retry_after: float = 120.0,
+        max_throttled_attempts: int = 30,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
@@ -40,6 +42,7 @@ class Governor:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_retry_after = max_retry_after
+        self.max_throttled_attempts = max_throttled_attempts
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._lock = threading.Lock()
         self._paused_until = 0.0
@@ -74,6 +77,7 @@ class Governor:
         the provider did not act on a throttled request.
         """
         n = 0
+        throttled_wait = 0.0
         while True:
             n += 1
             self._wait_pause()
@@ -83,7 +87,8 @@ class Governor:
                     return attempt(n)
                 except Throttled as exc:
                     self.throttled += 1
-                    if n >= self.max_attempts:
+                    throttled_wait += exc.retry_after
+                    if throttled_wait > self.max_retry_after or n >= self.max_throttled_attempts:
                         raise
                     self.pause(exc.retry_after)
                 except Unreachable as exc:

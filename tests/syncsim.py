@@ -31,20 +31,20 @@ class SimProcess:
         cmd = [PY, "-m", "simulator.cli", "--port", "0", "--admin-port", "0", "--messages", str(messages),
                "--seed", str(seed), "--auto-approve", "--data", str(data), "--fresh",
                "--token-lifetime", str(token_lifetime)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=clean_env())
+        self.log = data.parent / f"{data.name}-sim.log"
+        with self.log.open("w") as out:  # a file, not a pipe: a chatty simulator can never block
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                         env=clean_env())
         self.urls: dict[str, str] = {}
         deadline = time.monotonic() + 300  # safety net for a hang, not a performance limit
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the simulator exited early (status {self.proc.wait()})")
+        while time.monotonic() < deadline and "Ctrl-C" not in self.log.read_text():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the simulator exited early:\n{self.log.read_text()}")
+            time.sleep(0.1)
+        for line in self.log.read_text().splitlines():
             key, _, value = line.strip().partition(" ")
             if key in ("url", "graph_url", "authority", "oidc_authority", "admin_url", "ca_path"):
                 self.urls[key] = value.strip()
-            if line.startswith("Ctrl-C"):
-                break
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def __getattr__(self, name: str) -> str:
@@ -78,6 +78,30 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class SimTokens:
+    """A TokenProvider that signs in once with msal's device flow against the simulator.
+
+    In-process tests use the explicitly test-only plaintext token cache; the CLI tests use the real
+    Secret Service (see SecretService).
+    """
+
+    def __init__(self, sim: SimProcess, home: Path) -> None:
+        from desktop.auth import MsalAuth
+        from desktop.config import Config
+
+        os.environ["LIFEBOAT_INSECURE_TOKEN_CACHE"] = "1"
+        cfg = Config(client_id="lifeboat-tests", authority_url=sim.authority, graph_url=sim.graph_url,
+                     ca_file=sim.ca_path, data_dir=str(home))
+        self.auth = MsalAuth(cfg)
+        self.auth.login_device_code(lambda _text: None)
+
+    def token(self) -> str:
+        return self.auth.token()
+
+    def invalidate(self) -> None:
+        self.auth.invalidate()
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

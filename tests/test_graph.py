@@ -22,7 +22,7 @@ from sync.errors import AuthRequired, CursorExpired, MessageBad, Unreachable
 from sync.governor import Governor
 from sync.sources import graph
 from sync.sources.graph import GraphSource, changes_page
-from tests.syncsim import SimProcess
+from tests.syncsim import SimProcess, SimTokens
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
 EXAMPLES = ASSETS / "graph" / "docs-examples"
@@ -95,23 +95,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     s = SimProcess(tmp_path_factory.mktemp("sim"), messages=60, seed=11)
     yield s
     s.stop()
-
-
-class SimTokens:
-    """A TokenProvider that signs in once with msal's device flow against the simulator."""
-
-    def __init__(self, sim: SimProcess, home: Path) -> None:
-        from desktop.auth import MsalAuth
-        from desktop.config import Config
-
-        os.environ["LIFEBOAT_INSECURE_TOKEN_CACHE"] = "1"  # test only: no keystore in this process
-        cfg = Config(client_id="lifeboat-tests", authority_url=sim.authority, graph_url=sim.graph_url,
-                     ca_file=sim.ca_path, data_dir=str(home))
-        self.auth = MsalAuth(cfg)
-        self.auth.login_device_code(lambda _text: None)
-
-    def token(self) -> str:
-        return self.auth.token()
 
 
 @pytest.fixture(scope="module")

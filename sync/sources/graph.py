@@ -353,7 +353,8 @@ class GraphSource:
         """Fetch up to 20 MIME bodies in one $batch, retrying per-item 429s and 5xx a few times."""
         result: dict[str, bytes | Exception] = {}
         todo = list(ids)
-        for attempt in range(1, self.governor.max_attempts + 1):
+        stalled = 0  # rounds in a row that fetched nothing: bounded, while slow progress goes on
+        while todo:
             reqs = [{"id": str(i), "method": "GET", "url": f"/me/messages/{quote(pid, safe='=')}/$value",
                      "headers": {"Prefer": 'IdType="ImmutableId"'}} for i, pid in enumerate(todo)]
             answers = self._batch(reqs, what=f"fetch {len(todo)} messages")
@@ -376,9 +377,10 @@ class GraphSource:
                 else:
                     msg = (body or {}).get("error", {}).get("code", "") if isinstance(body, Mapping) else ""
                     result[pid] = MessageBad(f"message …{pid[-8:]}: Graph answered {status} {msg}".rstrip())
-            if not retry or attempt == self.governor.max_attempts:
+            stalled = stalled + 1 if len(retry) == len(todo) else 0
+            if not retry or stalled >= self.governor.max_attempts:
                 break
-            self.governor.pause(wait or self.governor.backoff(attempt))
+            self.governor.pause(wait or self.governor.backoff(stalled or 1))
             todo = retry
         return result
 
