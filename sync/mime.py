@@ -419,12 +419,8 @@ class _Parser:
             size = len(blob())
         except Exception as exc:
             self.note(f"attachment {filename!r} cannot be decoded ({type(exc).__name__}); kept as stored")
-            encoded = part.as_bytes() if hasattr(part, "as_bytes") else b""
-
-            def blob() -> bytes:
-                return encoded
-
-            size = len(encoded)
+            blob = _constant(_serialize(part))
+            size = len(blob())
         cid = _cid_key(part.get("content-id", "") or "") or None
         disposition = (part.get_content_disposition() or "").lower()
         is_inline = bool(cid) and disposition != "attachment" and ctype.startswith("image/") and not force
@@ -515,7 +511,7 @@ def _codec(charset: str | None) -> str | None:
     cs = _CHARSET_ALIASES.get(cs, cs)
     try:
         name = codecs.lookup(cs).name
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):  # unknown, or not even text (raw 8-bit bytes)
         return None
     return None if name in ("rot-13", "base64", "hex", "zlib", "bz2", "uu", "quopri") else name
 
@@ -759,14 +755,24 @@ def _part_bytes(part: Message) -> Callable[[], bytes]:
         if isinstance(payload, list):  # an attached message: its own bytes; else the whole entity
             inner = payload[0] if payload and _content_type(part).startswith("message/") else part
             entity = inner if isinstance(inner, Message) else part
-            try:
-                return entity.as_bytes(policy=email_policy.default.clone(linesep="\r\n"))
-            except Exception:
-                return entity.as_bytes(policy=email_policy.compat32)
+            return _serialize(entity)
         data = part.get_payload(decode=True)
         return data if isinstance(data, bytes) else b""
 
     return get
+
+
+def _serialize(entity: Message) -> bytes:
+    """An entity's bytes as the stdlib writes them; lenient fallbacks for damaged trees."""
+    for policy in (email_policy.default.clone(linesep="\r\n"), email_policy.compat32):
+        try:
+            return entity.as_bytes(policy=policy)
+        except Exception as exc:
+            log.debug("serialising a part failed: %s", type(exc).__name__)
+    try:
+        return entity.as_string(policy=email_policy.compat32).encode("utf-8", "surrogateescape")
+    except Exception:
+        return b""
 
 
 def _part_text(parser: _Parser, part: Message, *, ctype: str) -> str:
