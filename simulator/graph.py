@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import datetime as dt
 import email.utils
 import hashlib
@@ -31,6 +32,8 @@ JSON_TYPE = (
 DEFAULT_PAGE = 10
 MAX_PAGE = 1000
 BATCH_MAX = 20
+# whether the request being answered asked for Prefer: IdType="ImmutableId" (per thread/request)
+_IMMUTABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("immutable", default=False)
 
 
 @dataclass
@@ -144,12 +147,16 @@ class GraphApi:
     def graph_url(self) -> str:
         return f"{self.base_url}/v1.0"
 
+    def _msg(self, item: Item, select: list[str] | None = None) -> dict[str, Any]:
+        return shape.message_json(self.mb, item, select, immutable=_IMMUTABLE.get())
+
     # --- entry point ------------------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         """`target` is the path after /v1.0 with its query string; header names are lower-case."""
         parts = urlsplit(target)
         query = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         prefer = _prefer(headers)
+        ctx = _IMMUTABLE.set(prefer.get("idtype", "").lower() == "immutableid")
         try:
             resp = self._route(method.upper(), unquote(parts.path), query, headers, body, prefer)
         except GraphError as e:
@@ -160,6 +167,8 @@ class GraphApi:
             )
         except ValueError as e:
             return error_response(400, "ErrorInvalidRequest", str(e))
+        finally:
+            _IMMUTABLE.reset(ctx)
         applied = []
         if "idtype" in prefer:
             applied.append(f'IdType="{prefer["idtype"]}"')
@@ -352,7 +361,7 @@ class GraphApi:
                     200,
                     {
                         "@odata.context": f"{self.graph_url}/$metadata#users('{self.oid}')/messages/$entity",
-                        **shape.message_json(self.mb, item, sel),
+                        **self._msg(item, sel),
                     },
                 )
             if method == "PATCH":
@@ -369,7 +378,7 @@ class GraphApi:
                     400, "ErrorInvalidRequest", "move needs a destinationId (a folder id or well-known name)."
                 )
             moved = self.mb.move(item.id, self.mb.folder(dest).id)
-            return json_response(201, shape.message_json(self.mb, moved))
+            return json_response(201, self._msg(moved))
         if rest == ["send"] and method == "POST":
             if not item.is_draft:
                 raise GraphError(400, "ErrorInvalidOperation", "Only a draft can be sent.")
@@ -417,7 +426,7 @@ class GraphApi:
         where = f"mailFolders('{folder_id}')/messages" if folder_id else "messages"
         out: dict[str, Any] = {
             "@odata.context": f"{self.graph_url}/$metadata#users('{self.oid}')/{where}",
-            "value": [shape.message_json(self.mb, i, sel) for i in page],
+            "value": [self._msg(i, sel) for i in page],
         }
         if skip + top < len(items):
             extra = "".join(
@@ -477,12 +486,12 @@ class GraphApi:
                     value.append(
                         {
                             "@odata.type": "#microsoft.graph.message",
-                            "id": iid,
+                            "id": mb.external_id(iid, folder_id, _IMMUTABLE.get()),
                             "@removed": {"reason": "deleted"},
                         }
                     )
                 elif since_dt is None or item.received >= since_dt:
-                    value.append(shape.message_json(mb, item, sel))
+                    value.append(self._msg(item, sel))
         base = f"{self.graph_url}/me/mailFolders('{folder_id}')/messages/delta"
         out: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(message)"}
         if offset + size < len(changes):
@@ -521,7 +530,7 @@ class GraphApi:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "text/plain":
             item = self.mb.add(folder, self._b64_mime(body), is_draft=True, is_read=True)
-            return json_response(201, shape.message_json(self.mb, item))
+            return json_response(201, self._msg(item))
         data = self._json_body(body)
         props = self._extended(data.get("singleValueExtendedProperties"))
         flags = props.get("integer 0x0e07")
@@ -549,7 +558,7 @@ class GraphApi:
             201,
             {
                 "@odata.context": f"{self.graph_url}/$metadata#users('{self.oid}')/messages/$entity",
-                **shape.message_json(self.mb, item),
+                **self._msg(item),
             },
         )
 
@@ -604,7 +613,7 @@ class GraphApi:
                     "updates isRead, categories, flag.flagStatus and importance.",
                 )
         changed = self.mb.change(item.id, **fields) if fields else item
-        return json_response(200, shape.message_json(self.mb, changed))
+        return json_response(200, self._msg(changed))
 
     def _send_mail(self, headers: dict[str, str], body: bytes) -> Response:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()

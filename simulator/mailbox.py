@@ -93,6 +93,7 @@ class Mailbox:
         self.logs: dict[str, list[tuple[int, str, str]]] = {}
         self.folder_log: list[tuple[int, str, str]] = []
         self.epoch = 0
+        self._aliases: dict[str, tuple[str, str]] = {}
         root = Folder(self.new_id("AQMkAD"), "Top of Information Store", "", ROOT, hidden=True)
         self.folders[root.id] = root
         self.logs[root.id] = []
@@ -135,11 +136,28 @@ class Mailbox:
         return "/".join(reversed(parts))
 
     def item(self, item_id: str) -> Item:
+        """A message by immutable id, or by the folder-bound id Graph gives without `IdType="ImmutableId"`
+        (such an id stops working once the message moves, as on Exchange)."""
         with self.lock:
-            try:
-                return self.items[item_id]
-            except KeyError:
-                raise NotFound(f"no message with id {item_id!r} in this mailbox") from None
+            found = self.items.get(item_id)
+            if found is None and item_id in self._aliases:
+                iid, fid = self._aliases[item_id]
+                found = self.items.get(iid)
+                if found is not None and found.folder_id != fid:
+                    found = None
+            if found is None:
+                raise NotFound(f"no message with id {item_id!r} in this mailbox")
+            return found
+
+    def external_id(self, item_id: str, folder_id: str, immutable: bool) -> str:
+        """The id a client sees: immutable, or (without the ImmutableId preference) bound to the folder."""
+        if immutable:
+            return item_id
+        digest = hashlib.sha256(f"{item_id}|{folder_id}".encode()).digest()[:42]
+        rest = "AAMkAG" + base64.urlsafe_b64encode(digest).decode().rstrip("=") + "AAA="
+        with self.lock:
+            self._aliases[rest] = (item_id, folder_id)
+        return rest
 
     def children(self, folder_id: str) -> list[Folder]:
         with self.lock:
@@ -321,6 +339,7 @@ class Mailbox:
         mb.lock = threading.RLock()
         mb._rng = random.Random(seed)
         mb.seq, mb.epoch = data["seq"], data["epoch"]
+        mb._aliases = {}
         mb.folders = {f["id"]: Folder(**f) for f in data["folders"]}
         mb.items = {}
         for raw in data["items"]:

@@ -203,14 +203,16 @@ def summarize(mime: bytes) -> Summary:
     )
 
 
-def message_json(mb: Mailbox, item: Item, select: list[str] | None = None) -> dict[str, Any]:
+def message_json(
+    mb: Mailbox, item: Item, select: list[str] | None = None, *, immutable: bool = True
+) -> dict[str, Any]:
     """The Graph `message` resource for one item; `select` limits properties as `$select` does."""
     s = summarize(item.mime)
     sent = item.sent or s.sent or item.received
     full: dict[str, Any] = {
         "@odata.type": "#microsoft.graph.message",
         "@odata.etag": f'W/"{item.change_key}"',
-        "id": item.id,
+        "id": mb.external_id(item.id, item.folder_id, immutable),
         "createdDateTime": iso(item.created),
         "lastModifiedDateTime": iso(item.modified),
         "changeKey": item.change_key,

@@ -243,6 +243,25 @@ def test_message_delta_initial_then_resume_sees_every_kind_of_change(sim: Simula
     assert back in sim.state()[inbox] and got[back]["parentFolderId"] == inbox
 
 
+def test_ids_are_folder_bound_without_the_immutable_id_preference(sim: Simulator) -> None:
+    """Without Prefer IdType="ImmutableId" a message's id changes when it moves and the old id stops
+    working (as on Exchange); with it the id is stable."""
+    s = graph(sim)
+    plain = requests.Session()
+    plain.verify = s.verify
+    plain.headers["Authorization"] = s.headers["Authorization"]
+    pid = next(iter(sim.state()[sim.folder_id("inbox")]))
+    old_rest = plain.get(f"{sim.graph_url}/me/messages/{pid}").json()["id"]
+    assert old_rest != pid
+    assert plain.get(f"{sim.graph_url}/me/messages/{old_rest}").json()["id"] == old_rest
+    sim.move(pid, "archive")
+    assert plain.get(f"{sim.graph_url}/me/messages/{old_rest}").status_code == 404
+    new_rest = plain.get(f"{sim.graph_url}/me/messages/{pid}").json()["id"]
+    assert new_rest not in (old_rest, pid)
+    assert s.get(f"{sim.graph_url}/me/messages/{pid}").json()["id"] == pid
+    assert s.get(f"{sim.graph_url}/me/messages/{pid}").headers["Preference-Applied"].startswith("IdType=")
+
+
 def test_delta_changes_between_pages_lose_nothing(sim: Simulator) -> None:
     """Deleting and adding messages in the middle of a round skips nothing: after the next round the
     client's copy equals the server's."""
@@ -420,7 +439,12 @@ def test_batch_answers_each_request_and_caps_at_20(sim: Simulator) -> None:
     pid = next(iter(sim.state()[sim.folder_id("inbox")]))
     reqs = [
         {"id": "1", "method": "GET", "url": "/me/mailFolders/inbox"},
-        {"id": "2", "method": "GET", "url": f"/me/messages/{pid}?$select=subject"},
+        {
+            "id": "2",
+            "method": "GET",
+            "url": f"/me/messages/{pid}?$select=subject",
+            "headers": {"Prefer": 'IdType="ImmutableId"'},  # inner requests carry their own headers
+        },
         {"id": "3", "method": "GET", "url": "/me/messages/AAMkADmissing"},
         {"id": "4", "method": "GET", "url": f"/me/messages/{pid}/$value"},
     ]

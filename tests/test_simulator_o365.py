@@ -47,6 +47,7 @@ def test_o365_signs_in_lists_reads_mime_and_sends(
             verify_ssl=ca,
             tenant_id=sim.user.tid,
             requests_delay=0,
+            default_headers={"Prefer": 'IdType="ImmutableId"'},  # o365's documented way to get immutable ids
         )
         account.con._msal_client = msal.PublicClientApplication(
             "lifeboat-o365-test",
