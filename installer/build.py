@@ -152,20 +152,31 @@ def check_lock(blocks: dict[str, str]) -> None:
                          fix="run `.venv/bin/python -m installer.build --lock` and commit the lock file")
 
 
+def _cached(block: str, wheels: Path) -> bool:
+    """A wheel of this locked requirement is already in the cache, with one of its pinned hashes."""
+    name, version = block.split()[0].split("==")
+    hashes = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return any(
+        _sha256(w) in hashes for w in wheels.glob("*.whl")
+        if _norm(w.name.split("-")[0]) == _norm(name) and w.name.split("-")[1] == version
+    )
+
+
 def fetch_wheels(cache: Path) -> list[Path]:
     """Windows (win_amd64, CPython 3.13) wheels of every locked dependency, hash-checked by pip."""
     wheels = cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     blocks = _lock_blocks()
     check_lock(blocks)
-    binary = [b for n, b in blocks.items() if n not in SDIST_ONLY]
+    binary = [b for n, b in blocks.items() if n not in SDIST_ONLY and not _cached(b, wheels)]
     source = [b for n, b in blocks.items() if n in SDIST_ONLY]
     with tempfile.TemporaryDirectory() as tmp:
         req = Path(tmp) / "binary.txt"
         req.write_text("\n".join(binary) + "\n")
-        _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes",
-              "--only-binary=:all:", "--platform", "win_amd64", "--python-version", "3.13",
-              "--implementation", "cp", "--abi", PY_TAG, "-d", str(wheels), "-r", str(req)])
+        if binary:
+            _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes",
+                  "--only-binary=:all:", "--platform", "win_amd64", "--python-version", "3.13",
+                  "--implementation", "cp", "--abi", PY_TAG, "-d", str(wheels), "-r", str(req)])
         for block in source:
             name = _norm(block.split("==")[0])
             if any(_norm(w.name.split("-")[0]) == name for w in wheels.glob("*.whl")):
