@@ -144,6 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 120
 
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):  # headers and body go out in separate writes: avoid Nagle stalls
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.command, self.path.split("?", 1)[0])
 
