@@ -337,7 +337,10 @@ def _sync_bar(enabled: bool) -> tuple[Any, Any]:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    """Sync the mailbox into the cache: once (--once) or every sync_interval_seconds until Ctrl-C."""
+    """Sync the mailbox into the cache: once (--once) or every sync_interval_seconds until Ctrl-C.
+
+    --once also re-lists the folder tree; the loop re-lists it every 15 minutes (engine.FOLDER_REFRESH).
+    """
     import time
 
     from desktop.auth import MsalAuth
@@ -355,7 +358,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             try:
                 with bar:
                     report = sync_once(store, source, folders=cfg.folders, cache_days=cfg.cache_days,
-                                       cache_max_mb=cfg.cache_max_mb, progress=update)
+                                       cache_max_mb=cfg.cache_max_mb, progress=update, refresh=args.once)
             except (Unreachable, Throttled, AuthRequired) as exc:
                 if args.once:
                     raise

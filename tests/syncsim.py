@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -57,8 +58,12 @@ class SimProcess:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.urls['admin_url']}/{path.lstrip('/')}", data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-        with self._opener.open(req, timeout=120) as resp:
-            return json.loads(resp.read())
+        try:
+            with self._opener.open(req, timeout=120) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300]
+            raise AssertionError(f"simulator admin {method} {path}: {exc.code} {detail!r}") from None
 
     def state(self) -> dict[str, dict[str, str]]:
         """{folder id: {provider_id: sha256 of MIME}} as the simulator holds it."""
@@ -189,3 +194,11 @@ def cache_state(home: Path, key_hex: str, account: str = "adele.vance@contoso.te
 
 def mime_b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def reply(subject: str, n: int) -> str:
+    """A small reply in a thread (In-Reply-To set), as text for the admin API."""
+    return (f"From: Adele Vance <adele.vance@contoso.test>\r\nTo: zoe@example.com\r\n"
+            f"Subject: Re: {subject}\r\n"
+            f"Message-ID: <r{n}.{subject}@contoso.test>\r\nIn-Reply-To: <{subject}@example.com>\r\n"
+            f"Date: Sat, 28 Nov 2026 09:00:00 +0000\r\n\r\nreply {n}\r\n")
