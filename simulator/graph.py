@@ -366,9 +366,15 @@ class GraphApi:
                 )
             if method == "PATCH":
                 return self._patch(item, body)
-            if method == "DELETE":
-                self.mb.delete(item.id)
+            if method == "DELETE":  # like Exchange: to Deleted Items, and gone from there
+                if item.folder_id == self.mb.folder("deleteditems").id:
+                    self.mb.delete(item.id)
+                else:
+                    self.mb.move(item.id, "deleteditems")
                 return Response(204)
+        if rest == ["permanentdelete"] and method == "POST":
+            self.mb.delete(item.id)
+            return Response(204)
         if rest == ["$value"] and method == "GET":
             return Response(200, item.mime, {"Content-Type": "text/plain"})
         if rest == ["move"] and method == "POST":

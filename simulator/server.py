@@ -250,6 +250,8 @@ class _AdminHandler(_Handler):
             status, out = 404, {"error": str(e)}
         except (ValueError, TypeError, KeyError, binascii.Error) as e:
             status, out = 400, {"error": f"{type(e).__name__}: {e}"}
+        except OSError as e:  # e.g. the provider port was taken while it was closed for an outage
+            status, out = 500, {"error": f"{type(e).__name__}: {e}"}
         self._send(Response(status, json.dumps(out).encode(), {"Content-Type": "application/json"}))
 
 
@@ -577,6 +579,23 @@ class Simulator:
             return Response(302, b"", {"Location": f"{redirect}?{urlencode(params)}"})
         return json_response(404, {"error": "not_found", "error_description": f"No endpoint {parts.path}."})
 
+    # The admin API (plain HTTP on admin_port; JSON in and out; errors are {"error": "..."} with 400/404):
+    #   GET  /_sim/state      {"folders": [{id, displayName, parentFolderId, wellKnownName, path}],
+    #                          "state": {folder_id: {provider_id: sha256}}, "epoch", "outage", "limits",
+    #                          "requests"}
+    #   GET  /_sim/sent       [{message_id, subject, to, sent, sha256, mime (base64)}]   what the tenant sent
+    #   GET  /_sim/requests   {"count": N, "recent": [[method, path], ...]};  GET /_sim/urls
+    #   POST /_sim/messages   {"folder": "inbox"|id|"Inbox/Projects", "mime_b64": ... | "mime": text,
+    #                          "isRead"} -> {"id"}
+    #   PATCH /_sim/messages/{id} {"isRead", "flag", "categories", "mime_b64"};  DELETE /_sim/messages/{id}
+    #   POST /_sim/messages/{id}/move {"folder": ...};  POST /_sim/folders {"name", "parent"}
+    #   POST /_sim/outage     {"mode": normal|refuse|stop|hang|503|slow|truncate|drop, "delay": s,
+    #                          "scope": all|graph|login}
+    #   POST /_sim/limits     {"on": bool, "concurrent", "window_requests", "window_seconds", "retry_after"}
+    #   POST /_sim/throttle   {"count": N, "retry_after": 2.128}      the next N Graph requests get 429
+    #   POST /_sim/delta/expire {"status": 410|400}                    all delta/skip tokens so far expire
+    #   GET  /_sim/devicecode -> {"pending": [user codes]};  POST /_sim/devicecode/approve {"user_code"?}
+    #   POST /_sim/tokens     {"lifetime": s, "revoke": bool};  POST /_sim/snapshot -> {"path"}
     def _admin(self, method: str, url: Any, data: dict[str, Any]) -> tuple[int, Any]:
         segs = [s for s in url.path.split("/") if s]
         if segs[:1] != ["_sim"]:

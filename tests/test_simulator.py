@@ -462,13 +462,18 @@ def test_batch_answers_each_request_and_caps_at_20(sim: Simulator) -> None:
 
 
 def test_patch_move_and_draft_send(sim: Simulator) -> None:
-    """PATCH isRead, POST move, and sending a draft (it lands in Sent Items and is recorded)."""
+    """PATCH isRead, POST move, DELETE (to Deleted Items), permanentDelete, and sending a draft (it lands
+    in Sent Items and is recorded)."""
     s = graph(sim)
     pid = next(iter(sim.state()[sim.folder_id("inbox")]))
     assert s.patch(f"{sim.graph_url}/me/messages/{pid}", json={"isRead": True}).json()["isRead"] is True
     assert s.patch(f"{sim.graph_url}/me/messages/{pid}", json={"subject": "x"}).status_code == 400
     moved = s.post(f"{sim.graph_url}/me/messages/{pid}/move", json={"destinationId": "archive"}).json()
     assert moved["id"] == pid and moved["parentFolderId"] == sim.folder_id("archive")
+    assert s.delete(f"{sim.graph_url}/me/messages/{pid}").status_code == 204
+    assert pid in sim.state()[sim.folder_id("deleteditems")]  # DELETE moves to Deleted Items first
+    assert s.post(f"{sim.graph_url}/me/messages/{pid}/permanentDelete").status_code == 204
+    assert all(pid not in f for f in sim.state().values())
     draft = s.post(
         f"{sim.graph_url}/me/messages",
         json={"subject": "draft", "toRecipients": [{"emailAddress": {"address": "d@example.test"}}]},
