@@ -83,6 +83,9 @@ class MsalAuth:
         if not config.client_id:
             raise ConfigError("no client_id configured",
                               fix="set client_id in the [account] section of the config (or by policy)")
+        if config.ca_file and not Path(config.ca_file).is_file():
+            raise ConfigError(f"ca_file {config.ca_file!r} does not exist",
+                              fix="point ca_file at the PEM bundle to trust (e.g. the simulator's ca.pem)")
         self.config = config
         self.home = home or config.home
         self.timeout = timeout

@@ -15,6 +15,7 @@ import email
 import email.policy
 import email.utils
 import logging
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from requests.adapters import HTTPAdapter
 
 from sync.errors import (
     AuthRequired,
+    ConfigError,
     CursorExpired,
     FolderBad,
     LifeboatError,
@@ -143,6 +145,9 @@ class GraphSource:
         page_size: int = 200,
         governor: Governor | None = None,
     ) -> None:
+        if ca_file and not os.path.isfile(ca_file):
+            raise ConfigError(f"ca_file {ca_file!r} does not exist",
+                              fix="point ca_file at the PEM bundle to trust (e.g. the simulator's ca.pem)")
         self.base = graph_url.rstrip("/")
         self._tokens = tokens
         self._verify: str | bool = ca_file or True
