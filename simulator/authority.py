@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import secrets
 import threading
@@ -347,6 +348,24 @@ class Authority:
             "id_token": id_token,
             "client_info": client_info,
         }
+
+    def save_grants(self, path: Path) -> None:
+        """Keep refresh tokens across restarts (a test tenant's secrets: the file is mode 0600)."""
+        with self._lock:
+            data = {rt: vars(g) for rt, g in self._refresh.items()}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"not_before": self._not_before, "refresh": data}, f)
+
+    def load_grants(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            grants = {rt: Grant(**g) for rt, g in data["refresh"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"cannot read {path}: {e}; delete it (users then sign in again)") from e
+        with self._lock:
+            self._refresh.update(grants)
+            self._not_before = float(data.get("not_before", 0.0))
 
     def revoke_all(self) -> None:
         """Invalidate every refresh token and every access token issued so far (a forced sign-out)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import html
 import json
 import logging
 import socket
@@ -36,6 +37,10 @@ log = logging.getLogger("lifeboat.simulator")
 OUTAGES = ("normal", "refuse", "stop", "hang", "503", "slow", "truncate", "drop")
 LISTENER_DOWN = ("refuse", "stop")
 SNAPSHOT = "mailbox.json"
+GRANTS = "refresh-tokens.json"
+DEVICE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sign in (simulator)</title></head>
+<body><h1>Lifeboat simulator: device sign-in</h1><p>{message}</p><form method="post">
+<label>Code <input name="user_code" autofocus></label> <button>Approve</button></form></body></html>"""
 
 
 class Limits:
@@ -351,6 +356,9 @@ class Simulator:
             auto_approve=self._auto_approve,
             token_lifetime=self._token_lifetime,
         )
+        grants = self.data_dir / GRANTS
+        if grants.exists() and not self.fresh:
+            self.auth.load_grants(grants)
         self.api = GraphApi(
             self.mailbox,
             base_url=self.url,
@@ -384,8 +392,10 @@ class Simulator:
         self.snapshot()
 
     def snapshot(self) -> Path:
+        """Save the mailbox (and the refresh tokens) into the data dir; a restart there resumes them."""
         path = self.data_dir / SNAPSHOT
         self.mailbox.save(path)
+        self.auth.save_grants(self.data_dir / GRANTS)
         return path
 
     def __enter__(self) -> Simulator:
@@ -533,6 +543,16 @@ class Simulator:
         segs = [s for s in parts.path.split("/") if s]
         if not segs:
             return json_response(200, {"simulator": "lifeboat", "authority": self.authority})
+        if segs == ["devicelogin"]:  # the verification_uri of the device flow: a form that approves a code
+            message = "Enter the code your app shows."
+            if method == "POST":
+                code = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}.get(
+                    "user_code", ""
+                )
+                ok = self.auth.approve(code.strip().upper()) if code.strip() else 0
+                message = "Approved: you can close this page." if ok else "Unknown or already used code."
+            page = DEVICE_PAGE.format(message=html.escape(message)).encode()
+            return Response(200, page, {"Content-Type": "text/html; charset=utf-8"})
         tenant, rest = segs[0], "/".join(segs[1:])
         if tenant not in (self.user.tid, "common", "organizations", "consumers"):
             return json_response(

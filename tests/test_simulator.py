@@ -134,6 +134,13 @@ def test_device_flow_waits_for_admin_approval(tmp_path: Path) -> None:
         assert r.json() == {"approved": 1}
         t.join(timeout=30)
         assert "access_token" in out, out
+        # the verification page approves a code typed by a person
+        flow2 = app.initiate_device_flow(scopes=["Mail.Read"])
+        page = requests.post(
+            flow2["verification_uri"], data={"user_code": flow2["user_code"]}, verify=str(s.ca_path)
+        )
+        assert "Approved" in page.text
+        assert "access_token" in app.acquire_token_by_device_flow(flow2)
 
 
 def test_expired_access_token_gets_401_then_silent_refresh(tmp_path: Path) -> None:
@@ -640,13 +647,21 @@ def test_admin_api_changes_the_mailbox_and_rejects_bad_input(sim: Simulator) -> 
 
 
 def test_snapshot_survives_restart(tmp_path: Path) -> None:
-    """stop() saves the mailbox in the data dir; a new simulator there serves the same state and CA."""
+    """stop() saves the mailbox and refresh tokens in the data dir; a new simulator there (same port)
+    serves the same state and CA, and an old refresh token still works."""
     with Simulator(tmp_path, messages=25, seed=9) as s1:
         s1.add_message("inbox", mime("kept"))
         state, ca = s1.state(), s1.ca_path.read_bytes()
-    with Simulator(tmp_path, messages=5, seed=9) as s2:
+        app, _ = sign_in(s1)
+    port = s1.port
+    with Simulator(tmp_path, port=port, messages=5, seed=9) as s2:
         assert s2.state() == state and s2.ca_path.read_bytes() == ca
         graph(s2).get(f"{s2.graph_url}/me").raise_for_status()
+        # msal's refresh token from before the restart still works
+        again = app.acquire_token_silent(
+            ["Mail.ReadWrite"], account=app.get_accounts()[0], force_refresh=True
+        )
+        assert again and "access_token" in again
 
 
 def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
