@@ -321,6 +321,8 @@ def _addr_header(recips: Any, field_name: str) -> str:
         ea = r.get("emailAddress") if isinstance(r, dict) else None
         if not isinstance(ea, dict) or not ea.get("address"):
             raise ValueError(f"each of {field_name} needs emailAddress.address")
+        if "@" not in str(ea["address"]) or any(c in str(ea["address"]) for c in " <>,;\r\n"):
+            raise ValueError(f"{field_name}: {ea['address']!r} is not an email address")
         out.append(email.utils.formataddr((ea.get("name") or "", ea["address"])))
     return ", ".join(out)
 

@@ -116,6 +116,16 @@ def test_msal_device_flow_keeps_account_and_refreshes(sim: Simulator) -> None:
     assert me.status_code == 200 and me.json()["userPrincipalName"] == sim.user.upn
 
 
+def test_msal_oidc_authority_form_passes_issuer_validation(sim: Simulator) -> None:
+    """msal's `oidc_authority=` form (which validates the discovery document's issuer) signs in too."""
+    app = msal.PublicClientApplication(
+        "lifeboat-oidc", oidc_authority=sim.oidc_authority, verify=str(sim.ca_path)
+    )
+    result = app.acquire_token_by_device_flow(app.initiate_device_flow(scopes=["Mail.Read"]))
+    assert "access_token" in result, result
+    assert app.get_accounts()
+
+
 def test_device_flow_waits_for_admin_approval(tmp_path: Path) -> None:
     """Without --auto-approve msal keeps polling (authorization_pending) until the admin API approves."""
     with Simulator(tmp_path, messages=0, auto_approve=False) as s:
@@ -388,6 +398,9 @@ def test_send_mail_json_and_mime(sim: Simulator) -> None:
         f"{sim.graph_url}/me/sendMail", data=b"!!not base64!!", headers={"Content-Type": "text/plain"}
     )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "ErrorMimeContentInvalidBase64String"
+    junk = {"subject": "x", "toRecipients": [{"emailAddress": {"address": "not an address"}}]}
+    r = s.post(f"{sim.graph_url}/me/sendMail", json={"message": junk})
+    assert r.status_code == 400 and "not an email address" in r.json()["error"]["message"]
     none = s.post(f"{sim.graph_url}/me/sendMail", json={"message": {"subject": "x"}})
     assert none.status_code == 400 and "recipients" in none.json()["error"]["message"]
     assert (
