@@ -155,7 +155,9 @@ class GraphSource:
         self.probe_timeout = probe_timeout
         self.page_size = page_size
         self.governor = governor or Governor()
-        self.requests_sent = 0
+        self.requests_sent = 0  # HTTP requests sent (counting each $batch once)
+        self.requests_ok = 0  # of those, answered 2xx
+        self.inner_ok = 0  # requests inside $batch answered 2xx (Graph counts each against its limits)
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2, max_retries=0)
         self._session.mount("https://", adapter)
@@ -246,6 +248,7 @@ class GraphSource:
                   resp.status_code, rid)
         status = resp.status_code
         if status < 300:
+            self.requests_ok += 1
             return resp
         code, message = _error_code(resp)
         detail = f"{what}: Graph answered {status} {code or resp.reason} (request {rid})"
@@ -368,6 +371,7 @@ class GraphSource:
             for i, pid in enumerate(todo):
                 status, headers, body = answers[str(i)]
                 if 200 <= status < 300:
+                    self.inner_ok += 1
                     result[pid] = self._decode_value(pid, headers, body)
                 elif status == 429 or status >= 500:
                     retry.append(pid)
