@@ -528,25 +528,30 @@ def test_rate_window_and_forced_throttling_answer_429_with_fractional_retry_afte
 
 
 def test_concurrency_limit_is_four_per_mailbox(sim: Simulator) -> None:
-    """With limits on and slow answers, 8 parallel requests: at most 4 succeed at once, the rest get 429."""
+    """With limits on and slow answers, 8 requests released together: at most 4 are served at once,
+    the others get 429 at once (connections are opened beforehand so all 8 arrive together)."""
     s = graph(sim)
-    token = s.headers["Authorization"]
+    sessions = []
+    for _ in range(8):
+        x = requests.Session()
+        x.verify, x.headers = s.verify, s.headers
+        assert x.get(f"{sim.graph_url}/me", timeout=60).status_code == 200  # TLS done, connection kept
+        sessions.append(x)
     sim.set_limits(True)
-    sim.set_outage("slow", delay=1.0, scope="graph")
+    sim.set_outage("slow", delay=2.0, scope="graph")
+    gate = threading.Barrier(8)
     codes: list[int] = []
 
-    def one() -> None:
-        r = requests.get(
-            f"{sim.graph_url}/me", headers={"Authorization": token}, verify=str(sim.ca_path), timeout=60
-        )
-        codes.append(r.status_code)
+    def one(x: requests.Session) -> None:
+        gate.wait(timeout=60)
+        codes.append(x.get(f"{sim.graph_url}/me", timeout=60).status_code)
 
-    threads = [threading.Thread(target=one) for _ in range(8)]
+    threads = [threading.Thread(target=one, args=(x,)) for x in sessions]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert len(codes) == 8 and 1 <= codes.count(200) <= 4 and codes.count(429) >= 4
+    assert len(codes) == 8 and 1 <= codes.count(200) <= 4 and codes.count(429) >= 4, codes
 
 
 # --- outages ---------------------------------------------------------------------------------------
