@@ -340,7 +340,7 @@ class GraphApi:
     ) -> Response:
         if not low:
             if method == "GET":
-                return self._list(folder_id, q)
+                return self._list(folder_id, q, prefer)
             if method == "POST":
                 return self._create(folder_id, headers, body)
             raise GraphError(405, "BadRequest", f"{method} is not supported on a messages collection.")
@@ -414,8 +414,9 @@ class GraphApi:
             raise GraphError(400, "BadRequest", "Unsupported attachment path.")
         return json_response(200, shape.attachment_json(item, match[0]))
 
-    def _list(self, folder_id: str | None, q: dict[str, str]) -> Response:
-        top, skip = self._int(q, "$top", 10), self._int(q, "$skip", 0)
+    def _list(self, folder_id: str | None, q: dict[str, str], prefer: dict[str, str]) -> Response:
+        default = self._page_size(prefer) if "odata.maxpagesize" in prefer else 10
+        top, skip = min(self._int(q, "$top", default), MAX_PAGE), self._int(q, "$skip", 0)
         with self.mb.lock:
             items = (
                 self.mb.in_folder(folder_id)

@@ -722,6 +722,37 @@ def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
     finally:
         if p.poll() is None:
             p.kill()
+    (tmp_path / "mailbox.json").write_text("{not json")
+    broken = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "--port", "0", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert broken.returncode == 2 and "mailbox.json" in broken.stderr and "delete it" in broken.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "simulator.cli",
+                "--port",
+                str(busy.getsockname()[1]),
+                "--fresh",
+                "--messages",
+                "1",
+                "--data",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert taken.returncode == 2 and "--port" in taken.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "simulator.cli", "--messages", "-1"], capture_output=True, text=True, cwd=ROOT
     )
