@@ -34,7 +34,7 @@ PROPS = {
     "BACKUPSMTPHOST": "relay.contoso.com", "BACKUPSMTPPORT": "2525", "BACKUPSMTPSECURITY": "tls",
     "BACKUPSENDER": "outage@contoso.com", "CACHEDAYS": "14", "CACHEMAXMB": "512", "FAILOVERAFTER": "45",
     "RECOVERAFTER": "60", "REFERENCEURL": "https://intranet.contoso.com/", "FORCEMODE": "continuity",
-    "EWSURL": "",  # an empty property writes nothing
+    "EWSURL": "",  # an empty property writes nothing (kept last: wine joins "P=" with the next word)
 }
 
 
@@ -227,7 +227,7 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine)
     (user_data / "keep-me.txt").write_text("the user's cache")
 
     # Major upgrade: IT pushes the newer MSI with the same properties.
-    wine.msiexec("/i", new, *(f"{k}={v}" for k, v in PROPS.items() if k != "CACHEDAYS"), "CACHEDAYS=21")
+    wine.msiexec("/i", new, *(f"{k}={v}" for k, v in {**PROPS, "CACHEDAYS": "21"}.items()))
     assert wine.products() == [NEW]
     assert (wine.reg_values("HKLM\\" + KEY) or {})["CacheDays"] == ("REG_DWORD", hex(21))
     _remove_wmi(wine)
