@@ -161,6 +161,8 @@ def fill_mime(store: Store, source: MailSource, report: SyncReport, progress: Pr
     failed: set[str] = set()
     total = int(store.db.execute("SELECT count(*) FROM messages WHERE raw IS NULL").fetchone()[0])
     done = 0
+    if progress and total:
+        progress("messages", 0, total)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mime-prefetch") as pool:
         while True:
             rows = store.db.execute(

@@ -49,6 +49,7 @@ class Governor:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
+        self._streak = 0  # recent 429s not yet balanced by successes (lengthens the pause)
         self.throttled = 0  # 429s seen (for status and benchmarks)
         self.retried = 0  # retries after 5xx or dropped connections
 
@@ -61,6 +62,16 @@ class Governor:
         """Make every caller wait `seconds` from now before its next request (a shared Retry-After)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_retry_after))
+
+    def throttle_pause(self, retry_after: float) -> None:
+        """A 429: everyone waits Retry-After (exactly: longer pauses measured slower, see bench/sync.py)."""
+        with self._lock:
+            self._streak += 1
+        self.pause(retry_after)
+
+    def note_success(self) -> None:
+        with self._lock:
+            self._streak = max(0, self._streak - 1)
 
     def _wait_pause(self) -> None:
         while True:
@@ -84,13 +95,15 @@ class Governor:
             delay = 0.0
             with self._slots:
                 try:
-                    return attempt(n)
+                    result = attempt(n)
+                    self.note_success()
+                    return result
                 except Throttled as exc:
                     self.throttled += 1
                     throttled_wait += exc.retry_after
                     if throttled_wait > self.max_retry_after or n >= self.max_throttled_attempts:
                         raise
-                    self.pause(exc.retry_after)
+                    self.throttle_pause(exc.retry_after)
                 except Unreachable as exc:
                     if not (retry and getattr(exc, "retryable", False)) or n >= self.max_attempts:
                         raise

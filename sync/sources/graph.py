@@ -389,7 +389,10 @@ class GraphSource:
             stalled = stalled + 1 if len(retry) == len(todo) else 0
             if not retry or stalled >= self.governor.max_attempts:
                 break
-            self.governor.pause(wait or self.governor.backoff(stalled or 1))
+            if wait:
+                self.governor.throttle_pause(wait)
+            else:
+                self.governor.pause(self.governor.backoff(stalled or 1))
             todo = retry
         return result
 
