@@ -194,3 +194,22 @@ def test_store_apply_is_one_transaction(store) -> None:
     with pytest.raises(TypeError):
         store.apply(bad)
     assert store.cursor(F) is None and store.message_by_provider_id("z") is None
+
+
+def test_select_folders_by_well_known_name_path_and_star() -> None:
+    """Well-known names, display paths (case-insensitive) and "*" (all but system folders and what
+    lies under them) select folders; entries that match nothing are reported, not fatal."""
+    from sync.model import Folder
+
+    folders = [
+        Folder("i", "Inbox", "root", "inbox"), Folder("s", "Sent Items", "root", "sentitems"),
+        Folder("d", "Deleted Items", "root", "deleteditems"), Folder("x", "Old", "d"),
+        Folder("p", "Projects", "i"), Folder("q", "2026", "p"),
+        Folder("j", "Junk Email", "root", "junkemail"),
+    ]
+    assert plan.folder_paths(folders)["q"] == "Inbox/Projects/2026"
+    chosen, unknown = plan.select_folders(folders, ["inbox", "inbox/projects/2026", "Nope"])
+    assert [f.provider_id for f in chosen] == ["i", "q"] and unknown == ["Nope"]
+    chosen, unknown = plan.select_folders(folders, ["*"])
+    assert [f.provider_id for f in chosen] == ["i", "s", "p", "q"] and unknown == []
+    assert [f.provider_id for f in plan.select_folders(folders, ["Projects"])[0]] == ["p"]

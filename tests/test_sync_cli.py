@@ -76,13 +76,19 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 @pytest.fixture(scope="module")
 def account(tmp_path_factory: pytest.TempPathFactory, sim: SimProcess, keystore: SecretService) -> Account:
-    return Account(tmp_path_factory.mktemp("acct"), sim, keystore)
+    """A signed-in account with one complete sync behind it."""
+    acct = Account(tmp_path_factory.mktemp("acct"), sim, keystore)
+    acct.run("login", "--device-code")
+    acct.run("sync", "--once", "--quiet")
+    return acct
 
 
-def test_login_sync_status_and_no_token_in_any_file(account: Account) -> None:
+def test_login_sync_status_and_no_token_in_any_file(tmp_path: Path, sim: SimProcess,
+                                                    keystore: SecretService) -> None:
     """Before sign-in status says sign_in_needed; device-code login with the real keystore; sync
     --once makes the cache equal the mailbox; status --json shows per-folder counts, the last sync
     and signed_in; no file under the data folder (token cache, logs, cache) holds a JWT."""
+    account = Account(tmp_path, sim, keystore)
     assert account.status()["sign_in"] == "sign_in_needed"
     out = account.run("login", "--device-code")
     assert "signed in as adele.vance@contoso.test" in out.stdout and "enter the code" in out.stdout
@@ -117,6 +123,31 @@ def test_changes_between_syncs_with_threads_moves_and_deletes(account: Account) 
         sim.admin("DELETE", f"messages/{pid}")
     new_folder = sim.admin("POST", "folders", {"name": "Lifeboat sync test", "parent": "inbox"})["id"]
     sim.admin("POST", f"messages/{inbox[7]}/move", {"folder": new_folder})
+    account.run("sync", "--once")
+    account.assert_equal()
+
+
+def test_sync_loop_keeps_syncing_until_stopped(account: Account) -> None:
+    """`lifeboat sync --json` (no --once) prints a report per interval (1 s here) and picks up new
+    mail between rounds; it stops on SIGTERM/SIGKILL without harm."""
+    proc = subprocess.Popen([PY, "-m", "desktop.cli", "sync", "--json"], cwd=REPO, env=account.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        reports, buf = [], ""
+        while len(reports) < 2:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "sync loop ended"
+            buf += line
+            if line.rstrip() == "}":
+                reports.append(json.loads(buf))
+                buf = ""
+                if len(reports) == 1:
+                    account.sim.admin("POST", "messages", {"folder": "inbox", "mime": reply("loop", 1)})
+        assert all(r["ok"] for r in reports)
+    finally:
+        proc.kill()
+        proc.wait()
     account.run("sync", "--once")
     account.assert_equal()
 

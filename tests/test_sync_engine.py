@@ -136,13 +136,13 @@ def test_expired_cursor_mid_round_rebaselines_without_loss_or_duplicates(
     assert store.db.execute("SELECT count(*) FROM baseline_seen").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("mode", ["drop", "truncate", "503"])
+@pytest.mark.parametrize("mode", ["drop", "truncate", "503", "hang"])
 def test_outage_in_the_middle_of_a_sync_loses_nothing(
     sim: SimProcess, source: GraphSource, store: Store, mode: str
 ) -> None:
     """Part of a first sync commits, then the provider drops connections / truncates bodies /
-    answers 503: the sync raises Unreachable, every cursor stays with its committed page, and the
-    next sync after the outage ends equal to the mailbox."""
+    answers 503 / hangs (accepts, never answers): the sync raises Unreachable, every cursor stays
+    with its committed page, and the next sync after the outage ends equal to the mailbox."""
     sync(store, source, max_pages=1)
     cursors = dict(store.db.execute("SELECT folder_id, cursor FROM cursors").fetchall())
     rows = store.db.execute("SELECT count(*) FROM messages").fetchone()[0]
