@@ -49,7 +49,10 @@ class MainWindow:
 
     def run(self, on_started: Callable[..., Any] | None = None, *args: Any) -> None:
         """Start the GUI loop in this (main) thread; `on_started(*args)` runs in a worker thread."""
-        self._webview.start(on_started, args or None, gui=self._gui, debug=self._debug, private_mode=True)
+        # http_server: the page is served from 127.0.0.1 (static files only) instead of file://, because
+        # Qt WebEngine never lets file:// content load remote URLs, and "show images" needs exactly that.
+        self._webview.start(on_started, args or None, gui=self._gui, debug=self._debug, private_mode=True,
+                            http_server=True)
 
     def show(self) -> None:
         self.window.show()
@@ -81,7 +84,7 @@ def open_window(
 
     window = webview.create_window(
         title,
-        url=INDEX.as_uri(),
+        url=str(INDEX),  # served by pywebview's loopback HTTP server (see run())
         js_api=bridge,
         width=width,
         height=height,

@@ -27,8 +27,8 @@ pytestmark = [
 ]
 
 ME = "Me Myself <me@example.org>"
-REAL = ["hunnysoft__m1005.txt.eml", "spamscope__mail_test_8.eml", "mailcore2-summary__965-email-rendering.eml",
-        "cpython__msg_02.txt.eml", "dovecot-thirdparty__019.eml"]
+REAL = ["hunnysoft__m1005.txt.eml", "spamscope__mail_test_8.eml", "cpython__msg_02.txt.eml",
+        "mailcore2-summary__965-email-rendering.eml", "dovecot-thirdparty__019.eml"]
 
 
 def fill(db: Path, key: bytes) -> dict[str, int]:

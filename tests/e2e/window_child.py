@@ -26,7 +26,21 @@ from desktop import window as win  # noqa: E402
 from sync.store import Store  # noqa: E402
 from ui.bridge import Bridge  # noqa: E402
 
-SEEN: dict[str, list[Any]] = {"alerts": [], "console": []}
+SEEN: dict[str, list[Any]] = {"alerts": [], "console": [], "requests": []}
+
+
+APP_ORIGIN: list[str] = []  # the loopback origin pywebview serves ui/static from
+
+
+def on_request(request: Any) -> None:
+    """pywebview's request interceptor sees every request of the page and its frames that leaves CSP."""
+    url = str(getattr(request, "url", ""))
+    if not APP_ORIGIN and url.endswith("/index.html"):
+        APP_ORIGIN.append(url.rsplit("/", 1)[0] + "/")
+    if APP_ORIGIN and url.startswith(APP_ORIGIN[0]):
+        return
+    if not url.startswith(("file:", "data:", "qrc:", "about:")):
+        SEEN["requests"].append(url[:200])
 
 
 def hook_qt() -> None:
@@ -55,6 +69,25 @@ def hook_qt() -> None:
     page.javaScriptConsoleMessage = console
 
 
+def watch_dialogs(stop: threading.Event) -> None:
+    """Qt 6 shows alert/confirm/prompt as a QMessageBox/QInputDialog without asking the page's hooks:
+    record and dismiss any such dialog (it would also block the page) from this watcher thread."""
+    from qtpy.QtCore import QMetaObject, Qt
+    from qtpy.QtWidgets import QApplication, QDialog, QMessageBox
+
+    seen: set[int] = set()
+    while not stop.wait(0.1):
+        app = QApplication.instance()
+        if app is None:
+            continue
+        for w in app.topLevelWidgets():
+            if isinstance(w, QDialog) and w.isVisible() and id(w) not in seen:
+                seen.add(id(w))
+                text = w.text() if isinstance(w, QMessageBox) else w.windowTitle()
+                SEEN["alerts"].append(["dialog", type(w).__name__, text])
+                QMetaObject.invokeMethod(w, "reject", Qt.ConnectionType.QueuedConnection)
+
+
 class Driver:
     def __init__(self, mw: win.MainWindow, bridge: Bridge, store: Store, cfg: dict[str, Any]) -> None:
         self.mw, self.bridge, self.store, self.cfg = mw, bridge, store, cfg
@@ -76,7 +109,8 @@ class Driver:
             time.sleep(0.05)
 
     def key(self, key: str, target: str = "document") -> None:
-        self.js(f"{target}.dispatchEvent(new KeyboardEvent('keydown', {{key: {json.dumps(key)}, bubbles: true}}))")
+        event = f"new KeyboardEvent('keydown', {{key: {json.dumps(key)}, bubbles: true}})"
+        self.js(f"{target}.dispatchEvent({event})")
 
     def shot(self, name: str) -> None:
         from PIL import ImageGrab
@@ -144,8 +178,9 @@ class Driver:
         self.wait("!document.getElementById('compose').open")
         self.key("o")
         self.wait("document.querySelector('#outbox-rows tr[data-state]')")
-        self.step("outbox", rows=self.js("[...document.querySelectorAll('#outbox-rows tr[data-state]')]"
-                                         ".map(r => [r.dataset.state, r.dataset.messageId, r.children[1].textContent])"))
+        self.step("outbox", rows=self.js(
+            "[...document.querySelectorAll('#outbox-rows tr[data-state]')]"
+            ".map(r => [r.dataset.state, r.dataset.messageId, r.children[1].textContent])"))
         self.shot("outbox")
         self.key("t")
         self.wait("!document.getElementById('timeline-view').hidden")
@@ -166,17 +201,23 @@ class Driver:
         time.sleep(0.3)
         self.step("zoom200", inner=self.js("window.innerWidth"),
                   overflow=self.js("document.documentElement.scrollWidth - window.innerWidth"),
-                  banner_visible=self.js("document.getElementById('banner-text').getBoundingClientRect().width > 0"))
+                  banner_visible=self.js(
+                      "document.getElementById('banner-text').getBoundingClientRect().width > 0"))
         self.shot("zoom200")
         self.mw.window.resize(1280, 800)
         self.step("aria", unlabeled=self.js(
             "[...document.querySelectorAll('button, input, textarea, [role=option], [role=treeitem]')]"
-            ".filter(e => !(e.getAttribute('aria-label') || e.textContent.trim() || (e.labels && e.labels.length)"
+            ".filter(e => !(e.getAttribute('aria-label') || e.textContent.trim()"
+            " || (e.labels && e.labels.length)"
             " || e.title)).map(e => e.id || e.outerHTML.slice(0, 60))"))
 
     def render_scenario(self) -> None:
         """Open every listed message in the reading pane; then (control) show images of one message."""
         self.wait("window.lifeboatUI && window.lifeboatUI.ready")
+        self.js("setTimeout(() => alert('hook-check'), 0)")  # control: a dialog from the page is recorded
+        end = time.monotonic() + 30
+        while not SEEN["alerts"] and time.monotonic() < end:
+            time.sleep(0.05)
         ids = self.cfg["ids"]
         for n, mid in enumerate(ids, start=1):
             self.js(f"window.lifeboatUI.openMessage({int(mid)})")
@@ -185,7 +226,8 @@ class Driver:
         self.step("rendered", count=len(ids), loaded=self.js("window.lifeboatUI.loaded"),
                   errors=self.js("window.lifeboatUI.errors"),
                   hits_before_control=_get_json(self.cfg["counter_url"]),
-                  calls=dict(self.bridge._calls), alerts=list(SEEN["alerts"]))
+                  calls=dict(self.bridge._calls), alerts=list(SEEN["alerts"]),
+                  requests=list(SEEN["requests"]))
         self.shot("xss-last")
         control = self.cfg.get("control_id")
         if control:
@@ -194,7 +236,7 @@ class Driver:
             self.js("document.getElementById('btn-images').click()")
             self.wait(f"window.lifeboatUI.loaded >= {len(ids) + 2}")
             time.sleep(1.5)
-            self.step("control", hits=_get_json(self.cfg["counter_url"]))
+            self.step("control", hits=_get_json(self.cfg["counter_url"]), requests=list(SEEN["requests"]))
             self.shot("show-images")
 
     def run(self) -> None:
@@ -228,8 +270,12 @@ def main() -> None:
     bridge = Bridge(store, queue.Queue(), me=cfg["me"], open_url=opened.append, open_path=opened.append)
     mw = win.open_window(bridge, title="Lifeboat (test)", width=1280, height=800)
     hook_qt()
+    mw.window.events.request_sent += on_request
     driver = Driver(mw, bridge, store, cfg)
+    stop = threading.Event()
+    threading.Thread(target=watch_dialogs, args=(stop,), daemon=True).start()
     mw.run(driver.run)
+    stop.set()
     store.close()
 
 

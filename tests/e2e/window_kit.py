@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ ASSETS = ROOT.parent / "shared" / "assets"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHILD = Path(__file__).resolve().parent / "window_child.py"
 PYTHON = sys.executable
+GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 
 
 @contextmanager
@@ -55,9 +57,10 @@ class Counter:
                     body = json.dumps(len(hits)).encode()
                 else:
                     hits.append(self.path)
-                    body = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+                    body = GIF
                 self.send_response(200)
-                self.send_header("Content-Type", "image/gif" if self.path != "/__count" else "application/json")
+                ctype = "application/json" if self.path == "/__count" else "image/gif"
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -83,7 +86,7 @@ def html_message(n: int, subject: str, html: str, *, sender: str = "Sender <send
     msg["To"] = "Me <me@example.org>"
     msg["Subject"] = subject
     msg["Message-ID"] = f"<vector-{n}@tests.example>"
-    msg["Date"] = format_datetime(__import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC))
+    msg["Date"] = format_datetime(datetime(2026, 1, 1, tzinfo=UTC))
     msg.set_content("see the HTML part")
     msg.add_alternative(html, subtype="html")
     return msg.as_bytes()
@@ -106,7 +109,8 @@ def run_child(cfg: dict[str, Any], display: str, key_hex: str, name: str) -> dic
     (out / "child.log").write_text(proc.stdout + "\n" + proc.stderr)
     result_path = out / "result.json"
     if not result_path.exists():
-        raise AssertionError(f"the window process wrote no result (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"the window process wrote no result (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(result_path.read_text())
     assert result.get("ok"), result.get("error")
     return result

@@ -222,6 +222,7 @@ async function runSearch() {
 
 /* ------------------------------------------------------------------ reading pane */
 async function openMessage(id, opts = {}) {
+  S.openStart = performance.now();
   try {
     const m = await call("message", id, S.showImages.has(id), isDark());
     S.openId = id;
@@ -387,7 +388,7 @@ async function start() {
   $("c-cancel").addEventListener("click", () => { $("compose").close(); S.compose = null; });
   $("c-attach").addEventListener("click", () => call("pick_files").then((files) => { S.files.push(...files); renderFiles(); }, fail));
   $("search").addEventListener("input", onSearchInput);
-  $("r-body").addEventListener("load", () => { S.loaded++; });
+  $("r-body").addEventListener("load", () => { S.loaded++; S.openMs = performance.now() - S.openStart; });
   $("list").addEventListener("scroll", () => requestAnimationFrame(renderList), { passive: true });
   window.addEventListener("resize", () => requestAnimationFrame(renderList));
   document.addEventListener("keydown", onKey);

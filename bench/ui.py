@@ -1,0 +1,183 @@
+"""Benchmark of the window: launch to a usable window over a big cache, time to open a message, memory.
+
+Prints one JSON object. Builds a real encrypted cache (50,000 messages: summary rows plus a few hundred
+with real MIME from ../shared/assets/mime-public), starts the real window (pywebview + Qt) in a child
+process under Xvfb (started here when there is no DISPLAY), and measures:
+  launch_to_usable_s: process start -> folder list and first page shown (goal < 2 s)
+  open_message_ms: reading-pane open (bridge call, sanitizing, iframe load) p50/p95 (goal p95 < 100 ms)
+  rss_window_closed_mb: resident memory after the window is closed (hidden) (goal < 150 MB)
+--short: fewer message opens (the cache still holds 50,000 messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ASSETS = ROOT.parent / "shared" / "assets"
+
+
+def build_cache(db: Path, key: bytes, total: int) -> list[int]:
+    from sync.model import Folder, RemoteItem
+    from sync.store import Store
+
+    store = Store.open(db, key)
+    store.upsert_folders([Folder("inbox", "Inbox", well_known="inbox")])
+    real = sorted((ASSETS / "mime-public").glob("*.eml"))
+    ids = []
+    with store.transaction():
+        for path in real:
+            ids.append(store.put_message("inbox", "p-" + path.name, path.read_bytes()))
+    base = datetime(2026, 11, 28, tzinfo=UTC)
+    with store.transaction():
+        for n in range(total - len(real)):
+            item = RemoteItem(provider_id=f"s{n}", folder_id="inbox", received_at=base - timedelta(minutes=n),
+                              message_id=f"<s{n}@bench.example>", subject=f"Status report {n}",
+                              sender=f"Person {n % 977} <p{n % 977}@example.com>", is_read=n % 3 != 0)
+            store.put_message("inbox", item.provider_id, None, item)
+    store.close()
+    return ids
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            kids = []
+        out += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return out
+
+
+def child(cfg_path: str) -> None:
+    """The app side: open the store, the bridge and the window; a thread measures and reports."""
+    import threading
+
+    cfg = json.loads(Path(cfg_path).read_text())
+    from desktop import window as win
+    from sync.store import Store
+    from ui.bridge import Bridge
+
+    store = Store.open(Path(cfg["db"]), bytes.fromhex(cfg["key"]))
+    bridge = Bridge(store, queue.Queue(), me="me@example.org")
+    mw = win.open_window(bridge, title="Lifeboat (bench)")
+    result: dict = {}
+
+    def wait(script: str, timeout: float = 120.0) -> object:
+        end = time.monotonic() + timeout
+        while True:
+            value = mw.evaluate_js(script)
+            if value or time.monotonic() > end:
+                return value
+            time.sleep(0.01)
+
+    def drive() -> None:
+        try:
+            wait("window.lifeboatUI && window.lifeboatUI.ready && document.querySelector('#row-0') !== null")
+            result["usable_at"] = time.time()
+            result["rows_total"] = mw.evaluate_js("window.lifeboatUI.total")
+            times = []
+            for n, mid in enumerate(cfg["ids"], start=1):
+                mw.evaluate_js(f"window.lifeboatUI.openMessage({int(mid)})")
+                wait(f"window.lifeboatUI.loaded >= {n}")
+                times.append(float(mw.evaluate_js("window.lifeboatUI.openMs")))
+            result["open_ms"] = times
+            mw.hide()
+            time.sleep(3.0)
+            me = os.getpid()
+            result["rss_main_mb"] = rss_mb(me)
+            result["rss_total_mb"] = rss_mb(me) + sum(rss_mb(p) for p in descendants(me))
+        except Exception as exc:
+            result["error"] = repr(exc)
+        finally:
+            Path(cfg["out"]).write_text(json.dumps(result))
+            mw.quit()
+
+    mw.run(drive)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--short", action="store_true", help="fewer message opens (for CI)")
+    ap.add_argument("--messages", type=int, default=50_000)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="lifeboat-bench-ui-"))
+    xvfb = None
+    try:
+        key = os.urandom(32)
+        t = time.perf_counter()
+        ids = build_cache(tmp / "cache.db", key, args.messages)
+        build_s = time.perf_counter() - t
+        opens = ids[:40] if args.short else ids
+        env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+        env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"
+        if not env.get("DISPLAY"):
+            if shutil.which("Xvfb") is None:
+                print(json.dumps({"error": "no DISPLAY and no Xvfb: install xvfb (debian-packages.txt)"}))
+                sys.exit(1)
+            read, write = os.pipe()
+            xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
+                                     "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
+            os.close(write)
+            with os.fdopen(read) as fh:
+                env["DISPLAY"] = ":" + fh.readline().strip()
+        out = tmp / "result.json"
+        cfg = tmp / "cfg.json"
+        cfg.write_text(json.dumps({"db": str(tmp / "cache.db"), "key": key.hex(), "ids": opens, "out": str(out)}))
+        launched = time.time()
+        subprocess.run([sys.executable, __file__, "--child", str(cfg)], env=env, timeout=600,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        res = json.loads(out.read_text())
+        if "error" in res:
+            print(json.dumps({"error": res["error"]}))
+            sys.exit(1)
+        opens_ms = sorted(res["open_ms"])
+        p95 = opens_ms[min(len(opens_ms) - 1, int(round(0.95 * (len(opens_ms) - 1))))]
+        report = {
+            "benchmark": "ui",
+            "messages_cached": res["rows_total"],
+            "cache_build_s": round(build_s, 1),
+            "launch_to_usable_s": round(res["usable_at"] - launched, 2),
+            "open_message_ms": {"n": len(opens_ms), "p50": round(statistics.median(opens_ms), 1),
+                                "p95": round(p95, 1), "max": round(opens_ms[-1], 1)},
+            "rss_window_closed_mb": {"app_process": round(res["rss_main_mb"], 1),
+                                     "with_webengine_processes": round(res["rss_total_mb"], 1)},
+            "goals": {"launch_to_usable_s": 2.0, "open_message_p95_ms": 100, "rss_window_closed_mb": 150},
+            "short": args.short,
+        }
+        print(json.dumps(report))
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
