@@ -142,6 +142,8 @@ def cmd_import_eml(args: argparse.Namespace) -> int:
                 flush()
         if batch:
             flush()
+        if stored > again:
+            store.compact()  # merge the search index and return free pages after a bulk import
     print(f'Imported into the local folder "{IMPORT_FOLDER}": {stored} stored', end="")
     details = []
     if raw_only:

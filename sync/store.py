@@ -82,6 +82,8 @@ def _translate(exc: sqlcipher3.DatabaseError, path: Path) -> LifeboatError:
     text = str(exc)
     if "disk is full" in text:
         return CacheError(f"cannot write {path}: the disk is full", fix="free some disk space and retry")
+    if "readonly" in text:
+        return CacheError(f"cannot write {path}: it is read-only", fix="check the file's permissions")
     if isinstance(exc, sqlcipher3.OperationalError) and "locked" in text:
         return CacheError(
             f"{path} is busy (locked by another process)", fix="close the other Lifeboat and retry"
@@ -100,7 +102,7 @@ def _guard(method: Callable[..., T]) -> Callable[..., T]:
             raise
         except sqlcipher3.OperationalError as exc:
             text = str(exc)
-            if "disk" in text or "locked" in text or "malformed" in text or "not a database" in text:
+            if any(w in text for w in ("disk", "locked", "readonly", "malformed", "not a database")):
                 raise _translate(exc, self.path) from exc
             raise
         except sqlcipher3.DatabaseError as exc:
