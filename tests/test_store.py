@@ -289,6 +289,7 @@ def test_status_and_check(store: Store):
     assert st["oldest"].startswith("2026-11-26") and st["newest"].startswith("2026-11-28")
     assert st["outbox"]["queued"] == 1 and st["size_bytes"] > 0 and st["schema_version"] == schema.VERSION
     assert store.check() == []
+    assert store.db["messages"].count == 2 and "outbox" in store.db.table_names()  # sqlite-utils view
 
 
 def test_real_corpus_stores_every_message_byte_exact(tmp_path: Path):
