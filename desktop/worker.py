@@ -108,6 +108,7 @@ class Continuity:
         self.sync_wake = threading.Event()
         self.outbox_wake = threading.Event()
         self.last_reconcile: engine.ReconcileReport | None = None
+        self.checkpoint: engine.Checkpoint = engine.no_checkpoint  # crash tests raise from it
 
     def start(self) -> None:
         """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed."""
@@ -156,10 +157,10 @@ class Continuity:
             state = self.monitor.state
         if state.mode in (Mode.NORMAL, Mode.RECOVERING):
             try:
-                engine.settle_uncertain_once(self.store, self.source, now)
+                engine.settle_uncertain_once(self.store, self.source, now, checkpoint=self.checkpoint)
             except LifeboatError as exc:
                 log.info("settle: %s", exc)
-        report = engine.send_once(self.store, self.routes, state.mode, now)
+        report = engine.send_once(self.store, self.routes, state.mode, now, checkpoint=self.checkpoint)
         if report.sent or report.failed or report.deferred:
             log.info("%s", report)
         if report.error is not None and report.route is Route.PRIMARY:
@@ -170,7 +171,7 @@ class Continuity:
 
     def reconcile(self, now: datetime) -> engine.ReconcileReport | None:
         try:
-            report = engine.reconcile_once(self.store, self.source, now)
+            report = engine.reconcile_once(self.store, self.source, now, checkpoint=self.checkpoint)
         except (Unreachable, AuthRequired, Throttled) as exc:
             log.info("reconcile: %s (will try again; the probes decide whether the outage is back)", exc)
             return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Protocol
@@ -147,6 +147,7 @@ class Monitor:
         self.policy, self.clock, self.notifier = policy, clock or SystemClock(), notifier
         self.reference_timeout = reference_timeout
         self.wake = threading.Event()  # set by passive evidence: probe now instead of waiting
+        self.checkpoint: Callable[[str], None] = lambda name: None  # called after each saved change
         self._lock = threading.Lock()
         self._state: State | None = None
 
@@ -193,10 +194,13 @@ class Monitor:
                     self.store.log_event(effect.kind, effect.detail, event.at)
                 elif isinstance(effect, Notify):
                     self.store.log_event("notify", f"{effect.title}: {effect.body}", event.at)
-            if new != old or effects or damaged:
+            changed = new != old or bool(effects) or bool(damaged)
+            if changed:
                 self.store.save_mode(new.mode.value, new.since, new.reason, json.dumps(new.to_json()))
         with self._lock:
             self._state = new
+        if changed:
+            self.checkpoint("mode")
         if new.mode is not old.mode:
             log.info("failover: %s -> %s (%s)", old.mode.value, new.mode.value, new.reason)
         for effect in effects:

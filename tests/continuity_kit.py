@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from mailservers import FaultySmtp
 
 from desktop.auth import MsalAuth
@@ -112,3 +113,14 @@ def queue(store: Store, subject: str = "Hello", *, now: datetime = START, **kw: 
     fields: dict[str, object] = {"sender": "Adele <adele.vance@contoso.test>", "to": ["bob@relay.test"],
                                  "subject": subject, "text": f"{subject}\n", **kw}
     return queue_message(store, mime.build(**fields), now)  # type: ignore[arg-type]
+
+
+def sent_copies(p: Provider, message_id: str) -> list[dict[str, object]]:
+    """Sent Items entries with this Message-ID, read back through Graph ($filter), with isDraft."""
+    resp = requests.get(
+        f"{p.cfg.graph_url}/me/mailFolders/sentitems/messages",
+        params={"$filter": f"internetMessageId eq '{message_id}'", "$select": "id,isDraft,internetMessageId"},
+        headers={"Authorization": f"Bearer {p.auth.token()}"}, verify=p.cfg.ca_file, timeout=30,
+    )
+    resp.raise_for_status()
+    return list(resp.json()["value"])

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import pytest
-import requests
-from continuity_kit import START, Provider, env, provider, queue, relay, relay_route, store
+from continuity_kit import START, Provider, env, provider, queue, relay, relay_route, sent_copies, store
 from mailservers import FaultySmtp
 
 from sync import engine
@@ -15,17 +14,6 @@ from sync.store import Store
 
 __all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(180)  # safety net against hangs only
-
-
-def sent_copies(p: Provider, message_id: str) -> list[dict]:
-    """Sent Items entries with this Message-ID, read back through Graph ($filter), with isDraft."""
-    resp = requests.get(
-        f"{p.cfg.graph_url}/me/mailFolders/sentitems/messages",
-        params={"$filter": f"internetMessageId eq '{message_id}'", "$select": "id,isDraft,internetMessageId"},
-        headers={"Authorization": f"Bearer {p.auth.token()}"}, verify=p.cfg.ca_file, timeout=30,
-    )
-    resp.raise_for_status()
-    return list(resp.json()["value"])
 
 
 def outage_sends(store: Store, relay: FaultySmtp, n: int) -> list[str]:
