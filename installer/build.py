@@ -23,6 +23,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from installer import wix
 from sync.errors import LifeboatError
 
@@ -37,6 +39,9 @@ PY_TAG = "cp313"
 SDIST_ONLY = frozenset({"proxy-tools"})
 APP_PACKAGES = ("sync", "ui", "desktop", "simulator")
 PTH = "python313.zip\n.\nLib\\site-packages\nimport site\n"
+WINDOWS_ENV = {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
+               "platform_machine": "AMD64", "python_version": "3.13", "python_full_version": "3.13.2",
+               "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 VERSION_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,5}$")
 
 
@@ -143,10 +148,12 @@ def _norm(name: str) -> str:
 
 
 def check_lock(blocks: dict[str, str]) -> None:
-    """Every dependency in pyproject.toml must be in the Windows lock file."""
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    missing = sorted(n for n in (re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0] for d in deps)
-                     if _norm(n) not in {_norm(b) for b in blocks})
+    """Every dependency in pyproject.toml that applies on Windows must be in the Windows lock file."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = [Requirement(d) for d in project["dependencies"]]
+    locked = {_norm(b) for b in blocks}
+    missing = sorted(d.name for d in deps
+                     if (d.marker is None or d.marker.evaluate(WINDOWS_ENV)) and _norm(d.name) not in locked)
     if missing:
         raise BuildError(f"{LOCK.name} lacks {', '.join(missing)} from pyproject.toml",
                          fix="run `.venv/bin/python -m installer.build --lock` and commit the lock file")

@@ -1,8 +1,9 @@
 """WiX source for the Lifeboat MSI, generated from the payload's file list and the policy table.
 
-`product_wxs(version, files)` is pure: same inputs, same XML. Ids and component GUIDs derive from
-paths (uuid5), so they are stable across versions; the UpgradeCode never changes. wixl cannot put
-conditions on components, so `component_conditions()` lists them for the builder to patch in.
+`product_wxs(version, files)` is pure: same inputs, same XML. Ids and file component GUIDs derive
+from paths (uuid5); registry components (policy, Run key, shortcut) get a GUID per version, so a
+major upgrade (old product removed first) never leaves another product's claim on them. The
+UpgradeCode never changes. wixl cannot put conditions on components: `component_conditions()`.
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
     policy_rows = []
     for p in POLICIES:
         kind = "integer" if p.kind == "dword" else "string"
+        guid = _guid(f"policy:{p.name}:{version}")
         policy_rows.append(
-            f'          <Component Id="{policy_component(p.prop)}" Guid="{_guid("policy:" + p.name)}" '
-            f'Win64="yes"><RegistryValue Root="HKLM" Key="{POLICY_KEY}" Name="{p.name}" Type="{kind}" '
+            f'          <Component Id="{policy_component(p.prop)}" Guid="{guid}"'
+            f' Win64="yes"><RegistryValue Root="HKLM" Key="{POLICY_KEY}" Name="{p.name}" Type="{kind}" '
             f'Value="[{p.prop}]" KeyPath="yes"/></Component>'
         )
     refs = [_id("C", rel) for rel in files] + [policy_component(p.prop) for p in POLICIES]
@@ -117,14 +119,14 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
         <Directory Id="INSTALLDIR" Name="Lifeboat">
 {chr(10).join(tree)}
 {chr(10).join(policy_rows)}
-          <Component Id="RunAtLogin" Guid="{_guid("run-at-login")}" Win64="yes">
+          <Component Id="RunAtLogin" Guid="{_guid(f"run-at-login:{version}")}" Win64="yes">
             <RegistryValue Root="HKLM" Key="{RUN_KEY}" Name="Lifeboat" Type="string"
                            Value={quoteattr(GUI_COMMAND)} KeyPath="yes"/>
           </Component>
         </Directory>
       </Directory>
       <Directory Id="ProgramMenuFolder">
-        <Component Id="StartMenu" Guid="{_guid("start-menu")}" Win64="yes">
+        <Component Id="StartMenu" Guid="{_guid(f"start-menu:{version}")}" Win64="yes">
           <Shortcut Id="LifeboatShortcut" Name="Lifeboat" Description="Email continuity"
                     Target="{GUI_TARGET}" Arguments={quoteattr(GUI_ARGUMENTS)}
                     WorkingDirectory="INSTALLDIR"/>
