@@ -1,18 +1,27 @@
 """The main window: a pywebview window showing ui/static/index.html with the bridge as its js_api.
 
-`open_window(bridge, title=...)` creates the window (call before `run()`); `run()` starts the GUI
-loop and must own the main thread. On Linux the Qt backend is used (the `gui` extra); as root the
-Chromium sandbox cannot start, so QTWEBENGINE_DISABLE_SANDBOX is set then. Closing the window hides
-it (the app lives on in the tray); `show()` brings it back, `quit()` really ends the GUI loop.
+`open_window(bridge, title=...)` creates the window in this process (call before `run()`, which must
+own the main thread); closing it hides it. `WindowProcess` runs the same window in a child process
+instead (recommended: closing it frees Qt WebEngine's memory while the app lives on in the tray): the
+key goes over a private pipe, never argv or the environment, and the child's bridge commands come back
+as JSON lines that land on the app's command queue. On Linux the Qt backend is used (the `gui` extra).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+COMMANDS = {"wake_outbox": 0, "sync_now": 0, "force": 1, "pause": 1}  # name -> number of arguments
 
 STATIC = Path(__file__).resolve().parents[1] / "ui" / "static"
 INDEX = STATIC / "index.html"
@@ -39,10 +48,11 @@ class MainWindow:
         self._gui = gui
         self._debug = debug
         self._quitting = False
+        self.hide_on_close = True
         window.events.closing += self._on_closing
 
     def _on_closing(self) -> bool:
-        if self._quitting:
+        if self._quitting or not self.hide_on_close:
             return True
         self.window.hide()
         return False  # cancel: closing the window hides it; the tray's Quit ends the app
@@ -101,3 +111,187 @@ def open_window(
 
 def _prefers_dark() -> bool:
     return os.environ.get("LIFEBOAT_THEME", "").lower() == "dark"
+
+
+# ---------------------------------------------------------------------- the window in its own process
+
+
+class WindowProcess:
+    """The window as a child process of the app. Thread-safe; `show()` starts it or raises it."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        key: bytes,
+        commands: Any,
+        *,
+        me: str,
+        title: str = "Lifeboat",
+        debug: bool = False,
+        on_event: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self._db, self._key, self._commands = Path(db_path), key, commands
+        self._me, self._title, self._debug, self._on_event = me, title, debug, on_event
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._replies: dict[int, Any] = {}
+        self._reply_ready = threading.Condition()
+        self._seq = 0
+        self.ready_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc else None
+
+    def show(self) -> None:
+        with self._lock:
+            if self.running:
+                self._send({"op": "show"})
+                return
+            self.ready_at = None
+            env = dict(os.environ)
+            env.pop("LIFEBOAT_DB_KEY", None)  # the child gets the key over its stdin only
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "desktop.window", "--child"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
+            self._send({"db": str(self._db), "key": self._key.hex(), "me": self._me, "title": self._title,
+                        "debug": self._debug})
+            threading.Thread(target=self._read, args=(self._proc,), name="window-pipe", daemon=True).start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Close the window and wait for its process to end."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return
+            self._send({"op": "quit"})
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the window process did not quit in %s s: stopping it", timeout)
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        end = time.monotonic() + timeout
+        while self.ready_at is None and self.running and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.ready_at is not None
+
+    def evaluate_js(self, script: str, timeout: float = 60.0) -> Any:
+        """Run JavaScript in the window (for the app's own tests and benchmarks)."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._send({"op": "eval", "seq": seq, "js": script})
+        with self._reply_ready:
+            if not self._reply_ready.wait_for(lambda: seq in self._replies or not self.running, timeout):
+                raise TimeoutError(f"the window did not answer within {timeout} s")
+            if seq not in self._replies:
+                raise RuntimeError("the window process ended")
+            ok, value = self._replies.pop(seq)
+        if not ok:
+            raise RuntimeError(f"JavaScript failed in the window: {value}")
+        return value
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            log.warning("the window process is gone (%s)", exc)
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "command" in msg:
+                command = msg["command"]
+                if (isinstance(command, list) and command and command[0] in COMMANDS
+                        and len(command) == 1 + COMMANDS[command[0]]):
+                    self._commands.put(tuple(command))
+                else:
+                    log.warning("ignored an unknown command from the window: %r", command)
+            elif "reply" in msg:
+                with self._reply_ready:
+                    self._replies[msg["reply"]] = (msg.get("ok", False), msg.get("value"))
+                    self._reply_ready.notify_all()
+            elif "event" in msg:
+                if msg["event"] == "ready":
+                    self.ready_at = time.time()
+                if self._on_event:
+                    self._on_event(msg)
+        with self._reply_ready:
+            self._reply_ready.notify_all()
+
+
+class _PipeQueue:
+    """The child's stand-in for the app's command queue: each command becomes one JSON line."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def put(self, command: tuple[Any, ...]) -> None:
+        self.send({"command": list(command)})
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._out.write(json.dumps(message, default=str) + "\n")
+            self._out.flush()
+
+
+def _child_main() -> None:
+    """`python -m desktop.window --child`: read the settings from stdin, open the store, run the window."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    cfg = json.loads(sys.stdin.readline())
+    from sync.store import Store
+    from ui.bridge import Bridge
+
+    store = Store.open(Path(cfg["db"]), bytes.fromhex(cfg.pop("key")))
+    out = _PipeQueue(protocol)
+    bridge = Bridge(store, out, me=cfg["me"])
+    mw = open_window(bridge, title=cfg["title"], debug=bool(cfg.get("debug")))
+    mw.hide_on_close = False  # closing the window ends this process (and frees its memory)
+
+    def listen() -> None:
+        for line in sys.stdin:
+            msg = json.loads(line)
+            if msg.get("op") == "show":
+                mw.show()
+            elif msg.get("op") == "quit":
+                mw.quit()
+                return
+            elif msg.get("op") == "eval":
+                try:
+                    out.send({"reply": msg["seq"], "ok": True, "value": mw.evaluate_js(msg["js"])})
+                except Exception as exc:
+                    out.send({"reply": msg["seq"], "ok": False, "value": repr(exc)})
+        mw.quit()  # the app went away: so does its window
+
+    def started() -> None:
+        threading.Thread(target=listen, name="window-stdin", daemon=True).start()
+        for _ in range(6000):
+            if mw.evaluate_js("!!(window.lifeboatUI && window.lifeboatUI.ready)"):
+                out.send({"event": "ready"})
+                return
+            time.sleep(0.01)
+
+    mw.run(started)
+    store.close()
+
+
+if __name__ == "__main__" and "--child" in sys.argv:
+    _child_main()

@@ -101,9 +101,16 @@ class Bridge:
         self._open_url = open_url or (lambda url: webbrowser.open(url, new=2))
         self._open_path = open_path or _open_with_system
         self._window: Any = None
+        self._folders_cache: dict[str, dict[str, Any]] = {}
         self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
         self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
         os.chmod(self._tmp, 0o700)
+
+    def _known_folders(self, fresh: bool) -> dict[str, dict[str, Any]]:
+        """Folders by id; counting 50,000 rows per page would be slow, so later pages reuse the counts."""
+        if fresh or not self._folders_cache:
+            self._folders_cache = {f["provider_id"]: f for f in self._store.folders()}
+        return self._folders_cache
 
     def _attach_window(self, window: Any) -> None:
         self._window = window
@@ -160,7 +167,7 @@ class Bridge:
         folder_id = _str(folder_id, "folder_id", 1000, empty=False)
         offset = _int(offset, "offset")
         limit = _int(limit, "limit", 1, MAX_PAGE)
-        known = {f["provider_id"]: f for f in self._store.folders()}
+        known = self._known_folders(fresh=offset == 0)
         if folder_id not in known:
             raise BadArgument(f"there is no folder {folder_id!r}", fix="reload the folder list")
         rows = self._store.list_messages(folder_id, offset, limit)

@@ -392,9 +392,8 @@ async function start() {
   $("list").addEventListener("scroll", () => requestAnimationFrame(renderList), { passive: true });
   window.addEventListener("resize", () => requestAnimationFrame(renderList));
   document.addEventListener("keydown", onKey);
-  await refreshStatus();
+  await Promise.all([refreshStatus(), loadFolders()]);
   setInterval(refreshStatus, 5000);
-  await loadFolders();
   const inbox = S.folders.find((f) => f.well_known === "inbox") || S.folders[0];
   if (inbox) await selectFolder(inbox.id);
   setInterval(() => { if (S.view === "folder") loadFolders().catch(fail); }, 30000);
