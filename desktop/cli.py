@@ -235,6 +235,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         status = {"account": account(cfg), **store.status()}
         if args.json:
             status.update(sync_status(cfg, store))
+            status["failover"] = failover_status(store)
+        else:
+            mode = failover_status(store, events=0)
+            status["mode"] = f"{mode['mode']} since {mode['since']} ({mode['reason']})"
     if args.json:
         emit_json(status)
         return 0
@@ -243,6 +247,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         print(f"{name:20} {value}")
     return 0
+
+
+def failover_status(store: Store, events: int = 10) -> dict[str, Any]:
+    """The mode part of `status --json`: mode, since, reason, conditions, route, recent events."""
+    from sync.health import mode_json
+
+    return mode_json(store, _utcnow(), events=events)
 
 
 def nearest_existing(path: Path) -> Path:
@@ -408,6 +419,226 @@ def sync_status(cfg: config_mod.Config, store: Store) -> dict[str, Any]:
             "last_sync": store.get_setting("sync.last_success_at"), "sync_folders": folder_status(store)}
 
 
+# ------------------------------------------------------------------------------------------ continuity
+# run --headless, send, outbox, failover, backup-password (the continuity engine: desktop/worker.py)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The workers (sync, health, outbox) until Ctrl-C / SIGTERM; notifications as JSON lines."""
+    from desktop.worker import run_headless
+
+    if not args.headless:
+        print("lifeboat: run: only --headless is available from this command (the window: `lifeboat app`)",
+              file=sys.stderr)
+        return 2
+    return run_headless(load_config(args), out=sys.stdout)
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _addresses(values: list[str] | None) -> list[str]:
+    """--to a@x --to "b@y, c@z" -> [a@x, b@y, c@z] (commas inside quotes are kept)."""
+    from email.utils import getaddresses
+
+    out = []
+    for name, addr in getaddresses(values or []):
+        if not addr:
+            raise MessageBad(f"{name or 'an empty value'!r} is not an e-mail address", fix="use name@domain")
+        out.append(f"{name} <{addr}>" if name else addr)
+    return out
+
+
+def eml_outgoing(raw: bytes, now: Any) -> Any:
+    """A .eml file as an outgoing message: recipients from To/Cc/Bcc, Bcc removed from the MIME,
+    Message-ID and Date stamped if missing (once: they are part of what is queued)."""
+    from email.parser import BytesHeaderParser
+    from email.utils import format_datetime, getaddresses, parseaddr
+
+    from sync import mime
+    from sync.routes.smtp import strip_bcc
+
+    if not raw.strip():
+        raise MessageBad("the .eml file is empty")
+    headers = BytesHeaderParser().parsebytes(raw)
+    sender = parseaddr(str(headers.get("From", "")))[1]
+    if not sender:
+        raise MessageBad("the .eml file has no From address", fix="add a From: header")
+    listed = [str(v) for k in ("to", "cc", "bcc") for v in headers.get_all(k, [])]
+    recipients = tuple(dict.fromkeys(a for _, a in getaddresses(listed) if a))
+    if not recipients:
+        raise MessageBad("the .eml file has no recipients (To, Cc or Bcc)")
+    eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
+    stamp = b""
+    message_id = str(headers.get("Message-ID", "")).strip()
+    if not message_id:
+        message_id = mime.make_message_id(sender.rpartition("@")[2])
+        stamp += b"Message-ID: " + message_id.encode() + eol
+    if headers.get("Date") is None:
+        stamp += b"Date: " + format_datetime(now).encode() + eol
+    return mime.Outgoing(raw=stamp + strip_bcc(raw), message_id=message_id, date=now, sender=sender,
+                         recipients=recipients, subject=str(headers.get("Subject", "")))
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Queue one message in the durable outbox (the running workers send it)."""
+    from sync import engine, mime
+
+    cfg = load_config(args)
+    now = _utcnow()
+    with open_cache(cfg) as store:
+        if args.eml:
+            out = eml_outgoing(Path(args.eml).read_bytes(), now)
+        else:
+            if not cfg.username:
+                raise MessageBad("no sender: set username in the [account] section of the config")
+            fields: dict[str, Any] = {"to": _addresses(args.to), "cc": _addresses(args.cc),
+                                      "bcc": _addresses(args.bcc), "subject": args.subject or "", "text": ""}
+            original = args.reply or args.reply_all or args.forward
+            if original is not None:
+                parsed = store.parsed(original)
+                if parsed is None:
+                    raise MessageBad(f"message {original} is not in the cache (or has no body yet)",
+                                     fix="find ids with `lifeboat search`")
+                if args.forward:
+                    fields.update(mime.forward_fields(parsed))
+                else:
+                    reply = mime.reply_fields(parsed, reply_all=bool(args.reply_all), me=cfg.username)
+                    reply["to"] = reply["to"] + fields["to"]
+                    reply["cc"] = reply["cc"] + fields["cc"]
+                    fields.update(reply)
+                if args.subject:
+                    fields["subject"] = args.subject
+            body = Path(args.body_file).read_text(encoding="utf-8") if args.body_file else (args.body or "")
+            fields["text"] = body + fields["text"]
+            files = [(Path(f).name, _content_type(f), Path(f).read_bytes()) for f in args.attach or []]
+            fields["attachments"] = list(fields.get("attachments", [])) + files
+            out = mime.build(sender=cfg.username, date=now, **fields)
+        item = engine.queue_message(store, out, now)
+    if args.json:
+        emit_json({"id": item.id, "message_id": item.message_id, "state": item.state.value})
+    else:
+        print(f"queued {item.id} {item.message_id} to {', '.join(item.recipients)}")
+    return 0
+
+
+def _content_type(path: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def outbox_json(item: Any) -> dict[str, Any]:
+    """The stable JSON shape of one outbox item (no MIME, no body)."""
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value else None
+
+    return {"id": item.id, "message_id": item.message_id, "state": item.state.value, "subject": item.subject,
+            "recipients": list(item.recipients), "created_at": iso(item.created_at),
+            "attempts": item.attempts,
+            "next_attempt_at": iso(item.next_attempt_at), "last_error": item.last_error,
+            "route": item.route.value if item.route else None, "sent_at": iso(item.sent_at),
+            "reconciled_at": iso(item.reconciled_at), "attempt_route": item.extra.get("attempt_route")}
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """List the outbox, or settle an item: --resend / --discard / --sent ID."""
+    from sync import engine
+
+    cfg = load_config(args)
+    with open_cache(cfg) as store:
+        for choice in ("resend", "discard", "sent"):
+            item_id = getattr(args, choice)
+            if item_id is not None:
+                item = engine.user_settles(store, item_id, choice, _utcnow())
+                print(f"outbox item {item.id} is now {item.state.value}")
+                return 0
+        items = store.outbox_list()
+    if args.json:
+        emit_json({"count": len(items), "items": [outbox_json(i) for i in items]})
+        return 0
+    for i in items:
+        print(f"{i.id:>5}  {i.state.value:9}  {(i.route.value if i.route else ''):7}  {i.subject[:40]:40}  "
+              f"{i.last_error or ''}")
+    print(f"{len(items)} item(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    """Force continuity (on), normal (off) or hand control back to the probes (auto)."""
+    from sync.failover import Notify, Policy
+    from sync.health import Monitor, mode_json
+
+    cfg = load_config(args)
+    wanted = {"on": "continuity", "off": "normal", "auto": "auto"}[args.choice]
+    with open_cache(cfg) as store:
+        monitor = Monitor(store, None, [], Policy.from_config(cfg))
+        effects = monitor.force(wanted)
+        status = mode_json(store, _utcnow(), events=0)
+    refused = monitor.state.forced != wanted
+    for effect in effects:
+        if isinstance(effect, Notify):
+            print(f"{effect.title}: {effect.body}", file=sys.stderr if refused else sys.stdout)
+    print(f"mode: {status['mode']} (route {status['route']}; {status['reason'] or 'automatic'})")
+    return 1 if refused else 0
+
+
+def cmd_backup_password(args: argparse.Namespace) -> int:
+    """Save the backup relay's password in the OS keystore (read from the terminal, or stdin)."""
+    import getpass
+
+    from desktop.worker import backup_password_name
+
+    cfg = load_config(args)
+    if not cfg.backup_smtp_host or not cfg.backup_smtp_username:
+        raise MessageBad("set backup_smtp_host and backup_smtp_username in the [backup] section first")
+    password = getpass.getpass("backup relay password: ") if sys.stdin.isatty() else sys.stdin.readline()
+    password = password.rstrip("\r\n")
+    if not password:
+        raise MessageBad("no password given")
+    keys.set_secret(backup_password_name(cfg), password)
+    print(f"saved in the OS keystore ({keys.backend_name()})")
+    return 0
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--headless", action="store_true",
+                   help="no window: just the sync, health and outbox workers")
+
+
+def _send_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", action="append", metavar="ADDR", help="recipient (repeat, or use commas)")
+    p.add_argument("--cc", action="append", metavar="ADDR")
+    p.add_argument("--bcc", action="append", metavar="ADDR", help="never shown in the sent headers")
+    p.add_argument("--subject", metavar="TEXT")
+    body = p.add_mutually_exclusive_group()
+    body.add_argument("--body", metavar="TEXT")
+    body.add_argument("--body-file", metavar="FILE", help="UTF-8 text file with the body")
+    p.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeat for more)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--eml", metavar="FILE", help="queue this .eml as it is (recipients from its headers)")
+    what.add_argument("--reply", type=int, metavar="ID", help="reply to cached message ID")
+    what.add_argument("--reply-all", type=int, metavar="ID", help="reply to all of cached message ID")
+    what.add_argument("--forward", type=int, metavar="ID", help="forward cached message ID with attachments")
+    p.add_argument("--json", action="store_true", help="print the queued item as JSON")
+
+
+def _outbox_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--resend", type=int, metavar="ID", help="send an uncertain or failed item again")
+    act.add_argument("--discard", type=int, metavar="ID", help="give an uncertain item up (FAILED)")
+    act.add_argument("--sent", type=int, metavar="ID", help="an uncertain item did go out: mark it sent")
+
+
+def _failover_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("choice", choices=("on", "off", "auto"),
+                   help="on: continuity mode now; off: back to normal; auto: let the probes decide")
+
+
 # ------------------------------------------------------------------------------------------ not ours
 
 
@@ -423,8 +654,9 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print("lifeboat: demo: not built yet", file=sys.stderr)
-    return 2
+    from desktop import demo
+
+    return demo.main(list(args.rest))
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -472,6 +704,12 @@ COMMANDS: list[Command] = [
     Command("sync", "sync the mailbox into the encrypted cache", cmd_sync, _sync_options),
     Command("simulator", "run the local Microsoft 365 simulator", cmd_simulator, passthrough=True),
     Command("demo", "run the demo against the simulator", cmd_demo, passthrough=True),
+    Command("run", "run the workers (sync, health, outbox); --headless: without a window", cmd_run,
+            _run_options),
+    Command("send", "queue a message in the outbox (sent by the running workers)", cmd_send, _send_options),
+    Command("outbox", "list the outbox, or settle an uncertain item", cmd_outbox, _outbox_options),
+    Command("failover", "force continuity mode on, off, or back to auto", cmd_failover, _failover_options),
+    Command("backup-password", "save the backup relay's password in the OS keystore", cmd_backup_password),
 ]
 
 

