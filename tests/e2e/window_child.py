@@ -166,6 +166,8 @@ class Driver:
         self.js("document.getElementById('list').focus()")
         self.key("j")
         self.wait("window.lifeboatUI.open && window.lifeboatUI.openId === window.lifeboatUI.items[0].id")
+        self.wait("window.lifeboatUI.loaded >= 2")
+        self.shot("reading-html")
         self.key("r")
         self.wait("document.getElementById('compose').open && document.getElementById('c-subject').value")
         self.js("document.getElementById('c-text').value = 'Answered from the end-to-end test.\\n' +"

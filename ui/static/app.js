@@ -288,8 +288,8 @@ function renderFiles() {
   const box = $("c-files");
   box.replaceChildren();
   const kept = S.compose && S.compose.attachments ? S.compose.attachments : [];
-  for (const a of kept) box.append(el("div", { text: "📎 " + a.filename + " (" + fmtSize(a.size) + ", from the original)" }));
-  for (const f of S.files) box.append(el("div", { text: "📎 " + f }));
+  for (const a of kept) box.append(el("div", { text: "Attached: " + a.filename + " (" + fmtSize(a.size) + ", from the original)" }));
+  for (const f of S.files) box.append(el("div", { text: "Attached: " + f }));
 }
 async function send(ev) {
   if (ev) ev.preventDefault();
