@@ -215,7 +215,7 @@ class Bridge:
             "attachments": [
                 {k: a.get(k) for k in ("index", "filename", "content_type", "size", "inline")}
                 for a in row.get("attachments", [])
-                if not a.get("inline")
+                if not a.get("inline") and (a.get("content_id") or "").strip("<>") not in body.used_cids
             ],
             "srcdoc": body.srcdoc,
             "links": list(body.links),

@@ -46,6 +46,7 @@ class Rendered:
     links: tuple[str, ...]  # link targets in order of appearance (http, https, mailto only)
     blocked_images: int  # remote images left out (0 when show_remote)
     inline_images: int  # cid: images resolved to data: URIs
+    used_cids: frozenset[str] = frozenset()  # Content-IDs shown in the body (not worth listing again)
 
 
 def csp(show_remote: bool) -> str:
@@ -76,6 +77,7 @@ def render(
     """Clean `html` (or escape `plain` when there is no HTML) into a sandboxable document."""
     counts = {"blocked": 0, "inline": 0}
     links: list[str] = []
+    used: set[str] = set()
 
     def attribute_filter(tag: str, attr: str, value: str) -> str | None:
         low = value.strip().lower()
@@ -89,6 +91,7 @@ def render(
                 if ctype not in IMAGE_TYPES or len(data) > MAX_INLINE_BYTES:
                     return None
                 counts["inline"] += 1
+                used.add(_cid(value.strip()))
                 return data_uri(ctype, data)
             if low.startswith("data:"):
                 return value if low.startswith(tuple(f"data:{t}" for t in IMAGE_TYPES)) else None
@@ -150,4 +153,4 @@ def render(
         "</style></head><body>"
         f"{body}</body></html>"
     )
-    return Rendered(doc, tuple(links), counts["blocked"], counts["inline"])
+    return Rendered(doc, tuple(links), counts["blocked"], counts["inline"], frozenset(used))

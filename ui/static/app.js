@@ -96,7 +96,7 @@ async function loadFolders() {
   const ul = $("folders");
   ul.replaceChildren();
   for (const f of S.folders) {
-    const li = el("li", { role: "treeitem", tabindex: "-1", "aria-selected": String(f.id === S.folder),
+    const li = el("li", { role: "treeitem", tabindex: "0", "aria-selected": String(f.id === S.folder),
       dataset: { folder: f.id }, "aria-label": f.name + ", " + f.count + " messages, " + f.unread + " unread",
       onclick: () => selectFolder(f.id) },
     el("span", { text: f.name }), el("span", { class: "count", text: f.unread ? f.unread + " / " + f.count : String(f.count) }));
@@ -382,6 +382,16 @@ async function start() {
   $("btn-help").addEventListener("click", () => $("help").showModal());
   $("btn-new").addEventListener("click", () => compose("new"));
   $("nav-outbox").addEventListener("click", showOutbox);
+  $("nav").addEventListener("keydown", (ev) => { // folders: Enter/Space opens, arrows move
+    const items = [...document.querySelectorAll("#nav [role=treeitem]")];
+    const at = items.indexOf(document.activeElement);
+    if (at < 0) return;
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); items[at].click(); }
+    else if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      ev.preventDefault(); ev.stopPropagation();
+      items[Math.max(0, Math.min(items.length - 1, at + (ev.key === "ArrowDown" ? 1 : -1)))].focus();
+    }
+  });
   $("btn-images").addEventListener("click", () => { if (S.openId != null) { S.showImages.add(S.openId); openMessage(S.openId, { keepFocus: true }); } });
   for (const b of document.querySelectorAll("[data-compose]")) b.addEventListener("click", () => compose(b.dataset.compose));
   $("compose-form").addEventListener("submit", send);
