@@ -17,9 +17,9 @@ import window_kit as kit
 
 from desktop import tray as tray_mod
 
-NEEDS = ("Xvfb", "dbus-daemon", "dunst")
+NEEDS = ("Xvfb", "dbus-daemon", "dunst", "trayer")
 pytestmark = pytest.mark.skipif(any(shutil.which(n) is None for n in NEEDS),
-                                reason="needs Xvfb, dbus-daemon and dunst (debian-packages.txt)")
+                                reason="needs Xvfb, dbus-daemon, dunst and trayer (debian-packages.txt)")
 
 
 class Dunst:
@@ -65,9 +65,16 @@ def session(monkeypatch):
         dunst = Dunst(display)
         monkeypatch.setenv("DISPLAY", display)
         monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", dunst.address)
+        # a real XEmbed system tray for the icon to dock into
+        panel = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
+                                  "--width", "120", "--height", "32"], env={**os.environ, "DISPLAY": display},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        dunst.display = display
         try:
             yield dunst
         finally:
+            panel.terminate()
+            panel.wait(timeout=10)
             dunst.close()
 
 
@@ -116,12 +123,26 @@ def test_mode_change_changes_icon_menu_and_notifies(session, monkeypatch):
             return tuple(px[off:off + 3])
 
         wait_until(lambda: centre_colour() == tray_mod.LOOK["normal"][0], "normal icon shown")
+        wait_until(status_icon.is_embedded, "icon docked in the system tray")
+
+        def on_screen_colours():
+            """Colours of the docked icon as the X server shows it (a screenshot of its spot)."""
+            from PIL import ImageGrab
+
+            area = status_icon.get_geometry()[2]
+            box = (area.x, area.y, area.x + area.width, area.y + area.height)
+            shot = ImageGrab.grab(bbox=box, xdisplay=session.display).convert("RGB")
+            return {colour for _count, colour in shot.getcolors(100000)}
+
+        wait_until(lambda: tray_mod.LOOK["normal"][0] in on_screen_colours(), "green icon on screen")
         labels = lambda: [i.text for i in tray._icon.menu.items if i.visible]  # noqa: E731
         assert "Switch to continuity" in labels() and "Back to normal" not in labels()
 
         assert tray.set_mode("continuity")
         session.wait_for("continuity mode")
         wait_until(lambda: centre_colour() == tray_mod.LOOK["continuity"][0], "amber icon shown")
+        wait_until(lambda: tray_mod.LOOK["continuity"][0] in on_screen_colours(), "amber icon on screen")
+        assert tray_mod.LOOK["normal"][0] not in on_screen_colours()
         assert "Back to normal" in labels() and "Switch to continuity" not in labels()
         assert "continuity" in status_icon.get_title().lower()
 
