@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 PAGE_SIZE = 4096  # SQLCipher 4's default page size
 BODY_CAP = 200_000  # characters of body text indexed per message
 # search() ranks (bm25) only the newest RANK_WINDOW matches: bounded work for very common words
-RANK_WINDOW = 1_000
+RANK_WINDOW = 300
 LOCAL_PREFIX = "local:"
 SUFFIXES = ("", "-wal", "-shm", "-journal")
 FTS_COLUMNS = "rowid, subject, sender, to_addrs, cc_addrs, body"
@@ -161,6 +161,7 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MB of decrypted pages: fewer re-decryptions
             conn.execute("PRAGMA foreign_keys = ON")
             schema.migrate(conn, path)
         except sqlcipher3.DatabaseError as exc:
