@@ -322,6 +322,10 @@ def main() -> int:
         first = [box.message(i) for i in range(n_import)]
         raw_bytes = sum(len(r) for r, _ in first)
 
+        for name, opener in (("warm-plain", Store._open_unencrypted), ("warm-enc", None)):  # warm-up, untimed
+            warm = opener(Path(tmp) / name) if opener else Store.open(Path(tmp) / name, os.urandom(32))
+            insert(warm, first[:500], 0)
+            warm.close()
         plain = Store._open_unencrypted(Path(tmp) / "plain.db")
         plain_s = insert(plain, first, 0)
         plain.close()
