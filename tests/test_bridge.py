@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from sync import mime
+from sync.errors import MessageBad
 from sync.model import Folder
 from sync.store import Store
 from ui.bridge import Bridge
@@ -132,13 +134,16 @@ def test_attachments_open_and_save(store, bridge, tmp_path):
     atts = bridge.message(mid)["attachments"]
     assert atts
     first = atts[0]
-    out = bridge.save_attachment(mid, first["index"], str(tmp_path))
+    out = bridge._save_attachment_to(mid, first["index"], str(tmp_path))
     saved = Path(out["saved"])
     assert saved.parent == tmp_path and saved.stat().st_size > 0
     assert saved.read_bytes() == store.parsed(mid).attachment(first["index"])
     assert bridge.open_attachment(mid, first["index"])["opened"]
     assert Path(bridge._opened[-1]).read_bytes() == saved.read_bytes()
-    assert "error" in bridge.save_attachment(mid, 99, str(tmp_path))
+    with pytest.raises(MessageBad):
+        bridge._save_attachment_to(mid, 99, str(tmp_path))
+    assert "error" in bridge.save_attachment(mid, 99)
+    assert "no window" in bridge.save_attachment(mid, first["index"])["error"]
 
 
 def test_search_as_you_type(store, bridge):
@@ -217,3 +222,27 @@ def test_commands_are_enqueued(bridge):
     bridge.pause(True)
     got = [bridge._commands.get_nowait() for _ in range(4)]
     assert got == [("sync_now",), ("force", "continuity"), ("force", "normal"), ("pause", True)]
+
+
+def test_runnable_attachments_are_not_opened(store, bridge):
+    """Tried: open an .exe and a .desktop attachment; refused with a clear error, nothing handed to the OS."""
+    for name in ("invoice.exe", "readme.desktop"):
+        out = mime.build(sender="a@example.com", to=["me@example.org"], subject="x", text="y",
+                         attachments=[(name, "application/octet-stream", b"MZ payload")])
+        mid = store.put_message("inbox", "p-" + name, out.raw)
+        [att] = bridge.message(mid)["attachments"]
+        res = bridge.open_attachment(mid, att["index"])
+        assert "does not open it" in res["error"]
+    assert bridge._opened == []
+
+
+def test_send_attaches_only_files_picked_in_the_dialog(store, bridge, tmp_path):
+    """Tried: the page asks to attach a path the user never picked (a key file); refused, nothing queued."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE")
+    draft = {"kind": "new", "to": "x@example.com", "subject": "s", "text": "t", "files": [str(secret)]}
+    out = bridge.send(draft)
+    assert "not chosen in the file dialog" in out["error"]
+    assert bridge.outbox() == []
+    bridge._picked.add(str(secret))  # what pick_files() records after the native dialog
+    assert bridge.send(draft)["queued"]

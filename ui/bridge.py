@@ -35,6 +35,12 @@ MAX_FIELD = 10_000
 MAX_BODY = 2_000_000
 MAX_ATTACH_BYTES = 35 * 1024 * 1024
 MODES = ("normal", "continuity")
+RUNNABLE = {  # attachments that would run code if "opened": they can be saved, not opened
+    ".exe", ".com", ".bat", ".cmd", ".scr", ".pif", ".msi", ".msp", ".ps1", ".psm1", ".vbs", ".vbe", ".js",
+    ".jse", ".wsf", ".wsh", ".hta", ".lnk", ".url", ".reg", ".cpl", ".jar", ".sh", ".bash", ".desktop",
+    ".appimage", ".run", ".py", ".pyw", ".pl", ".rb", ".command", ".app", ".dll", ".sys", ".iso", ".img",
+    ".vhd", ".vhdx", ".docm", ".xlsm", ".pptm", ".chm", ".library-ms", ".settingcontent-ms", ".appref-ms",
+}
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -102,6 +108,7 @@ class Bridge:
         self._open_path = open_path or _open_with_system
         self._window: Any = None
         self._folders_cache: dict[str, dict[str, Any]] = {}
+        self._picked: set[str] = set()
         self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
         self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
         os.chmod(self._tmp, 0o700)
@@ -283,6 +290,9 @@ class Bridge:
     def open_attachment(self, id: Any, index: Any) -> dict[str, Any]:
         """Write the attachment to a private temp folder and open it with the system's viewer."""
         name, data = self._attachment(id, index)
+        if Path(name).suffix.lower() in RUNNABLE:
+            raise BadArgument(f"{name} could run a program, so Lifeboat does not open it",
+                              fix="save it and check it first")
         folder = Path(tempfile.mkdtemp(dir=self._tmp))
         path = folder / name
         path.write_bytes(data)
@@ -290,19 +300,21 @@ class Bridge:
         return {"opened": name}
 
     @_api
-    def save_attachment(self, id: Any, index: Any, target: Any = None) -> dict[str, Any]:
-        """Save the attachment where the user chooses (a save dialog; `target` only from Python)."""
-        name, data = self._attachment(id, index)
-        if target is None:
-            if self._window is None:
-                raise BadArgument("there is no window to ask where to save")
-            import webview  # only here: the bridge has no GUI dependency otherwise
+    def save_attachment(self, id: Any, index: Any) -> dict[str, Any]:
+        """Save the attachment where the user chooses in a native save dialog (the page names no path)."""
+        name, _ = self._attachment(id, index)
+        if self._window is None:
+            raise BadArgument("there is no window to ask where to save")
+        import webview  # only here: the bridge has no GUI dependency otherwise
 
-            chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=name)
-            if not chosen:
-                return {"saved": None}
-            target = chosen if isinstance(chosen, str) else chosen[0]
-        path = Path(_str(target, "target", 4096, empty=False))
+        chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=name)
+        if not chosen:
+            return {"saved": None}
+        return self._save_attachment_to(id, index, chosen if isinstance(chosen, str) else chosen[0])
+
+    def _save_attachment_to(self, id: Any, index: Any, target: str) -> dict[str, Any]:
+        name, data = self._attachment(id, index)
+        path = Path(target)
         if path.is_dir():
             path = path / name
         path.write_bytes(data)
@@ -359,7 +371,10 @@ class Bridge:
         elif kind != "new":
             raise BadArgument(f"kind must be new, reply, reply_all or forward, not {kind!r}")
         for path in draft.get("files", []) or []:
-            attachments.append(_read_file(_str(path, "file", 4096, empty=False)))
+            path = _str(path, "file", 4096, empty=False)
+            if path not in self._picked:
+                raise BadArgument(f"{path} was not chosen in the file dialog", fix="use Attach files…")
+            attachments.append(_read_file(path))
         if sum(len(a[2]) for a in attachments) > MAX_ATTACH_BYTES:
             raise BadArgument("the attachments are larger than 35 MB", fix="send fewer or smaller files")
         out = mime.build(
@@ -378,8 +393,9 @@ class Bridge:
             raise BadArgument("there is no window to pick files from")
         import webview
 
-        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, allow_multiple=True)
-        return list(chosen or [])
+        chosen = list(self._window.create_file_dialog(webview.FileDialog.OPEN, allow_multiple=True) or [])
+        self._picked.update(chosen)  # send() attaches only files the user picked here
+        return chosen
 
     # ------------------------------------------------------------------ commands to the engine
 
