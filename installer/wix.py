@@ -42,9 +42,11 @@ def policy_component(prop: str) -> str:
 
 
 def component_conditions() -> dict[str, str]:
-    """Component id -> condition: a policy value is written only when its property is set."""
-    out = {policy_component(p.prop): p.prop for p in POLICIES}
-    out["RunAtLogin"] = 'STARTATLOGIN="1"'
+    """Component id -> condition: a policy value is written only when its property is set.
+    `OR REMOVE="ALL"`: wine's msi skips removing a component whose condition is false at uninstall
+    (Windows ignores conditions then), which would leave the values behind."""
+    out = {policy_component(p.prop): f'{p.prop} OR REMOVE="ALL"' for p in POLICIES}
+    out["RunAtLogin"] = 'STARTATLOGIN="1" OR REMOVE="ALL"'
     return out
 
 

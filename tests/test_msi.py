@@ -90,10 +90,11 @@ def test_msi_tables(msis: dict[str, Path]) -> None:
         p.name: ("#" if p.kind == "dword" else "") + f"[{p.prop}]" for p in POLICIES
     }
     for r in registry:
-        assert r["Root"] == "2" and conditions[r["Component_"]] in {p.prop for p in POLICIES}
+        prop = r["Value"].strip("#[]")
+        assert r["Root"] == "2" and conditions[r["Component_"]] == f'{prop} OR REMOVE="ALL"'
     (run,) = [r for r in _table(msi, "Registry") if r["Key"] == wix.RUN_KEY]
     assert run["Root"] == "2" and "pythonw.exe" in run["Value"]
-    assert conditions[run["Component_"]] == 'STARTATLOGIN="1"'
+    assert conditions[run["Component_"]] == 'STARTATLOGIN="1" OR REMOVE="ALL"'
     (shortcut,) = _table(msi, "Shortcut")
     assert shortcut["Directory_"] == "ProgramMenuFolder"
     assert shortcut["Target"].endswith(r"python\pythonw.exe")
