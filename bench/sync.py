@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sync.engine import sync_once
+from sync.errors import LifeboatError
 from sync.governor import Governor
 from sync.sources.graph import GraphSource
 from sync.store import Store
@@ -145,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             fresh = source(sim, tokens)
             lb_n, lb_s = fetch_lifeboat(fresh)
             o_n, o_s = fetch_o365_style(fresh)
-            limited = limited_sync(sim, tokens, work, window_s=3.0 if args.short else 30.0)
+            try:
+                limited = limited_sync(sim, tokens, work, window_s=3.0 if args.short else 30.0)
+            except LifeboatError as exc:  # report it in the JSON rather than lose the other figures
+                limited = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             sim.stop()
     result = {

@@ -362,6 +362,7 @@ class GraphSource:
         result: dict[str, bytes | Exception] = {}
         todo = list(ids)
         stalled = 0  # rounds in a row that fetched nothing: bounded, while slow progress goes on
+        waited = 0.0
         while todo:
             reqs = [{"id": str(i), "method": "GET", "url": f"/me/messages/{quote(pid, safe='=')}/$value",
                      "headers": {"Prefer": 'IdType="ImmutableId"'}} for i, pid in enumerate(todo)]
@@ -387,11 +388,16 @@ class GraphSource:
                     msg = (body or {}).get("error", {}).get("code", "") if isinstance(body, Mapping) else ""
                     result[pid] = MessageBad(f"message …{pid[-8:]}: Graph answered {status} {msg}".rstrip())
             stalled = stalled + 1 if len(retry) == len(todo) else 0
-            if not retry or stalled >= self.governor.max_attempts:
+            waited += wait
+            if not retry:
                 break
-            if wait:
+            if wait:  # throttled: bounded by time waited, like the governor's own 429 budget
+                if waited > self.governor.max_retry_after or stalled >= self.governor.max_throttled_attempts:
+                    break
                 self.governor.throttle_pause(wait)
-            else:
+            else:  # 5xx inside the batch: a few attempts
+                if stalled >= self.governor.max_attempts:
+                    break
                 self.governor.pause(self.governor.backoff(stalled or 1))
             todo = retry
         return result
