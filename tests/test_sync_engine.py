@@ -201,3 +201,35 @@ def test_a_smaller_window_prunes_older_mail(sim: SimProcess, source: GraphSource
     sync_once(store, source, folders=("*",), cache_days=2)
     after = {r[0] for r in store.db.execute("SELECT provider_id FROM messages").fetchall()}
     assert after == {p for p, d in before.items() if datetime.fromisoformat(d) >= start}
+
+
+def test_a_vanished_folder_is_reported_and_the_rest_syncs(
+    sim: SimProcess, source: GraphSource, store: Store
+) -> None:
+    """A folder id the provider no longer knows (deleted between listing and delta): FolderBad is
+    reported for it, every other folder syncs, and the next sync re-lists the folder tree."""
+    from datetime import UTC, datetime
+
+    from sync.model import Folder
+
+    sync(store, source)
+    store.upsert_folders([Folder("AAMkADgoneAAA=", "Gone")])
+    ids = store.get_setting("sync.folders")["ids"] + ["AAMkADgoneAAA="]
+    store.set_setting("sync.folders", {"at": datetime.now(UTC).isoformat(), "ids": ids})
+    report = sync(store, source)
+    assert len(report.errors) == 1 and "404" in report.errors[0]  # type: ignore[attr-defined]
+    assert report.folders["AAMkADgoneAAA="].error  # type: ignore[attr-defined]
+    assert store.get_setting("sync.folders") is None
+    assert sync(store, source).ok  # type: ignore[attr-defined]
+    assert "AAMkADgoneAAA=" not in {f["provider_id"] for f in store.folders()}
+    assert_equal(store, sim)
+
+
+def test_stored_links_to_another_host_are_not_followed(source: GraphSource) -> None:
+    """A cursor pointing at another host would carry our bearer token there: refused, no request."""
+    from sync.errors import FolderBad
+
+    sent = source.requests_sent
+    with pytest.raises(FolderBad, match="another host"):
+        source.changes("F", "https://evil.example/v1.0/me/mailFolders/F/messages/delta?$deltatoken=x", None)
+    assert source.requests_sent == sent
