@@ -87,14 +87,17 @@ def measure(db: Path, key: bytes, ids: list[int]) -> dict:
         raise RuntimeError("the window never became usable")
     result: dict = {"launch_to_usable_s": wp.ready_at - t0 if wp.ready_at else None}
     result["rows_total"] = wp.evaluate_js("window.lifeboatUI.total")
-    times = []
+    times: list[float] = []
+    calls: list[float] = []
     for n, mid in enumerate(ids, start=1):
         wp.evaluate_js(f"window.lifeboatUI.openMessage({int(mid)})")
         end = time.monotonic() + 60
         while not wp.evaluate_js(f"window.lifeboatUI.loaded >= {n}") and time.monotonic() < end:
             time.sleep(0.005)
         times.append(float(wp.evaluate_js("window.lifeboatUI.openMs")))
+        calls.append(float(wp.evaluate_js("window.lifeboatUI.callMs")))
     result["open_ms"] = times
+    result["call_ms"] = calls
     pid = wp.pid
     window_rss = rss_mb(pid) + sum(rss_mb(p) for p in descendants(pid)) if pid else 0.0
     result["rss_window_open_mb"] = rss_mb(os.getpid()) + window_rss
@@ -135,14 +138,21 @@ def main() -> None:
         os.environ.update(env)
         res = measure(tmp / "cache.db", key, opens)
         opens_ms = sorted(res["open_ms"])
-        p95 = opens_ms[min(len(opens_ms) - 1, round(0.95 * (len(opens_ms) - 1)))]
+        calls_ms = sorted(res["call_ms"])
+
+        def p95(xs: list[float]) -> float:
+            return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+
         report = {
             "benchmark": "ui",
             "messages_cached": res["rows_total"],
             "cache_build_s": round(build_s, 1),
             "launch_to_usable_s": round(res["launch_to_usable_s"], 2),
             "open_message_ms": {"n": len(opens_ms), "p50": round(statistics.median(opens_ms), 1),
-                                "p95": round(p95, 1), "max": round(opens_ms[-1], 1)},
+                                "p95": round(p95(opens_ms), 1), "max": round(opens_ms[-1], 1),
+                                "bridge_call_p50": round(statistics.median(calls_ms), 1),
+                                "bridge_call_p95": round(p95(calls_ms), 1)},
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "rss_window_closed_mb": round(res["rss_window_closed_mb"], 1),
             "rss_before_window_mb": round(res["rss_before_window_mb"], 1),
             "rss_window_open_mb": round(res["rss_window_open_mb"], 1),

@@ -225,6 +225,7 @@ async function openMessage(id, opts = {}) {
   S.openStart = performance.now();
   try {
     const m = await call("message", id, S.showImages.has(id), isDark());
+    S.callMs = performance.now() - S.openStart; // the bridge part of opening (the rest is rendering)
     S.openId = id;
     S.open = m;
     $("reader-empty").hidden = true;
@@ -359,6 +360,9 @@ function onKey(ev) {
     o: showOutbox, t: showTimeline, s: syncNow, "?": () => $("help").showModal(),
     i: () => { const inbox = S.folders.find((f) => f.well_known === "inbox") || S.folders[0]; if (inbox) selectFolder(inbox.id); },
   };
+  const listKeys = ["Enter", "Home", "End", "PageUp", "PageDown", "ArrowUp", "ArrowDown"];
+  const inList = document.activeElement === $("list") || document.activeElement === document.body;
+  if (listKeys.includes(ev.key) && !inList) return; // buttons, links and the reader keep their keys
   const fn = keys[ev.key];
   if (fn) { ev.preventDefault(); fn(); }
 }
