@@ -21,9 +21,9 @@ NAMESPACE = uuid.UUID(UPGRADE_CODE)
 MANUFACTURER = "Lifeboat"
 RUN_KEY = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
 APP_KEY = r"SOFTWARE\Lifeboat"
-# The GUI: pythonw.exe (no console) running the launcher with no arguments.
+# The app (tray, window, workers): pythonw.exe (no console) running `lifeboat run`.
 GUI_TARGET = r"[INSTALLDIR]python\pythonw.exe"
-GUI_ARGUMENTS = '"[INSTALLDIR]lifeboat.py"'
+GUI_ARGUMENTS = '"[INSTALLDIR]lifeboat.py" run'
 GUI_COMMAND = f'"{GUI_TARGET}" {GUI_ARGUMENTS}'
 PURGE_CONDITION = 'REMOVE="ALL" AND REMOVEUSERDATA="1" AND NOT UPGRADINGPRODUCTCODE'
 PURGE_SEQUENCE = 3450  # deferred, between InstallInitialize (1500) and RemoveFiles (3500)
