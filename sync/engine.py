@@ -308,6 +308,7 @@ class SendReport:
     sent: list[str] = field(default_factory=list)  # Message-IDs the route accepted
     deferred: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)  # handed over without an answer: looked up later
     waiting: int = 0  # due items left for a later tick
     error: LifeboatError | None = None  # the temporary failure that ended the tick, if any
 
@@ -361,6 +362,13 @@ def send_once(
             sender.send(item.raw, item.sender, item.recipients)
         except Exception as exc:
             err = exc if isinstance(exc, LifeboatError) else Unreachable(f"{type(exc).__name__}: {exc}")
+            if getattr(err, "maybe_sent", False):  # handed over, no answer: look it up, never resend blindly
+                save_item(store, mark_uncertain(item, f"{err}", now))
+                report.uncertain.append(item.message_id)
+                report.error = err
+                report.waiting = len(todo) - n - 1
+                checkpoint("uncertain")
+                break
             if outbox.classify(err) == "permanent":
                 save_item(store, outbox.failed(item, err))
                 report.failed.append(item.message_id)
@@ -381,10 +389,21 @@ def send_once(
     return report
 
 
+SETTLE_GRACE = timedelta(minutes=2)  # Sent Items may show an accepted message a little later
+
+
+def mark_uncertain(item: OutboxItem, why: str, now: datetime) -> OutboxItem:
+    """SENDING -> UNCERTAIN (outbox.on_startup's transition), remembering since when and why."""
+    [new] = outbox.on_startup([item])
+    return dataclasses.replace(new, last_error=why, extra={**new.extra, "uncertain_since": now.isoformat()})
+
+
 def recover_outbox(store: Store, now: datetime) -> list[OutboxItem]:
     """At start-up: an item found SENDING may or may not have gone out; it becomes UNCERTAIN."""
     out = []
-    for item in outbox.on_startup(store.outbox_list([OutboxState.SENDING])):
+    for item in store.outbox_list([OutboxState.SENDING]):
+        item = mark_uncertain(item, "Lifeboat stopped while sending this message; checking whether it "
+                              "went out", now)
         with store.transaction():
             out.append(save_item(store, item))
             store.log_event("outbox", f"item {item.id} was being sent when Lifeboat stopped: uncertain", now)
@@ -402,15 +421,18 @@ def settle_uncertain_once(
     store: Store, source: MailSource, now: datetime, *, checkpoint: Checkpoint = no_checkpoint,
     sent_folder: str = SENT_FOLDER,
 ) -> SettleReport:
-    """Settle UNCERTAIN items by looking their Message-ID up in Sent Items. Only a primary-route
-    attempt can be settled that way (a backup-relay send leaves no cloud copy until reconcile): those
-    stay UNCERTAIN for the user (`lifeboat outbox --resend ID | --discard ID | --sent ID`).
+    """Settle UNCERTAIN items (older than SETTLE_GRACE) by a Message-ID lookup in Sent Items. Only a
+    primary-route attempt can be settled that way (a backup-relay send leaves no cloud copy until
+    reconcile): those stay UNCERTAIN for the user (`lifeboat outbox --resend ID | --discard ID | --sent ID`).
     If the provider cannot be asked, everything stays as it is; nothing is ever resent blindly."""
     report = SettleReport()
     for item in store.outbox_list([OutboxState.UNCERTAIN]):
         if not outbox.lookup_can_settle(item):
             report.ask_user.append(item.message_id)
             continue
+        since = item.extra.get("uncertain_since")
+        if since and now - datetime.fromisoformat(since) < SETTLE_GRACE:
+            continue  # too early to trust an absence from Sent Items
         try:
             found: bool | None = source.find_by_message_id(sent_folder, item.message_id) is not None
         except (Unreachable, AuthRequired, Throttled) as exc:

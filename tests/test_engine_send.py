@@ -177,6 +177,8 @@ def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store,
         store.outbox_update(item.id, state=OutboxState.SENDING,
                             extra={**current.extra, "attempt_route": route.value})
     assert {i.id for i in engine.recover_outbox(store, clock.now())} == {sent.id, lost.id, backup.id}
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).sent == []  # within the grace
+    clock.advance(engine.SETTLE_GRACE.total_seconds())
     report = engine.settle_uncertain_once(store, provider.source, clock.now())
     assert report.sent == [sent.message_id] and report.requeued == [lost.message_id]
     assert report.ask_user == [backup.message_id]
@@ -196,7 +198,7 @@ def test_uncertain_primary_item_waits_while_the_provider_is_down(store: Store, p
     store.outbox_update(item.id, state=OutboxState.SENDING, extra={"attempt_route": "primary"})
     engine.recover_outbox(store, START)
     provider.sim.set_outage("refuse")
-    report = engine.settle_uncertain_once(store, provider.source, START)
+    report = engine.settle_uncertain_once(store, provider.source, START + engine.SETTLE_GRACE)
     assert report.ask_user == [item.message_id]
     assert store.outbox_get(item.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
 
@@ -212,3 +214,28 @@ def test_bad_messages_are_refused_at_queue_time(store: Store) -> None:
     with pytest.raises(MessageBad, match="Bcc"):
         engine.queue_message(store, bad, START)
     assert len(store.outbox_list()) == 1
+
+
+def test_no_answer_from_graph_after_the_request_is_looked_up_not_resent(store: Store, provider,
+                                                                        monkeypatch) -> None:
+    """Tried: Graph holding the sendMail request without answering (the simulator's hang outage; a 2 s
+    read timeout): the item becomes UNCERTAIN, not deferred (it may have been accepted). After the grace
+    period, with the provider back, the lookup finds it absent, requeues it, and it goes out once.
+    (A refused first connection is a plain deferral: see the provider-outage test above.)"""
+    import sync.sources.graph as graph_mod
+
+    monkeypatch.setattr(graph_mod, "SEND_TIMEOUT", (3.0, 2.0))
+    clock = FakeClock()
+    item = queue(store, "Held")
+    provider.sim.set_outage("hang", scope="graph")
+    report = engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now())
+    provider.sim.set_outage("normal")
+    assert report.uncertain == [item.message_id] and report.deferred == []
+    held = store.outbox_get(item.id)
+    assert held is not None and held.state is OutboxState.UNCERTAIN and "may have been accepted" in (
+        held.last_error or "")
+    clock.advance(engine.SETTLE_GRACE.total_seconds())
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).requeued == [item.message_id]
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == [
+        item.message_id]
+    assert [s["message_id"] for s in provider.sim.sent_items()].count(item.message_id) == 1

@@ -3,7 +3,8 @@
 `GraphRoute` is a SendRoute named "primary". Graph takes its recipients from the MIME headers, so
 envelope recipients missing from To/Cc (the Bcc, which the outbox never keeps in the stored MIME)
 are added as a Bcc header on the copy handed to Graph; Exchange delivers to them and strips it.
-Errors arrive from the source already translated into sync.errors.
+Errors arrive from the source already translated into sync.errors; one whose request may have reached
+Graph (no answer after it was sent) leaves as MaybeSent, so the outbox looks it up instead of resending.
 """
 
 from __future__ import annotations
@@ -13,7 +14,34 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Protocol
 
+import requests
+import urllib3.exceptions
+
+from sync.errors import SendDeferred, Unreachable
 from sync.model import Route
+
+
+class MaybeSent(SendDeferred):
+    """The request went out but no answer came back: Graph may have accepted the message."""
+
+    maybe_sent = True
+
+
+def may_have_arrived(exc: BaseException) -> bool:
+    """True if the failure happened after the request was handed to the server (a read timeout, a
+    dropped or cut response); False if no connection was made (refused, connect timeout, TLS)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.ConnectTimeout | requests.exceptions.SSLError):
+            return False
+        if isinstance(seen, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+            return True
+        if isinstance(seen, requests.ConnectionError):
+            reason = getattr(seen.args[0], "reason", None) if seen.args else None
+            return not isinstance(reason, urllib3.exceptions.NewConnectionError
+                                  | urllib3.exceptions.ConnectTimeoutError)
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class MimeSender(Protocol):
@@ -43,7 +71,13 @@ class GraphRoute:
         self._source = source
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
-        self._source.send_mime(with_bcc(raw, recipients))
+        try:
+            self._source.send_mime(with_bcc(raw, recipients))
+        except Unreachable as exc:
+            if may_have_arrived(exc):
+                raise MaybeSent(f"{exc}; the message may have been accepted",
+                                fix="Lifeboat looks it up in Sent Items before any resend") from exc
+            raise
 
     def probe(self) -> None:
         self._source.probe()
