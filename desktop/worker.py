@@ -274,7 +274,11 @@ def build(cfg: Config, store: Store, *, clock: Clock | None = None, notifier: No
         routes[Route.BACKUP] = backup
     else:
         log.warning("no backup relay is configured (backup_smtp_host): mail waits during an outage")
-    return Continuity(cfg, store, source, routes, references(cfg, backup), clock=clock, notifier=notifier)
+    refs = references(cfg, backup)
+    if not refs:
+        log.warning("no reference probe is configured (backup relay, reference_dns_name, reference_url): "
+                    "Lifeboat cannot tell an outage from being offline, so it will not fail over by itself")
+    return Continuity(cfg, store, source, routes, refs, clock=clock, notifier=notifier)
 
 
 def run_headless(cfg: Config, *, stop: threading.Event | None = None, out: IO[str] | None = None,
