@@ -268,7 +268,6 @@ def folder_status(store: Store) -> list[dict[str, Any]]:
 # durable step calls `checkpoint(name)` (a no-op by default; crash tests raise from it).
 # ============================================================================================
 
-import collections.abc  # noqa: E402
 import dataclasses  # noqa: E402
 import random  # noqa: E402
 
@@ -330,7 +329,7 @@ def due_for(items: Sequence[OutboxItem], route: Route, now: datetime) -> list[Ou
 
 def send_once(
     store: Store,
-    routes: collections.abc.Mapping[Route, SendRoute],
+    routes: Mapping[Route, SendRoute],
     mode: Mode,
     now: datetime,
     *,
