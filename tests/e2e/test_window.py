@@ -59,7 +59,9 @@ def test_window_read_search_reply_outbox(tmp_path):
     db = tmp_path / "cache.db"
     ids = fill(db, key)
     with kit.xvfb() as display:
-        res = kit.run_child({"scenario": "main", "db": str(db), "me": ME, "search_word": "Hasen"},
+        res = kit.run_child({"scenario": "main", "db": str(db), "me": ME, "search_word": "Hasen",
+                             "link_id": ids["spamscope__mail_test_8.eml"],
+                             "attachment_id": ids["hunnysoft__m1005.txt.eml"]},
                             display, key.hex(), "window-main")
     steps = {s["name"]: s for s in res["steps"]}
 
@@ -90,6 +92,9 @@ def test_window_read_search_reply_outbox(tmp_path):
     assert steps["dark"]["theme"] == "dark" and steps["dark"]["bg"] != "rgb(255, 255, 255)"
     assert steps["zoom200"]["overflow"] <= 0 and steps["zoom200"]["banner_visible"]
     assert steps["aria"]["unlabeled"] == []
+    link, attachment = steps["links"]["opened"]
+    assert link == steps["links"]["shown"] and link.startswith("http")
+    assert Path(attachment).name == "redball.png" and Path(attachment).read_bytes().startswith(b"\x89PNG")
     assert not res["alerts"]
     csp_errors = [c for c in res["console"] if "Content Security Policy" in c[1] and "srcdoc" not in c[2]]
     assert not csp_errors, f"the app page itself broke its CSP: {csp_errors}"

@@ -207,6 +207,24 @@ class Driver:
                       "document.getElementById('banner-text').getBoundingClientRect().width > 0"))
         self.shot("zoom200")
         self.mw.window.resize(1280, 800)
+        # links: the real target is shown, and "Open in browser" hands exactly it to the system browser
+        n = self.js("window.lifeboatUI.loaded")
+        link_id = int(self.cfg["link_id"])
+        self.js(f"window.lifeboatUI.openMessage({link_id})")
+        self.wait(f"window.lifeboatUI.loaded > {n} && window.lifeboatUI.openId === {link_id}")
+        shown = self.js("document.querySelector('#r-links-list code').textContent")
+        self.js("document.getElementById('r-links').open = true")
+        self.js("document.querySelector('#r-links-list button').click()")
+        self.wait("document.getElementById('toast').textContent.startsWith('Opened')")
+        # attachments: "Open" writes a private copy and hands it to the system's viewer
+        n = self.js("window.lifeboatUI.loaded")
+        self.js(f"window.lifeboatUI.openMessage({int(self.cfg['attachment_id'])})")
+        self.wait(f"window.lifeboatUI.loaded > {n} && document.querySelector('#r-attachments button')")
+        self.js("document.querySelector('#r-attachments button').click()")
+        end = time.monotonic() + 30
+        while len(self.cfg["_opened"]) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        self.step("links", shown=shown, opened=list(self.cfg["_opened"]))
         self.step("aria", unlabeled=self.js(
             "[...document.querySelectorAll('button, input, textarea, [role=option], [role=treeitem]')]"
             ".filter(e => !(e.getAttribute('aria-label') || e.textContent.trim()"
