@@ -69,6 +69,36 @@ def test_device_code_sign_in_silent_token_and_no_token_in_logs(
     assert "UNENCRYPTED" in caplog.text
 
 
+BROWSER = """
+import os, sys, time
+if os.fork():  # the "browser" returns at once, as a real one does, and signs in in the background
+    sys.exit(0)
+import requests
+time.sleep(0.3)
+url = sys.argv[1]
+ca = os.environ["LIFEBOAT_TEST_CA"]
+location = requests.get(url, allow_redirects=False, verify=ca, timeout=30).headers["Location"]
+# msal asks for response_mode=form_post: post the answer to its localhost listener like the form would
+base, _, query = location.partition("?")
+requests.post(base, data=query, headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+"""
+
+
+def test_interactive_sign_in_through_the_system_browser(
+    cfg: Config, sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """login_interactive() opens the system browser (here a stand-in set through $BROWSER that
+    follows the simulator's sign-in page and posts the answer back) and msal's local listener
+    receives the code: signed in, with a token."""
+    script = tmp_path / "browser.py"
+    script.write_text(BROWSER)
+    monkeypatch.setenv("BROWSER", f"{PY} {script} %s")
+    monkeypatch.setenv("LIFEBOAT_TEST_CA", cfg.ca_file)
+    auth = MsalAuth(cfg)
+    assert auth.login_interactive() == "adele.vance@contoso.test"
+    assert auth.state() == "signed_in"
+
+
 def test_starts_offline_from_the_persisted_http_cache(cfg: Config, sim: SimProcess) -> None:
     """After one online sign-in, a fresh MsalAuth constructs and reports signed_in with the provider
     refusing connections (msal's discovery answers come from the persisted http_cache). Without that
