@@ -170,7 +170,9 @@ def wine(tmp_path: Path) -> Iterator[Wine]:
     boot = w.run("wineboot", "-i", timeout=300)
     assert boot.returncode == 0, boot.stderr[-2000:]
     yield w
-    w.run("wineserver", "-k", timeout=60) if shutil.which("wineserver") else None
+    server = Path(w.wine).with_name("wineserver")  # ends this prefix's wine processes
+    if server.exists():
+        subprocess.run([str(server), "-k"], env=w.env, capture_output=True, timeout=60, check=False)
 
 
 def _effective(doctor: dict) -> dict:
