@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import os
 import queue
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -246,3 +246,21 @@ def test_send_attaches_only_files_picked_in_the_dialog(store, bridge, tmp_path):
     assert bridge.outbox() == []
     bridge._picked.add(str(secret))  # what pick_files() records after the native dialog
     assert bridge.send(draft)["queued"]
+
+
+def test_conversations_grouped_in_the_virtual_list(store, bridge):
+    """Tried: a 3-message thread (Re:/RE: prefixes) around an unrelated message; threaded pages group it
+    under its newest message with the thread size, ordered by each thread's newest message."""
+    base = datetime(2026, 5, 1, tzinfo=UTC)
+    for n, (subject, hours) in enumerate([("Plan", 0), ("Other", 1), ("Re: Plan", 2), ("RE: Re: Plan", 3)]):
+        out = mime.build(sender=f"p{n}@example.com", to=["me@example.org"], subject=subject, text="x",
+                         date=base + timedelta(hours=hours))
+        store.put_message("inbox", f"t{n}", out.raw)
+    flat = bridge.messages("inbox", 0, 10)
+    assert [i["subject"] for i in flat["items"]] == ["RE: Re: Plan", "Re: Plan", "Other", "Plan"]
+    page = bridge.messages("inbox", 0, 10, True)
+    got = [(i["subject"], i["depth"], i["thread_size"]) for i in page["items"]]
+    assert got == [("RE: Re: Plan", 0, 3), ("Re: Plan", 1, 0), ("Plan", 1, 0), ("Other", 0, 1)]
+    assert page["total"] == 4
+    assert [i["subject"] for i in bridge.messages("inbox", 2, 2, True)["items"]] == ["Plan", "Other"]
+    assert "error" in bridge.messages("inbox", 0, 10, "yes")

@@ -109,6 +109,7 @@ class Bridge:
         self._window: Any = None
         self._folders_cache: dict[str, dict[str, Any]] = {}
         self._picked: set[str] = set()
+        self._thread_cache: tuple[Any, list[dict[str, Any]]] = (None, [])
         self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
         self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
         os.chmod(self._tmp, 0o700)
@@ -169,16 +170,45 @@ class Bridge:
         ]
 
     @_api
-    def messages(self, folder_id: Any, offset: Any = 0, limit: Any = 100) -> dict[str, Any]:
-        """One page of a folder, newest first, with the folder's total for the virtual list."""
+    def messages(
+        self, folder_id: Any, offset: Any = 0, limit: Any = 100, threaded: Any = False
+    ) -> dict[str, Any]:
+        """One page of a folder, newest first, with the folder's total for the virtual list.
+
+        threaded=True groups conversations: each thread's newest message heads it (depth 0, with the
+        thread's size), its older messages follow (depth 1); threads are ordered by their newest message.
+        """
         folder_id = _str(folder_id, "folder_id", 1000, empty=False)
         offset = _int(offset, "offset")
         limit = _int(limit, "limit", 1, MAX_PAGE)
+        if not isinstance(threaded, bool):
+            raise BadArgument("threaded must be true or false")
         known = self._known_folders(fresh=offset == 0)
         if folder_id not in known:
             raise BadArgument(f"there is no folder {folder_id!r}", fix="reload the folder list")
+        total = known[folder_id].get("count", 0)
+        if threaded:
+            rows = self._threads(folder_id, total)
+            return {"total": len(rows), "offset": offset, "items": rows[offset:offset + limit]}
         rows = self._store.list_messages(folder_id, offset, limit)
-        return {"total": known[folder_id].get("count", 0), "offset": offset, "items": [_row(r) for r in rows]}
+        return {"total": total, "offset": offset, "items": [_row(r) for r in rows]}
+
+    def _threads(self, folder_id: str, total: int) -> list[dict[str, Any]]:
+        """The folder's rows in conversation order (cached until the folder's count or newest row changes)."""
+        newest = self._store.list_messages(folder_id, 0, 1)
+        stamp = (folder_id, total, newest[0]["id"] if newest else None)
+        if self._thread_cache[0] != stamp:
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for r in self._store.list_messages(folder_id, 0, max(total, 1)):
+                row = _row(r)
+                groups.setdefault(row["thread"] or f"#{row['id']}", []).append(row)
+            flat: list[dict[str, Any]] = []
+            for members in groups.values():  # dicts keep insertion order: newest thread first
+                for depth, row in enumerate(members):
+                    size = 0 if depth else len(members)
+                    flat.append({**row, "depth": min(depth, 1), "thread_size": size})
+            self._thread_cache = (stamp, flat)
+        return self._thread_cache[1]
 
     @_api
     def search(self, query: Any, limit: Any = 50) -> dict[str, Any]:

@@ -45,6 +45,11 @@ def fill(db: Path, key: bytes) -> dict[str, int]:
                              subject=f"Weekly report {n}", text=f"Numbers for week {n}.",
                              date=base + timedelta(hours=n))
             store.put_message("inbox", f"filler-{n}", out.raw)
+    with store.transaction():  # one conversation, newest of all, so it heads the list
+        for n, subject in enumerate(["Lunch on Friday?", "Re: Lunch on Friday?", "RE: Re: Lunch on Friday?"]):
+            out = mime.build(sender=f"Colleague {n} <c{n}@example.com>", to=["me@example.org"],
+                             subject=subject, text="Pizza?", date=datetime(2026, 11, 27, 12 + n, tzinfo=UTC))
+            store.put_message("inbox", f"lunch-{n}", out.raw)
     store.save_mode("continuity", datetime(2026, 11, 28, 9, 30, tzinfo=UTC), "provider unreachable",
                     '{"offline": false, "sign_in_needed": false}')
     store.log_event("mode", "normal -> continuity: provider unreachable for 45 s",
@@ -66,11 +71,13 @@ def test_window_read_search_reply_outbox(tmp_path):
     steps = {s["name"]: s for s in res["steps"]}
 
     ready = steps["ready"]
-    assert ready["total"] == 3005
+    assert ready["total"] == 3008
     assert 0 < ready["rows"] < 100, "the list must be virtual: only visible rows exist"
     assert "Continuity mode" in ready["banner"] and "backup route" in ready["banner"]
     assert any("Inbox" in f for f in ready["folders"])
     assert steps["scrolled"]["id1000"] and steps["scrolled"]["rows"] < 100
+    assert steps["threads"]["first"] == [["RE: Re: Lunch on Friday?", "3"], ["↳ Re: Lunch on Friday?", ""],
+                                         ["↳ Lunch on Friday?", ""]]
 
     assert steps["opened"]["sandbox"] == "" and steps["opened"]["subject"]
     assert ids["hunnysoft__m1005.txt.eml"] in steps["search"]["ids"]

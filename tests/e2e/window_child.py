@@ -143,6 +143,15 @@ class Driver:
                   id1000=self.js("document.querySelector('#row-1000').dataset.id"))
         self.js("document.getElementById('list').scrollTop = 0")
         self.wait("document.querySelector('#row-0')")
+        # conversations: "c" groups threads under their newest message
+        self.key("c")
+        self.wait("document.querySelector('#row-0 .tsize')")
+        self.step("threads", first=self.js(
+            "[0, 1, 2].map(i => [document.querySelector('#row-' + i + ' .subj').textContent,"
+            " (document.querySelector('#row-' + i + ' .tsize') || {textContent: ''}).textContent])"))
+        self.shot("threads")
+        self.key("c")
+        self.wait("!document.querySelector('#row-0 .tsize') && document.querySelector('#row-0')")
         # open the first message by clicking it
         self.js("document.querySelector('#row-0').click()")
         self.wait("window.lifeboatUI.open && window.lifeboatUI.loaded >= 1")

@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 const S = {
   view: "folder", folder: null, folders: [], total: 0, pages: new Map(), pending: new Set(), items: null,
   index: -1, openId: null, open: null, showImages: new Set(), status: null, compose: null, files: [],
-  searchSeq: 0, ready: false, errors: [], opened: 0, loaded: 0,
+  searchSeq: 0, ready: false, errors: [], opened: 0, loaded: 0, threaded: false,
 };
 window.lifeboatUI = S;
 
@@ -139,7 +139,7 @@ async function resetList() {
   S.index = -1;
   $("list").scrollTop = 0;
   if (!S.items) {
-    const first = await call("messages", S.folder, 0, PAGE);
+    const first = await call("messages", S.folder, 0, PAGE, S.threaded);
     S.total = first.total;
     S.pages.set(0, first.items);
   }
@@ -150,7 +150,7 @@ function ensurePage(p) {
   if (S.items || S.pages.has(p) || S.pending.has(p) || p * PAGE >= S.total) return;
   S.pending.add(p);
   const folder = S.folder;
-  call("messages", folder, p * PAGE, PAGE).then((out) => {
+  call("messages", folder, p * PAGE, PAGE, S.threaded).then((out) => {
     S.pending.delete(p);
     if (folder !== S.folder) return;
     S.pages.set(p, out.items);
@@ -166,14 +166,14 @@ function renderList() {
   for (let i = first; i < last; i++) {
     const it = itemAt(i);
     if (!it) ensurePage(Math.floor(i / PAGE));
-    const prev = i > 0 ? itemAt(i - 1) : null;
-    const grouped = it && prev && it.thread && prev.thread === it.thread;
+    const grouped = it && it.depth === 1; // an older message of the conversation above
     const row = el("div", { role: "option", id: "row-" + i, class: "row" + (it && it.unread ? " unread" : "") + (grouped ? " in-thread" : ""),
       "aria-selected": String(i === S.index), "aria-setsize": String(n), "aria-posinset": String(i + 1),
       dataset: { index: String(i), id: it ? String(it.id) : "" }, onclick: () => select(i, true) });
     row.style.top = i * h + "px";
     if (it) {
       row.append(el("div", { class: "l1" }, el("span", { class: "who", text: it.sender || "(no sender)" }),
+        it.thread_size > 1 ? el("span", { class: "tsize", text: String(it.thread_size), "aria-label": it.thread_size + " messages in this conversation" }) : null,
         it.attachments ? el("span", { class: "clip", "aria-label": "has attachments" }) : null,
         el("span", { class: "when", text: fmtDate(it.date) })),
         el("div", { class: "subj", text: grouped ? "↳ " + (it.subject || "(no subject)") : it.subject || "(no subject)" }));
@@ -357,7 +357,7 @@ function onKey(ev) {
     PageDown: () => select(S.index + Math.floor($("list").clientHeight / rowHeight()), true),
     PageUp: () => select(S.index - Math.floor($("list").clientHeight / rowHeight()), true),
     n: () => compose("new"), r: () => compose("reply"), a: () => compose("reply_all"), f: () => compose("forward"),
-    o: showOutbox, t: showTimeline, s: syncNow, "?": () => $("help").showModal(),
+    o: showOutbox, t: showTimeline, s: syncNow, "?": () => $("help").showModal(), c: toggleThreads,
     i: () => { const inbox = S.folders.find((f) => f.well_known === "inbox") || S.folders[0]; if (inbox) selectFolder(inbox.id); },
   };
   const listKeys = ["Enter", "Home", "End", "PageUp", "PageDown", "ArrowUp", "ArrowDown"];
@@ -365,6 +365,11 @@ function onKey(ev) {
   if (listKeys.includes(ev.key) && !inList) return; // buttons, links and the reader keep their keys
   const fn = keys[ev.key];
   if (fn) { ev.preventDefault(); fn(); }
+}
+function toggleThreads() {
+  S.threaded = !S.threaded;
+  $("btn-threads").setAttribute("aria-pressed", String(S.threaded));
+  if (S.view === "folder") resetList().catch(fail);
 }
 function syncNow() { call("sync_now").then(() => toast("Sync requested"), fail); }
 
@@ -384,6 +389,7 @@ async function start() {
   });
   $("btn-timeline").addEventListener("click", showTimeline);
   $("btn-help").addEventListener("click", () => $("help").showModal());
+  $("btn-threads").addEventListener("click", toggleThreads);
   $("btn-new").addEventListener("click", () => compose("new"));
   $("nav-outbox").addEventListener("click", showOutbox);
   $("nav").addEventListener("keydown", (ev) => { // folders: Enter/Space opens, arrows move
