@@ -226,7 +226,7 @@ DESKTOP_ENTRY = """[Desktop Entry]
 Type=Application
 Name=Lifeboat
 Comment=Email continuity for Microsoft 365
-Exec={exec} run --minimized
+Exec={command}
 Terminal=false
 X-GNOME-Autostart-enabled=true
 """
@@ -237,12 +237,15 @@ def autostart_path() -> Path:
     return Path(base) / "autostart" / "lifeboat.desktop"
 
 
-def set_autostart(enabled: bool, executable: str = "lifeboat") -> Path:
-    """Write (or remove) the XDG autostart entry. Windows uses the Run key the installer writes."""
+def set_autostart(enabled: bool, command: str = "lifeboat run") -> Path:
+    """Write (or remove) the XDG autostart entry running `command` at login (Exec= syntax: quote a
+    path with spaces in double quotes). Windows uses the Run key the installer writes."""
+    if "\n" in command or not command.strip():
+        raise ValueError("the autostart command must be one non-empty line")
     path = autostart_path()
     if enabled:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(DESKTOP_ENTRY.format(exec=executable), encoding="utf-8")
+        path.write_text(DESKTOP_ENTRY.format(command=command.strip()), encoding="utf-8")
     else:
         path.unlink(missing_ok=True)
     return path

@@ -182,8 +182,11 @@ def test_icons_differ_per_state():
 def test_autostart_entry_opt_in(tmp_path, monkeypatch):
     """Tried: enable then disable start-at-login on Linux; the XDG entry appears and goes."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    path = tray_mod.set_autostart(True, "/opt/lifeboat/bin/lifeboat")
+    path = tray_mod.set_autostart(True, '"/opt/life boat/bin/lifeboat" app')
     assert path == tmp_path / "autostart" / "lifeboat.desktop"
-    assert "Exec=/opt/lifeboat/bin/lifeboat run --minimized" in path.read_text()
+    assert 'Exec="/opt/life boat/bin/lifeboat" app\n' in path.read_text()
+    assert "Exec=lifeboat run\n" in tray_mod.set_autostart(True).read_text()
+    with pytest.raises(ValueError):
+        tray_mod.set_autostart(True, "lifeboat\nrm -rf ~")
     tray_mod.set_autostart(False)
     assert not path.exists()
