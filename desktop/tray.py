@@ -84,9 +84,13 @@ class DbusNotifier:
         self.app_name = app_name
         self.timeout_ms = timeout_ms
         self._last_id = 0
+        self.last_ok = False  # whether the last notification reached a notification service
 
-    def notify(self, title: str, body: str) -> bool:
-        """Show a notification; returns False (and logs why) when there is no notification service."""
+    def notify(self, title: str, body: str) -> None:
+        """Show a notification (sync.ports.Notifier); without a notification service it logs why."""
+        self.last_ok = self._send(title, body)
+
+    def _send(self, title: str, body: str) -> bool:
         try:
             from jeepney import DBusAddress, new_method_call
             from jeepney.io.blocking import open_dbus_connection
@@ -204,13 +208,12 @@ class _PystrayNotifier:
     def __init__(self, tray: Tray) -> None:
         self._tray = tray
 
-    def notify(self, title: str, body: str) -> bool:
+    def notify(self, title: str, body: str) -> None:
         icon = self._tray._icon
         if icon is None or not getattr(icon, "HAS_NOTIFICATION", False):
             log.warning("no tray icon to show the notification %r", title)
-            return False
+            return
         icon.notify(body, title)
-        return True
 
 
 def default_notifier(tray: Tray | None = None) -> Any:
