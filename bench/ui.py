@@ -1,13 +1,8 @@
-"""Benchmark of the window: launch to a usable window over a big cache, time to open a message, memory.
+"""Window benchmark (JSON): launch to usable over 50,000 cached messages, message open time, memory.
 
-Prints one JSON object. Builds a real encrypted cache (50,000 messages: summary rows plus a few hundred
-with real MIME from ../shared/assets/mime-public), starts the real window (pywebview + Qt) in a child
-process under Xvfb (started here when there is no DISPLAY), and measures:
-  launch_to_usable_s: process start -> folder list and first page shown (goal < 2 s)
-  open_message_ms: reading-pane open (bridge call, sanitizing, iframe load) p50/p95 (goal p95 < 100 ms)
-  rss_window_closed_mb: resident memory of the app process after the window closed (goal < 150 MB)
-The window runs as the app runs it (desktop.window.WindowProcess); this process plays the app.
---short (CI): 20,000 cached messages and 40 message opens.
+A real encrypted cache (summary rows + the real MIME of ../shared/assets/mime-public); the real window
+as the app runs it (desktop.window.WindowProcess, Xvfb if no DISPLAY); this process plays the app.
+Goals: launch < 2 s, open p95 < 100 ms, app RSS with the window closed < 150 MB. --short: 20,000/40.
 """
 
 from __future__ import annotations

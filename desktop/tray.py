@@ -1,10 +1,8 @@
 """The tray icon (pystray) and desktop notifications: the mode at a glance, a menu, a word on each change.
 
 `Tray(on_open, on_sync_now, on_force, on_pause, on_quit)` runs the icon in its own thread; `set_mode`
-changes the icon, tooltip and menu and raises a notification when the shown state changes. Linux
-notifications go over D-Bus (org.freedesktop.Notifications) through `DbusNotifier`, which also works
-without any tray; on Windows they go through the shell (pystray). Icons are drawn here (`icon_for`).
-`set_autostart` writes or removes the opt-in XDG autostart entry on Linux.
+redraws icon, tooltip and menu and notifies when the shown state changes: over D-Bus on Linux
+(`DbusNotifier`, which needs no tray), through the shell on Windows. `set_autostart`: XDG, opt-in.
 """
 
 from __future__ import annotations

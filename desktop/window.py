@@ -1,10 +1,8 @@
-"""The main window: a pywebview window showing ui/static/index.html with the bridge as its js_api.
+"""The main window: pywebview showing ui/static/index.html with the bridge as js_api (Qt on Linux).
 
-`open_window(bridge, title=...)` creates the window in this process (call before `run()`, which must
-own the main thread); closing it hides it. `WindowProcess` runs the same window in a child process
-instead (recommended: closing it frees Qt WebEngine's memory while the app lives on in the tray): the
-key goes over a private pipe, never argv or the environment, and the child's bridge commands come back
-as JSON lines that land on the app's command queue. On Linux the Qt backend is used (the `gui` extra).
+`open_window(bridge, title=...)` makes it in this process (then `run()` owns the main thread; closing
+hides). `WindowProcess` runs it in a child process (closing frees Qt WebEngine's memory): the DB key
+goes over a private pipe, never argv/env, and bridge commands come back as JSON lines onto the queue.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The page's only door to Python: `Bridge`, given to pywebview as js_api.
 
-Every public method validates its arguments, reads the store or enqueues a command, and returns
-plain JSON (a bad argument or a store error comes back as {"error", "fix"}, never as a traceback).
-It never calls the network. Mail HTML reaches the page only as a sanitized iframe srcdoc (ui.safehtml).
-Everything that is not an API method is an `_underscore` attribute: pywebview exposes the rest.
+Every public method validates its arguments, reads the store or enqueues a command, and returns plain
+JSON (errors as {"error", "fix", "kind"}); it never calls the network. Mail HTML reaches the page only
+as sanitized iframe srcdoc (ui.safehtml). All else is `_underscore`: pywebview exposes public names.
 """
 
 from __future__ import annotations

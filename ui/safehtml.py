@@ -1,9 +1,8 @@
 """Mail HTML made safe to show: nh3 (ammonia) cleaning, cid: images inlined, remote images blocked.
 
-`render(...)` returns a `Rendered` whose `srcdoc` is a whole document for an `<iframe sandbox="">`,
-carrying its own strict CSP (no scripts, no requests except data: images unless the user chose to
-show remote images). Links never navigate: each `<a>` loses its href, shows the real target in its
-title and a numbered marker; `links` lists the targets the bridge may open. Pure: no I/O.
+`render(...)` returns a `Rendered`: `srcdoc`, a whole document for an `<iframe sandbox="">` with its own
+strict CSP (nothing runs or loads but data: images, plus remote ones if the user chose). Links never
+navigate: `<a>` loses its href and shows its real target; `links` lists what the bridge may open. Pure.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Runs the real Lifeboat window (pywebview + Qt) in its own process for tests/e2e/test_window*.py.
 
-Usage: python window_child.py CONFIG.json. pywebview owns this process's main thread; a driver thread
-acts like a user through evaluate_js (clicks, keys, typing) and writes what it saw to CONFIG["out"]
-/result.json. It also records every JavaScript alert/confirm/prompt and console message from any
-frame (Qt hooks), and which bridge methods the page called, so tests can prove no mail script ran.
+`python window_child.py CONFIG.json`: a driver thread acts like a user through evaluate_js and writes
+what it saw to CONFIG["out"]/result.json, with every JS dialog, console message, request and bridge
+call of the page and its frames, so tests can prove that no mail script ran and nothing was fetched.
 """
 
 from __future__ import annotations
