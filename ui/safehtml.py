@@ -36,6 +36,7 @@ for _tag in ("blockquote", "q", "ins", "del"):  # URLs a browser would never fet
 SENTINEL = "https://lb-link.invalid/"
 # Only a real attribute can contain a literal double quote after nh3's serializer (values escape it).
 _SENTINEL_HREF = re.compile(r'href="https://lb-link\.invalid/(\d+)"')
+_STYLE_BLOCK = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.IGNORECASE | re.DOTALL)
 _URL_IN_TEXT = re.compile(r"""\b(?:https?://|mailto:)[^\s<>"']+""", re.IGNORECASE)
 
 
@@ -59,6 +60,11 @@ def csp(show_remote: bool) -> str:
 
 def data_uri(content_type: str, data: bytes) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _defuse_style(match: re.Match[str]) -> str:
+    """CSS text never needs a raw '<': escape it, so no parser can ever read markup out of a style block."""
+    return match.group(1) + match.group(2).replace("<", "\\3c ") + match.group(3)
 
 
 def _cid(value: str) -> str:
@@ -93,10 +99,10 @@ def render(
                 used.add(_cid(value.strip()))
                 return data_uri(ctype, data)
             if low.startswith("data:"):
-                return value if low.startswith(tuple(f"data:{t}" for t in IMAGE_TYPES)) else None
+                return value.strip() if low.startswith(tuple(f"data:{t}" for t in IMAGE_TYPES)) else None
             if low.startswith(("http:", "https:", "//")):
                 if show_remote and not low.startswith("//"):
-                    return value
+                    return value.strip()
                 counts["blocked"] += 1
                 return None
             return None
@@ -128,7 +134,7 @@ def render(
             link_rel="noopener noreferrer nofollow",
             strip_comments=True,
         )
-        body = _SENTINEL_HREF.sub(link_marker, clean)
+        body = _STYLE_BLOCK.sub(_defuse_style, _SENTINEL_HREF.sub(link_marker, clean))
     else:
         text = htmllib.escape(plain or "")
 
