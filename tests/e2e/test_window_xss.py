@@ -27,7 +27,7 @@ pytestmark = [
 ]
 
 XSS = kit.ASSETS / "xss"
-CHUNK = 10  # vectors per message (each message is one render in the window)
+CHUNK = 20  # vectors per message (each message is one render in the window)
 _HOST = re.compile(r"(?i)(?:https?:)?//(?!127\.0\.0\.1)[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?")
 ALLOWED_CALLS = {"status", "folders", "messages", "message"}
 
