@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # else bench/sync.py shadows the package
 from sync import mime
 
 ROOT = Path(__file__).resolve().parents[1]
