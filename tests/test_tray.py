@@ -35,6 +35,22 @@ class Dunst:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
+        self._wait_on_bus()
+
+    def _wait_on_bus(self) -> None:
+        """Wait until dunst owns org.freedesktop.Notifications on the bus (it starts asynchronously)."""
+        from jeepney import DBusAddress, new_method_call
+        from jeepney.io.blocking import open_dbus_connection
+
+        bus = DBusAddress("/org/freedesktop/DBus", bus_name="org.freedesktop.DBus",
+                          interface="org.freedesktop.DBus")
+        with open_dbus_connection(self.address) as conn:
+            for _ in range(400):  # a safety net against hangs, not a performance limit
+                msg = new_method_call(bus, "NameHasOwner", "s", ("org.freedesktop.Notifications",))
+                if conn.send_and_get_reply(msg, timeout=5).body[0]:
+                    return
+                time.sleep(0.05)
+        raise AssertionError("dunst never took the notification service name")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
