@@ -388,11 +388,11 @@ class GraphSource:
                     msg = (body or {}).get("error", {}).get("code", "") if isinstance(body, Mapping) else ""
                     result[pid] = MessageBad(f"message …{pid[-8:]}: Graph answered {status} {msg}".rstrip())
             stalled = stalled + 1 if len(retry) == len(todo) else 0
-            waited += wait
+            waited = waited + wait if stalled else 0.0  # time throttled since the last progress
             if not retry:
                 break
-            if wait:  # throttled: bounded by time waited, like the governor's own 429 budget
-                if waited > self.governor.max_retry_after or stalled >= self.governor.max_throttled_attempts:
+            if wait:  # throttled: bounded by time waited without progress (the governor's 429 budget)
+                if waited > self.governor.max_retry_after:
                     break
                 self.governor.throttle_pause(wait)
             else:  # 5xx inside the batch: a few attempts
