@@ -155,8 +155,10 @@ class Tray:
 
     # ------------------------------------------------------------------ state
 
-    def set_mode(self, mode: str, conditions: Iterable[str] = (), detail: str = "") -> bool:
-        """Show the mode; returns True when the shown state changed (and a notification was raised)."""
+    def set_mode(self, mode: str, conditions: Iterable[str] = (), detail: str = "", *,
+                 notify: bool = True) -> bool:
+        """Show the mode; returns True when the shown state changed (and, with `notify`, a notification
+        was raised; the app passes notify=False because the failover engine words its own)."""
         state = shown_state(str(mode), conditions)
         with self._lock:
             changed = state != self.state
@@ -165,7 +167,7 @@ class Tray:
             self._icon.icon = icon_for(state)
             self._icon.title = self._title()
             self._icon.update_menu()
-        if changed and state in MESSAGES:
+        if changed and notify and state in MESSAGES:
             title, body = MESSAGES[state]
             self.notify(title, f"{body} {detail}".strip())
         return changed
