@@ -161,9 +161,9 @@ def test_bad_config_is_a_clear_error(home: Path, tmp_path: Path, capsys):
     assert code == 1 and err.startswith("lifeboat: ") and "not valid TOML" in err
 
 
-def test_simulator_and_demo_pass_through(home: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+def test_simulator_passes_through(home: Path, monkeypatch: pytest.MonkeyPatch, capsys):
     """`simulator` hands every later argument to simulator.cli.main, options included, and says
-    "not built yet" (exit 2) while that module is missing; `demo` is not built yet."""
+    "not built yet" (exit 2) while that module is missing."""
     seen: list[list[str]] = []
     fake = types.ModuleType("simulator.cli")
     fake.main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
@@ -172,8 +172,6 @@ def test_simulator_and_demo_pass_through(home: Path, monkeypatch: pytest.MonkeyP
     assert seen == [["--port", "8443", "serve", "--json"]]
     monkeypatch.setitem(sys.modules, "simulator.cli", None)
     code, _, err = run(capsys, "simulator", "--help")
-    assert code == 2 and "not built yet" in err
-    code, _, err = run(capsys, "demo", "--headless")
     assert code == 2 and "not built yet" in err
 
 
