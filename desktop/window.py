@@ -127,8 +127,10 @@ class WindowProcess:
         title: str = "Lifeboat",
         debug: bool = False,
         on_event: Callable[[dict[str, Any]], Any] | None = None,
+        demo_admin: str | None = None,
     ) -> None:
         self._db, self._key, self._commands = Path(db_path), key, commands
+        self._demo_admin = demo_admin  # `lifeboat demo` only: the simulator's admin URL (ui/demo.py)
         self._me, self._title, self._debug, self._on_event = me, title, debug, on_event
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
@@ -159,7 +161,7 @@ class WindowProcess:
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
             self._send({"db": str(self._db), "key": self._key.hex(), "me": self._me, "title": self._title,
-                        "debug": self._debug})
+                        "debug": self._debug, "demo_admin": self._demo_admin})
             threading.Thread(target=self._read, args=(self._proc,), name="window-pipe", daemon=True).start()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -260,7 +262,12 @@ def _child_main() -> None:
 
     store = Store.open(Path(cfg["db"]), bytes.fromhex(cfg.pop("key")))
     out = _PipeQueue(protocol)
-    bridge = Bridge(store, out, me=cfg["me"])
+    if cfg.get("demo_admin"):  # `lifeboat demo` only: the page also gets the demo panel's methods
+        from ui.demo import DemoBridge
+
+        bridge: Bridge = DemoBridge(store, out, me=cfg["me"], admin_url=cfg["demo_admin"])
+    else:
+        bridge = Bridge(store, out, me=cfg["me"])
     mw = open_window(bridge, title=cfg["title"], debug=bool(cfg.get("debug")))
     mw.hide_on_close = False  # closing the window ends this process (and frees its memory)
 

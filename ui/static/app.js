@@ -373,6 +373,34 @@ function toggleThreads() {
 }
 function syncNow() { call("sync_now").then(() => toast("Sync requested"), fail); }
 
+/* ------------------------------------------------------------------ demo panel (`lifeboat demo` only) */
+/* The bridge has demo_outage only in demo mode (ui/demo.py); a real window never shows this panel. */
+async function refreshDemo() {
+  const st = await call("demo_state");
+  S.demo = st.outage;
+  const down = st.outage !== "normal";
+  $("demo-cut").disabled = down;
+  $("demo-restore").disabled = !down;
+  $("demo-text").textContent = down
+    ? "The simulated provider is cut (" + (st.choices[st.outage] || st.outage) + "). Wait for the banner to turn to continuity, then send a message: it leaves through the backup relay. Then restore the provider."
+    : "The provider is a local simulator. Cut it, watch the banner turn to continuity, send a message, then restore it.";
+}
+async function startDemo() {
+  if (!api || typeof api.demo_outage !== "function") return;
+  const st = await call("demo_state");
+  const select = $("demo-mode");
+  for (const [mode, label] of Object.entries(st.choices)) select.append(el("option", { value: mode, text: label }));
+  const act = (mode) => call("demo_outage", mode).then(() => {
+    toast(mode === "normal" ? "Provider restored: Lifeboat will notice and recover" : "Provider cut: Lifeboat will notice in a few seconds");
+    return refreshDemo();
+  }).catch(fail);
+  $("demo-cut").addEventListener("click", () => act(select.value));
+  $("demo-restore").addEventListener("click", () => act("normal"));
+  $("demo").hidden = false;
+  await refreshDemo();
+  setInterval(() => refreshDemo().catch(fail), 5000);
+}
+
 /* ------------------------------------------------------------------ start */
 async function start() {
   api = window.pywebview.api;
@@ -412,8 +440,8 @@ async function start() {
   $("list").addEventListener("scroll", () => requestAnimationFrame(renderList), { passive: true });
   window.addEventListener("resize", () => requestAnimationFrame(renderList));
   document.addEventListener("keydown", onKey);
-  await Promise.all([refreshStatus(), loadFolders()]);
-  setInterval(refreshStatus, 5000);
+  await Promise.all([refreshStatus(), loadFolders(), startDemo().catch(fail)]);
+  setInterval(refreshStatus, 2000);
   const inbox = S.folders.find((f) => f.well_known === "inbox") || S.folders[0];
   if (inbox) await selectFolder(inbox.id);
   setInterval(() => { if (S.view === "folder") loadFolders().catch(fail); }, 30000);
