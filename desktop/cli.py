@@ -424,14 +424,29 @@ def sync_status(cfg: config_mod.Config, store: Store) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The workers (sync, health, outbox) until Ctrl-C / SIGTERM; notifications as JSON lines."""
-    from desktop.worker import run_headless
+    """The app (tray, workers, window) until Quit; --headless: the workers alone, notifications as JSON."""
+    if args.headless:
+        from desktop.worker import run_headless
 
-    if not args.headless:
-        print("lifeboat: run: only --headless is available from this command (the window: `lifeboat app`)",
-              file=sys.stderr)
-        return 2
-    return run_headless(load_config(args), out=sys.stdout)
+        return run_headless(load_config(args), out=sys.stdout)
+    from desktop.app import run_app
+
+    return run_app(load_config(args), show_window=not args.minimized)
+
+
+def cmd_autostart(args: argparse.Namespace) -> int:
+    """Start `lifeboat run --minimized` at login (an XDG autostart entry; opt-in) or stop doing so."""
+    from desktop.tray import set_autostart
+
+    if sys.platform == "win32":
+        raise MessageBad("on Windows the installer's Run key starts Lifeboat at login",
+                         fix="ask IT, or use the installer's option")
+    exe = Path(sys.argv[0]).resolve()
+    command = (f'"{exe}" run --minimized' if exe.name == "lifeboat"
+               else f'"{sys.executable}" -m desktop.cli run --minimized')
+    path = set_autostart(args.choice == "on", command=command)
+    print(f"start at login: {args.choice} ({path})")
+    return 0
 
 
 def _utcnow() -> Any:
@@ -607,6 +622,12 @@ def cmd_backup_password(args: argparse.Namespace) -> int:
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true",
                    help="no window: just the sync, health and outbox workers")
+    p.add_argument("--minimized", action="store_true",
+                   help="start in the tray without opening the window (start at login uses it)")
+
+
+def _autostart_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("choice", choices=("on", "off"), help="on: start Lifeboat at login (Linux: XDG autostart)")
 
 
 def _send_options(p: argparse.ArgumentParser) -> None:
@@ -704,8 +725,9 @@ COMMANDS: list[Command] = [
     Command("sync", "sync the mailbox into the encrypted cache", cmd_sync, _sync_options),
     Command("simulator", "run the local Microsoft 365 simulator", cmd_simulator, passthrough=True),
     Command("demo", "run the demo against the simulator", cmd_demo, passthrough=True),
-    Command("run", "run the workers (sync, health, outbox); --headless: without a window", cmd_run,
-            _run_options),
+    Command("run", "run the app: tray, workers (sync, health, outbox), window; --headless: no GUI",
+            cmd_run, _run_options),
+    Command("autostart", "start Lifeboat at login (on) or not (off)", cmd_autostart, _autostart_options),
     Command("send", "queue a message in the outbox (sent by the running workers)", cmd_send, _send_options),
     Command("outbox", "list the outbox, or settle an uncertain item", cmd_outbox, _outbox_options),
     Command("failover", "force continuity mode on, off, or back to auto", cmd_failover, _failover_options),

@@ -1,9 +1,9 @@
-"""`lifeboat demo --headless`: the whole continuity story against local stand-ins, as JSON lines.
+"""`lifeboat demo`: the whole continuity story against local stand-ins (the simulator, an SMTP relay).
 
-Starts the simulator (the provider), a tiny in-process SMTP relay (aiosmtpd, keeps what it receives)
-and the real app workers in a temp home, then plays: sign-in, sync, a normal send, an outage,
-detection, a send through the backup relay, recovery, reconciliation into Sent Items. Each line is
-{"t": seconds, "step": ...}. It never needs the internet; nothing outside its temp folder is touched.
+`--headless` plays it by itself as JSON lines {"t": seconds, "step": ...}: sign-in, sync, a normal send,
+an outage, detection, a backup send, recovery, reconciliation into Sent Items. Without it, `gui()` runs
+the real app (desktop.app) in demo mode: the window's demo panel cuts and restores the provider and the
+user plays. It never needs the internet; nothing outside its temp folder is touched.
 """
 
 from __future__ import annotations
@@ -32,15 +32,18 @@ WAIT = 120.0  # safety net for each stage (a hang), not a performance target
 
 
 class RelayHandler:
-    """aiosmtpd handler that keeps every message it accepts."""
+    """aiosmtpd handler that keeps every message it accepts (and tells `on_message`, if given)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_message: Callable[[str, list[str], bytes], Any] | None = None) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.lock = threading.Lock()
+        self.on_message = on_message
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.received.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+        if self.on_message is not None:
+            self.on_message(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
         return "250 2.0.0 queued by the demo relay"
 
 
@@ -70,15 +73,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
+def main(argv: list[str] | None = None, out: IO[str] = sys.stdout,
+         on_started: Callable[[Any], Any] | None = None) -> int:
+    """`on_started(app)` (tests only) runs once the window demo's app is up."""
     parser = argparse.ArgumentParser(prog="lifeboat demo", description=__doc__)
-    parser.add_argument("--headless", action="store_true", help="no window (the only demo built so far)")
+    parser.add_argument("--headless", action="store_true", help="no window: play the story by itself as JSON")
     parser.add_argument("--messages", type=int, default=40, help="messages in the simulated mailbox")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (its path is printed)")
     args = parser.parse_args(argv)
-    story = Story(out)
     if not args.headless:
-        story.say("note", text="the window demo is not built yet: playing the story headless")
+        return gui(args.messages, out, on_started=on_started)
+    story = Story(out)
     tmp = tempfile.TemporaryDirectory(prefix="lifeboat-demo-", ignore_cleanup_errors=True)
     try:
         return play(story, Path(tmp.name), args.messages)
@@ -92,9 +97,9 @@ def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
             tmp.cleanup()
 
 
-def play(story: Story, root: Path, messages: int) -> int:
-    # The demo's own environment: a temp home, a random cache key, simulator tokens in a plain file
-    # under that temp home (they only open the throwaway local simulator), no public CA overrides.
+def prepare(root: Path) -> None:
+    """The demo's own environment: a temp home, a random cache key, simulator tokens in a plain file
+    under that temp home (they only open the throwaway local simulator), no public CA overrides."""
     os.environ["LIFEBOAT_HOME"] = str(root / "home")
     os.environ["LIFEBOAT_DB_KEY"] = secrets.token_hex(32)
     os.environ["LIFEBOAT_INSECURE_TOKEN_CACHE"] = "1"  # noqa: S105 - a switch, not a password
@@ -107,7 +112,21 @@ def play(story: Story, root: Path, messages: int) -> int:
     handler_.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler_)
     logging.getLogger().setLevel(logging.INFO)
+
+
+def demo_config(root: Path, sim: Any, relay_port: int) -> Any:
     from desktop import config as config_mod
+
+    return config_mod.load(root / "config.toml", root / "policy.toml", overrides={
+        "client_id": "lifeboat-demo", "username": sim.user.upn, "authority_url": sim.authority,
+        "graph_url": sim.graph_url, "ca_file": str(sim.ca_path), "backup_smtp_host": "127.0.0.1",
+        "backup_smtp_port": relay_port, "backup_smtp_security": "none", "data_dir": str(root / "home"),
+        **DEMO_POLICY,
+    })
+
+
+def play(story: Story, root: Path, messages: int) -> int:
+    prepare(root)
     from desktop import worker
     from desktop.auth import MsalAuth
     from simulator.server import Simulator
@@ -125,12 +144,7 @@ def play(story: Story, root: Path, messages: int) -> int:
     loops: list[worker.Loop] = []
     stop = threading.Event()
     try:
-        cfg = config_mod.load(root / "config.toml", root / "policy.toml", overrides={
-            "client_id": "lifeboat-demo", "username": sim.user.upn, "authority_url": sim.authority,
-            "graph_url": sim.graph_url, "ca_file": str(sim.ca_path), "backup_smtp_host": "127.0.0.1",
-            "backup_smtp_port": relay_port, "backup_smtp_security": "none", "data_dir": str(root / "home"),
-            **DEMO_POLICY,
-        })
+        cfg = demo_config(root, sim, relay_port)
         auth = MsalAuth(cfg)
         user = auth.login_device_code(lambda text: story.say("sign-in", prompt=text))
         story.say("signed-in", user=user)
@@ -191,3 +205,89 @@ def play(story: Story, root: Path, messages: int) -> int:
             worker.stop_loops(loops, stop)
         relay.stop()
         sim.stop()
+
+
+# ---------------------------------------------------------------------- the window demo
+
+GUIDE = """\
+Lifeboat demo: the app runs against a local Microsoft 365 simulator and a local backup relay.
+  1. The window shows the cached mailbox. The DEMO strip under the banner drives the simulator.
+  2. Click "Cut the provider". Within about {enter:.0f} s the banner (and the tray icon) turn to
+     "Continuity mode" and a desktop notification says so.
+  3. Click "New message" and send something: it leaves through the backup relay (this terminal prints
+     it) and the Outbox shows it as sent via backup.
+  4. Click "Restore the provider". After about {leave:.0f} s Lifeboat recovers, copies the outage mail into
+     Sent Items, and the banner reads "Normal" again ("Timeline" shows the whole story).
+Closing the window keeps the app in the tray; "Open Lifeboat" there (or `lifeboat demo` again) reopens
+it; "Quit" in the tray menu or Ctrl-C here ends the demo and deletes its temp folder ({root}).
+"""
+
+
+def demo_root() -> Path:
+    """One demo per user at a time: a fixed folder under the temp dir, so a second `lifeboat demo`
+    finds the first one's doorbell. Refused when someone else owns it or it is a link."""
+    from sync.errors import ConfigError
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    root = Path(tempfile.gettempdir()) / f"lifeboat-demo-{uid}"
+    if root.is_symlink() or (root.exists() and hasattr(os, "getuid") and root.stat().st_uid != uid):
+        raise ConfigError(f"{root} is not this user's own folder, so the demo will not use it",
+                          fix="remove it, or set TMPDIR to another folder")
+    return root
+
+
+def gui(messages: int, out: IO[str] = sys.stdout, on_started: Callable[[Any], Any] | None = None) -> int:
+    """`lifeboat demo`: the simulator, the relay and the real app (window, tray, workers) in demo mode."""
+    import shutil
+
+    from desktop.app import DemoMode, run_app
+    from desktop.doorbell import Doorbell
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    root = demo_root()
+    if Doorbell(root / "home").ring():
+        say("lifeboat demo: the demo is already running: its window is open now.")
+        return 0
+    shutil.rmtree(root, ignore_errors=True)  # a crashed demo's leftovers (the doorbell said none runs)
+    root.mkdir(mode=0o700, parents=True)
+    try:
+        prepare(root)
+        from desktop.auth import MsalAuth
+        from simulator.server import Simulator
+        from sync import engine
+        from sync.store import Store, cache_path
+
+        sim = Simulator(root / "sim", messages=messages, seed=11).start()
+
+        def relayed(sender: str, rcpts: list[str], raw: bytes) -> None:
+            import email
+
+            subject = email.message_from_bytes(raw).get("Subject", "")
+            say(f"backup relay: accepted {subject!r} from {sender} for {len(rcpts)} recipient(s)")
+
+        relay_port = free_port()
+        relay = Controller(RelayHandler(relayed), hostname="127.0.0.1", port=relay_port)
+        relay.start()
+        try:
+            cfg = demo_config(root, sim, relay_port)
+            auth = MsalAuth(cfg)
+            auth.login_device_code(lambda text: None)  # the simulator approves device codes by itself
+            key = bytes.fromhex(os.environ["LIFEBOAT_DB_KEY"])
+            with Store.open(cache_path(cfg.home, cfg.username), key) as store:  # mail in the window at once
+                from sync.sources.graph import GraphSource
+
+                source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file)
+                engine.sync_once(store, source, folders=cfg.folders, cache_days=cfg.cache_days)
+            say(GUIDE.format(enter=DEMO_POLICY["failover_after_seconds"] + 2,
+                             leave=DEMO_POLICY["recover_after_seconds"] + 2, root=root))
+            say(f"provider (simulator): {sim.graph_url}   backup relay: 127.0.0.1:{relay_port}   "
+                f"signed in as {cfg.username}")
+            return run_app(cfg, demo=DemoMode(admin_url=sim.admin_url), tokens=auth, key=key,
+                           on_started=on_started)
+        finally:
+            relay.stop()
+            sim.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
