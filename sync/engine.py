@@ -219,15 +219,19 @@ def sync_once(
     report = SyncReport(started_at=now)
     ids = refresh_folders(store, source, folders, now, report, force=refresh)
     names = {r["provider_id"]: r["name"] for r in store.folders()}
+    listed = 0  # summaries so far over all folders (the progress bar counts across folders)
     for folder_id in ids:
         name = names.get(folder_id, "?")
+        step = None if progress is None else (
+            lambda phase, done, total, base=listed: progress(phase, base + done, total))
         try:
-            rep = sync_folder(store, source, folder_id, name, cache_days, now, progress, max_pages)
+            rep = sync_folder(store, source, folder_id, name, cache_days, now, step, max_pages)
         except FolderBad as exc:
             rep = FolderReport(name, error=str(exc))
             report.errors.append(str(exc))
             store.set_setting("sync.folders", None)  # re-list folders next time (it may be gone)
         report.folders[folder_id] = rep
+        listed += rep.upserted
     fill_mime(store, source, report, progress)
     if cache_max_mb:
         store.prune(now, cache_days, cache_max_mb)
