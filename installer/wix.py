@@ -21,10 +21,11 @@ NAMESPACE = uuid.UUID(UPGRADE_CODE)
 MANUFACTURER = "Lifeboat"
 RUN_KEY = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
 APP_KEY = r"SOFTWARE\Lifeboat"
-# The app (tray, window, workers): pythonw.exe (no console) running `lifeboat run`.
+# The app (tray, window, workers): pythonw.exe (no console) running `lifeboat run`; at sign-in
+# (the Run key) it starts in the tray only (`run --minimized`).
 GUI_TARGET = r"[INSTALLDIR]python\pythonw.exe"
 GUI_ARGUMENTS = '"[INSTALLDIR]lifeboat.py" run'
-GUI_COMMAND = f'"{GUI_TARGET}" {GUI_ARGUMENTS}'
+LOGIN_COMMAND = f'"{GUI_TARGET}" {GUI_ARGUMENTS} --minimized'
 PURGE_CONDITION = 'REMOVE="ALL" AND REMOVEUSERDATA="1" AND NOT UPGRADINGPRODUCTCODE'
 PURGE_SEQUENCE = 3450  # deferred, between InstallInitialize (1500) and RemoveFiles (3500)
 
@@ -123,7 +124,7 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
 {chr(10).join(policy_rows)}
           <Component Id="RunAtLogin" Guid="{_guid(f"run-at-login:{version}")}" Win64="yes">
             <RegistryValue Root="HKLM" Key="{RUN_KEY}" Name="Lifeboat" Type="string"
-                           Value={quoteattr(GUI_COMMAND)} KeyPath="yes"/>
+                           Value={quoteattr(LOGIN_COMMAND)} KeyPath="yes"/>
           </Component>
         </Directory>
       </Directory>

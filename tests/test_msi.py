@@ -209,7 +209,8 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine)
                 else ("REG_SZ", PROPS[p.prop])
     assert values == expected  # EwsUrl absent: its property was empty
     run = wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {}
-    assert run["Lifeboat"][1] == rf'"{INSTALLDIR}\python\pythonw.exe" "{INSTALLDIR}\lifeboat.py" run'
+    launcher = rf'"{INSTALLDIR}\python\pythonw.exe" "{INSTALLDIR}\lifeboat.py"'
+    assert run["Lifeboat"][1] == launcher + " run --minimized"
     assert list(wine.prefix.glob("drive_c/**/Start Menu/Programs/Lifeboat.lnk"))
     assert wine.products() == [OLD]
 
