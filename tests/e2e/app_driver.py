@@ -49,7 +49,10 @@ def wait(what: str, fn: Callable[[], Any]) -> Any:
 def shot(name: str) -> None:
     from PIL import ImageGrab
 
-    ImageGrab.grab(xdisplay=os.environ["DISPLAY"]).save(OUT / f"{name}.png")
+    time.sleep(1.0)  # let the page paint what was just clicked (not a limit: nothing waits on it)
+    screen = ImageGrab.grab(xdisplay=os.environ["DISPLAY"])  # no window manager: crop to the window
+    box = screen.convert("L").point(lambda v: 255 if v > 8 else 0).getbbox()
+    (screen.crop(box) if box else screen).save(OUT / f"{name}.png")
 
 
 def second_launch(*args: str) -> dict[str, Any]:

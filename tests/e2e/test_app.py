@@ -43,7 +43,7 @@ def test_demo_app_cut_send_restore_and_single_instance(tmp_path) -> None:
     OUT.mkdir(parents=True)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    with kit.xvfb("1280x800x24") as display:
+    with kit.xvfb("1400x900x24") as display:
         dunst = Dunst(display)
         panel = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
                                   "--width", "120", "--height", "32"], env={**os.environ, "DISPLAY": display},
