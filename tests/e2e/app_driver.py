@@ -110,6 +110,21 @@ def drive(app: Any) -> None:
         sent_items = [i.message_id for i in app.continuity.source.list_messages("sentitems")]
         step("normal", reconcile=summary, copies=sent_items.count(item.message_id),
              tray_state=app.tray.state if app.tray else None)
+        # the banner's own buttons go through the command queue to the workers
+        js("document.getElementById('btn-force').click(); true")  # "Switch to continuity"
+        wait("the forced continuity",
+             lambda: js("document.getElementById('banner').dataset.mode") == "continuity")
+        forced = app.continuity.monitor.state.reason
+        js("document.getElementById('btn-force').click(); true")  # "Back to normal"
+        wait("normal again", lambda: js("document.getElementById('banner').dataset.mode") == "normal")
+        js("window.pywebview.api.pause(true); true")
+        wait("sync paused", lambda: app.continuity.store.get_setting("sync_paused", False))
+        paused_text = wait("the banner to say so", lambda: (lambda t: t if "sync paused" in t else "")(
+            js("document.getElementById('banner-text').textContent")))
+        step("commands", forced_reason=forced, paused_banner=paused_text,
+             tray_paused=app.tray.paused if app.tray else None)
+        js("window.pywebview.api.pause(false); true")
+        wait("sync resumed", lambda: not app.continuity.store.get_setting("sync_paused", False))
         js("document.getElementById('btn-timeline').click(); true")
         time.sleep(1)
         shot("timeline")

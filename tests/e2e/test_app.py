@@ -35,10 +35,11 @@ def test_demo_app_cut_send_restore_and_single_instance(tmp_path) -> None:
     "connections refused" and clicks "Cut the provider"; the banner must turn to continuity, the tray icon
     too, and dunst must receive the failover notification; a message sent from the compose form must
     leave through the backup relay and show as sent in the outbox; "Restore the provider" must bring
-    the banner back to normal with the outage mail copied once into Sent Items. Then the window is
-    closed (the app, tray and workers must stay), a second `lifeboat demo` and a `lifeboat run` on the
-    same data folder must ring the doorbell (exit 0, reopening the window) instead of starting again,
-    and Quit must end everything with exit status 0 and remove the demo's temp folder."""
+    the banner back to normal with the outage mail copied once into Sent Items. The banner's "Switch
+    to continuity" / "Back to normal" and pause must reach the workers through the command queue. Then
+    the window is closed (the app, tray and workers must stay), a second `lifeboat demo` and a
+    `lifeboat run` on the same data folder must ring the doorbell (exit 0, reopening the window) instead
+    of starting again, and Quit must end everything with exit status 0 and remove the demo's temp folder."""
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     tmp = tmp_path / "tmp"
@@ -79,6 +80,10 @@ def test_demo_app_cut_send_restore_and_single_instance(tmp_path) -> None:
     assert steps["normal"]["copies"] == 1 and steps["normal"]["tray_state"] == "normal"
     assert "1" in steps["normal"]["reconcile"]
 
+    commands = steps["commands"]  # the banner's switch and pause reached the workers
+    assert commands["forced_reason"] == "continuity forced by you"
+    assert commands["tray_paused"] is True and "sync paused" in commands["paused_banner"]
+
     closed = steps["closed"]
     assert closed["window_running"] is False and closed["stopping"] is False and closed["tray_alive"]
     assert {"lifeboat-health", "lifeboat-outbox", "lifeboat-sync"} <= set(closed["loops_alive"])
@@ -89,7 +94,8 @@ def test_demo_app_cut_send_restore_and_single_instance(tmp_path) -> None:
     assert not (tmp / f"lifeboat-demo-{os.getuid()}").exists()
 
     # the notifications a real notification daemon received, once each, in the story's order
-    told = ["Continuity mode", "Microsoft 365 is back", "Mail is back to normal"]
+    told = ["Continuity mode", "Microsoft 365 is back", "Mail is back to normal", "Continuity mode (forced)",
+            "Leaving continuity mode", "Mail is back to normal"]
     assert [s for s in summaries if s in told] == told, summaries
     for name in ("normal", "continuity", "outbox", "timeline"):
         assert (OUT / f"{name}.png").stat().st_size > 10_000
