@@ -152,7 +152,12 @@ class App:
         elif name == "sync_now":
             c.sync_wake.set()
         elif name == "force":
-            effects = c.monitor.force(str(command[1]))
+            mode = str(command[1])
+            effects = c.monitor.force(mode)
+            if mode == "normal" and c.monitor.state.forced_by != "admin":
+                # "Back to normal" in the window or tray leaves continuity (reconciling) and hands the
+                # decision back to the probes, so a later outage still fails over by itself
+                effects += c.monitor.force("auto")
             if any(isinstance(e, failover.StartReconcile) for e in effects):
                 c.outbox_wake.set()
             c.outbox_wake.set()  # the route may have changed

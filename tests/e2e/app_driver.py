@@ -122,6 +122,7 @@ def drive(app: Any) -> None:
         paused_text = wait("the banner to say so", lambda: (lambda t: t if "sync paused" in t else "")(
             js("document.getElementById('banner-text').textContent")))
         step("commands", forced_reason=forced, paused_banner=paused_text,
+             forced_after_back=app.continuity.monitor.refresh().forced,
              tray_paused=app.tray.paused if app.tray else None)
         js("window.pywebview.api.pause(false); true")
         wait("sync resumed", lambda: not app.continuity.store.get_setting("sync_paused", False))
