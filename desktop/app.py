@@ -200,14 +200,19 @@ class App:
                 close()
 
 
+def require_display(headless_hint: str = "lifeboat run --headless") -> None:
+    """On Linux the window and the tray need an X11 or Wayland display: say so before starting anything."""
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if sys.platform.startswith("linux") and not display:
+        raise ConfigError("there is no display here (DISPLAY is not set), so no window or tray can show",
+                          fix=f"run `{headless_hint}` instead")
+
+
 def run_app(cfg: Config, *, demo: DemoMode | None = None, tokens: Any = None, key: bytes | None = None,
             show_window: bool = True, on_started: Callable[[App], Any] | None = None) -> int:
     """`lifeboat run`: ring a running app's doorbell (it opens its window) or be the app until Quit."""
     if Doorbell(cfg.home).ring():
         print("Lifeboat is already running: its window is open now.", file=sys.stderr)
         return 0
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if sys.platform.startswith("linux") and not display:
-        raise ConfigError("there is no display here (DISPLAY is not set), so no window or tray can show",
-                          fix="run `lifeboat run --headless` for the workers alone")
+    require_display("lifeboat demo --headless" if demo else "lifeboat run --headless")
     return App(cfg, demo=demo, tokens=tokens, key=key, show_window=show_window, on_started=on_started).run()

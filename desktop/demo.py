@@ -240,7 +240,7 @@ def gui(messages: int, out: IO[str] = sys.stdout, on_started: Callable[[Any], An
     """`lifeboat demo`: the simulator, the relay and the real app (window, tray, workers) in demo mode."""
     import shutil
 
-    from desktop.app import DemoMode, run_app
+    from desktop.app import DemoMode, require_display, run_app
     from desktop.doorbell import Doorbell
 
     def say(text: str) -> None:
@@ -250,6 +250,7 @@ def gui(messages: int, out: IO[str] = sys.stdout, on_started: Callable[[Any], An
     if Doorbell(root / "home").ring():
         say("lifeboat demo: the demo is already running: its window is open now.")
         return 0
+    require_display("lifeboat demo --headless")
     shutil.rmtree(root, ignore_errors=True)  # a crashed demo's leftovers (the doorbell said none runs)
     root.mkdir(mode=0o700, parents=True)
     try:

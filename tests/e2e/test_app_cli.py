@@ -24,7 +24,8 @@ def lifeboat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def test_run_without_a_display_says_what_to_do(tmp_path: Path) -> None:
     """Tried: `lifeboat run` (the GUI app) with DISPLAY and WAYLAND_DISPLAY unset: exit 1, one line that
-    names the problem and points to --headless; no cache, lock or doorbell is left behind."""
+    names the problem and points to --headless; no cache, lock or doorbell is left behind. The same for
+    `lifeboat demo` (pointing to demo --headless), before any simulator or relay starts."""
     env = clean_env({"HOME": str(tmp_path)})
     for name in ("DISPLAY", "WAYLAND_DISPLAY"):
         env.pop(name, None)
@@ -34,6 +35,9 @@ def test_run_without_a_display_says_what_to_do(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     leftovers = {p.name for p in (tmp_path / "home").iterdir()} - {"logs"}
     assert leftovers == set()
+    demo = lifeboat("demo", env={**env, "TMPDIR": str(tmp_path)})
+    assert demo.returncode == 1 and "no display" in demo.stderr and "demo --headless" in demo.stderr
+    assert not any(tmp_path.glob("lifeboat-demo-*"))  # nothing was started or left behind
 
 
 def test_autostart_on_writes_the_xdg_entry_and_off_removes_it(tmp_path: Path) -> None:
