@@ -72,8 +72,14 @@ class App:
         with worker.single_instance(self.cfg.home), \
                 Store.open(cache_path(self.cfg.home, self.account), self.key) as store:
             self._start_tray()
-            c = self.continuity = worker.build(self.cfg, store, notifier=self.notifier, tokens=self.tokens)
-            c.start()
+            try:
+                c = worker.build(self.cfg, store, notifier=self.notifier, tokens=self.tokens)
+                self.continuity = c
+                c.start()
+            except BaseException:  # e.g. no backup relay password: no icon may outlive the error
+                if self.tray is not None:
+                    self.tray.stop()
+                raise
             loops = self._start_loops(c, store)
             self.window = WindowProcess(store.path, self.key, self.commands, me=self.cfg.username,
                                         title="Lifeboat (demo)" if self.demo else "Lifeboat",
