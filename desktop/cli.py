@@ -305,10 +305,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     checks = doctor_checks(cfg)
     ok = all(c["status"] != "fail" for c in checks)
     if args.json:
-        emit_json({"ok": ok, "checks": checks, "version": version(), "home": str(cfg.home)})
+        emit_json({"ok": ok, "checks": checks, "version": version(), "home": str(cfg.home),
+                   "settings": cfg.effective()})
     else:
         for c in checks:
             print(f"{c['status']:5} {c['name']:10} {c['detail']}")
+        for name, s in cfg.effective().items():
+            print(f"{s['source']:7} {name} = {s['value']!r}")
     return 0 if ok else 1
 
 
