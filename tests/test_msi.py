@@ -175,20 +175,6 @@ def wine(tmp_path: Path) -> Iterator[Wine]:
         subprocess.run([str(server), "-k"], env=w.env, capture_output=True, timeout=60, check=False)
 
 
-def _effective(doctor: dict) -> dict:
-    """The {field: {value, source}} mapping inside `lifeboat doctor --json`, wherever it sits."""
-    stack = [doctor]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if isinstance(node.get("tenant"), dict) and "source" in node["tenant"]:
-                return node
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    raise AssertionError(f"doctor --json shows no effective settings: {list(doctor)}")
-
-
 def _remove_wmi(w: Wine) -> None:
     w.drive_c(INSTALLDIR + r"\python\_wmi.pyd").unlink()
 
@@ -219,7 +205,7 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine)
     assert version.returncode == 0 and version.stdout.strip() == f"lifeboat {OLD}", version.stderr[-2000:]
     doctor = wine.lifeboat("doctor", "--json")
     assert doctor.stdout.strip(), doctor.stderr[-3000:]
-    effective = _effective(json.loads(doctor.stdout))
+    effective = json.loads(doctor.stdout)["settings"]  # {name: {"value", "source"}}, see the README
     for p in POLICIES:
         if PROPS[p.prop]:
             want = int(PROPS[p.prop]) if p.kind == "dword" else PROPS[p.prop]
