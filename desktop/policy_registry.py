@@ -55,8 +55,9 @@ POLICIES: tuple[PolicyValue, ...] = (
     PolicyValue(
         "EWSURL", "EwsUrl", "ews_url", "string", "Exchange Web Services URL (on-premises)",
         "For mailboxes on an on-premises Exchange Server: its EWS URL, for example "
-        "https://mail.contoso.com/EWS/Exchange.asmx. When set, Lifeboat uses EWS instead of Microsoft "
-        "Graph. Leave it not configured for Microsoft 365 mailboxes.",
+        "https://mail.contoso.com/EWS/Exchange.asmx. This version of Lifeboat records it but does not "
+        "use it yet (it syncs through Microsoft Graph only). Leave it not configured for Microsoft 365 "
+        "mailboxes.",
     ),
     PolicyValue(
         "BACKUPSMTPHOST", "BackupSmtpHost", "backup_smtp_host", "string", "Backup SMTP relay host",
