@@ -186,27 +186,35 @@ def test_sigkill_at_random_moments_then_resume_ends_equal(
     tmp_path: Path, keystore: SecretService
 ) -> None:
     """`lifeboat sync --once` is SIGKILLed at random moments at least 10 times while the mailbox
-    changes between runs; a final sync resumes and ends equal, with no duplicates and an intact cache."""
-    sim = SimProcess(tmp_path / "sim", messages=400, seed=33)
+    changes between runs (new mail, moves, deletions, and once every delta token expiring, so a
+    re-baseline is killed too); a final sync resumes and ends equal, with no duplicates and an
+    intact cache. A run that finishes before its kill gets more mail, so later runs have work."""
+    sim = SimProcess(tmp_path / "sim", messages=1500, seed=33)
     try:
         acct = Account(tmp_path / "acct", sim, keystore)
         acct.run("login", "--device-code")
         rng = random.Random(20261128)
-        kills = runs = 0
-        while kills < 10 and runs < 40:
+        kills = runs = added = 0
+        while kills < 10 and runs < 60:
             runs += 1
             proc = subprocess.Popen([PY, "-m", "desktop.cli", "sync", "--once", "--quiet"], cwd=REPO,
                                     env=acct.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.8, 6.0))
+            time.sleep(rng.uniform(1.0, 3.5))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
+            elif proc.returncode == 0:  # finished first: give the next runs something to do
+                for _ in range(150):
+                    added += 1
+                    sim.admin("POST", "messages", {"folder": "inbox", "mime": reply("more", added)})
             proc.wait()
-            if runs % 3 == 0:  # the mailbox moves on between runs
-                ids = sorted(next(iter(sim.state().values())))
-                sim.admin("DELETE", f"messages/{ids[0]}")
-                sim.admin("POST", f"messages/{ids[1]}/move", {"folder": "archive"})
-                sim.admin("POST", "messages", {"folder": "inbox", "mime": reply("k", runs)})
+            ids = sorted(next(iter(sim.state().values())))
+            sim.admin("DELETE", f"messages/{ids[0]}")
+            sim.admin("POST", f"messages/{ids[1]}/move", {"folder": "archive"})
+            added += 1
+            sim.admin("POST", "messages", {"folder": "inbox", "mime": reply("k", added)})
+            if kills == 5:
+                sim.admin("POST", "delta/expire", {"status": 410})
         assert kills >= 10
         acct.run("sync", "--once")
         acct.assert_equal()
