@@ -159,10 +159,8 @@ def test_machine_policy_wins_over_the_user(home: Path, tmp_path: Path, capsys) -
     assert json.loads(run(capsys, "status", "--json")[1])["failover"]["mode"] == "continuity"
 
 
-def test_run_needs_headless_and_only_one_instance(home: Path, capsys) -> None:
-    """Tried: `run` without --headless (refused: exit 2 with a hint) and a second instance on the same home
-    while the lock is held (ConfigError saying it is already running)."""
-    code, _, err = run(capsys, "run")
-    assert code == 2 and "--headless" in err
+def test_only_one_instance(home: Path) -> None:
+    """Tried: a second instance on the same home while the lock is held (ConfigError saying it is
+    already running). (`run` without a display is tried in tests/e2e/test_app_cli.py.)"""
     with single_instance(home), pytest.raises(ConfigError, match="already running"), single_instance(home):
         pass

@@ -244,7 +244,8 @@ def test_sigkill_at_random_moments_sends_each_once_and_reconciles_once(app: App)
     app.relay.wait_for(len(mids))
     quiet()
     got = deliveries(app.relay)
-    assert sum(got.values()) == len(mids)
+    ours = set(mids)  # the module's Postfix relay also holds the other tests' mail
+    assert sum(n for (mid, _), n in got.items() if mid in ours) == len(mids)
     for i, mid in enumerate(mids):
         assert got.get((mid, f"r{i}@{POSTFIX_DOMAIN}")) == 1, (mid, got)
         copies = app.sent_copies(mid)
