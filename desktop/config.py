@@ -35,7 +35,7 @@ class Config:
     ews_url: str = ""
     ca_file: str = ""  # an extra CA bundle to trust for the provider (the simulator's ca.pem)
     # [sync]
-    folders: tuple[str, ...] = ("inbox", "sentitems", "drafts", "archive")
+    folders: tuple[str, ...] = ("*",)  # "*": Inbox, Sent Items, Drafts, Archive and user folders (not Deleted Items, Junk, Outbox)
     cache_days: int = 30
     cache_max_mb: int = 2048
     sync_interval_seconds: float = 60.0

@@ -206,7 +206,7 @@ def sync_once(
     store: Store,
     source: MailSource,
     *,
-    folders: Sequence[str] = ("inbox", "sentitems", "drafts", "archive"),
+    folders: Sequence[str] = ("*",),
     cache_days: int = 30,
     cache_max_mb: int | None = None,
     clock: Callable[[], datetime] = _utcnow,
