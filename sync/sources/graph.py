@@ -178,29 +178,16 @@ class GraphSource:
             return path_or_url
         return self.base + path_or_url
 
-    def _send(
-        self,
-        method: str,
-        path_or_url: str,
-        *,
-        what: str,
-        bad: type[LifeboatError] = FolderBad,
-        timeout: tuple[float, float] | None = None,
-        headers: Mapping[str, str] | None = None,
-        fresh: bool = False,
-        **kwargs: Any,
-    ) -> requests.Response:
-        """Send once; return a 2xx response whose body has been read in full, or raise sync.errors."""
+    def _send(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """`_send_once`, but a rejected token is renewed once and the request tried again."""
         try:
-            return self._send_once(method, path_or_url, what=what, bad=bad, timeout=timeout, headers=headers,
-                                   fresh=fresh, **kwargs)
+            return self._send_once(method, path_or_url, **kwargs)
         except AuthRequired:
             invalidate = getattr(self._tokens, "invalidate", None)
             if invalidate is None:
                 raise
             invalidate()  # the token may have been revoked early: renew it once and try again
-            return self._send_once(method, path_or_url, what=what, bad=bad, timeout=timeout, headers=headers,
-                                   fresh=fresh, **kwargs)
+            return self._send_once(method, path_or_url, **kwargs)
 
     def _send_once(
         self,
@@ -214,6 +201,7 @@ class GraphSource:
         fresh: bool = False,
         **kwargs: Any,
     ) -> requests.Response:
+        """Send once; return a 2xx response whose body has been read in full, or raise sync.errors."""
         url = self._url(path_or_url)
         rid = str(uuid.uuid4())
         hdrs = {
