@@ -35,7 +35,8 @@ class Config:
     ews_url: str = ""
     ca_file: str = ""  # an extra CA bundle to trust for the provider (the simulator's ca.pem)
     # [sync]
-    folders: tuple[str, ...] = ("*",)  # "*": Inbox, Sent Items, Drafts, Archive and user folders (not Deleted Items, Junk, Outbox)
+    # "*": Inbox, Sent Items, Drafts, Archive and the user's folders (not Deleted Items, Junk, Outbox)
+    folders: tuple[str, ...] = ("*",)
     cache_days: int = 30
     cache_max_mb: int = 2048
     sync_interval_seconds: float = 60.0
