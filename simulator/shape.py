@@ -158,7 +158,7 @@ def parse(mime: bytes) -> Message:
     return BytesParser(policy=policy.compat32).parsebytes(mime)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)  # a mailbox of tens of thousands: listing must not re-parse MIME
 def summarize(mime: bytes) -> Summary:
     """Everything Graph shows of a message that comes from its MIME (cached by content)."""
     msg = parse(mime)

@@ -67,6 +67,11 @@ class SyncReport:
         }
 
 
+# After a sync that stored this many messages, merge the FTS5 index (bench/store.py: search p95 over
+# 100,000 messages drops from about 30 ms to under 20 ms).
+COMPACT_AFTER = 1000
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -233,6 +238,8 @@ def sync_once(
         report.folders[folder_id] = rep
         listed += rep.upserted
     fill_mime(store, source, report, progress)
+    if report.mime_fetched >= COMPACT_AFTER:
+        store.compact()  # a bulk load (the first sync): merge the search index so searches stay fast
     if cache_max_mb:
         store.prune(now, cache_days, cache_max_mb)
     report.finished_at = clock()
