@@ -291,6 +291,8 @@ def _child_main() -> None:
         for _ in range(6000):
             if mw.evaluate_js("!!(window.lifeboatUI && window.lifeboatUI.ready)"):
                 out.send({"event": "ready"})
+                import sync.mime  # noqa: F401  (warm-up, after "ready": the first message opened needs it)
+
                 return
             time.sleep(0.01)
 

@@ -46,7 +46,7 @@ def test_public_surface_is_only_the_api(bridge):
     """Tried: list what pywebview would expose (every public attribute); only API methods, all callable."""
     public = {n for n in dir(bridge) if not n.startswith("_")}
     assert public == {
-        "status", "folders", "messages", "search", "message", "outbox", "timeline", "open_link",
+        "start", "status", "folders", "messages", "search", "message", "outbox", "timeline", "open_link",
         "open_attachment", "save_attachment", "draft", "send", "pick_files", "sync_now", "force", "pause",
     }
     assert all(callable(getattr(bridge, n)) for n in public)
@@ -264,3 +264,35 @@ def test_conversations_grouped_in_the_virtual_list(store, bridge):
     assert page["total"] == 4
     assert [i["subject"] for i in bridge.messages("inbox", 2, 2, True)["items"]] == ["Plan", "Other"]
     assert "error" in bridge.messages("inbox", 0, 10, "yes")
+
+
+def test_start_brings_status_folders_and_the_inbox_first_page(store, bridge):
+    """Tried: the page's one start-up call over three real messages; the same status, folders and first
+    inbox page as the separate calls give, and a bad page size comes back as a clear error."""
+    for name in ("cpython__msg_02.txt.eml", "hunnysoft__m1005.txt.eml", "spamassassin__spam_006.eml"):
+        put(store, name)
+    init = bridge.start(2)
+    assert init["status"] == bridge.status()
+    assert init["folders"] == bridge.folders()
+    assert init["first"]["folder"] == "inbox" and init["first"]["total"] == 3
+    assert init["first"]["items"] == bridge.messages("inbox", 0, 2)["items"]
+    assert "error" in bridge.start(0) and "error" in bridge.start("200")
+
+
+def test_reopening_reuses_the_rendered_body_and_a_replaced_mime_is_not_stale(store, bridge, monkeypatch):
+    """Tried: open a message twice (parsed once), with images shown (rendered anew), after its MIME was
+    replaced (the new body, not the cached one), and open_link against the cached render's links."""
+    mid = put(store, "spamscope__mail_test_8.eml")
+    parses: list[int] = []
+    real = store.parsed
+    monkeypatch.setattr(store, "parsed", lambda i: parses.append(i) or real(i))
+    first = bridge.message(mid)
+    assert bridge.message(mid) == first and parses == [mid]
+    shown = bridge.message(mid, True)
+    assert shown["srcdoc"] != first["srcdoc"] and shown["blocked_images"] == 0 and len(parses) == 2
+    assert bridge.open_link(mid, first["links"][0]) == {"opened": first["links"][0]} and len(parses) == 2
+    other = (MIME / "cpython__msg_02.txt.eml").read_bytes()
+    assert store.put_message("inbox", "p-spamscope__mail_test_8.eml", other) == mid
+    replaced = bridge.message(mid)
+    assert replaced["srcdoc"] != first["srcdoc"] and len(parses) == 3
+    assert bridge.message(mid)["srcdoc"] == replaced["srcdoc"] and len(parses) == 3  # cached again

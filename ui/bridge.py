@@ -17,12 +17,12 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sync import mime
 from sync.errors import LifeboatError, MessageBad
 from sync.failover import route_for
 from sync.model import Mode, OutboxState
@@ -33,6 +33,7 @@ MAX_QUERY = 500
 MAX_FIELD = 10_000
 MAX_BODY = 2_000_000
 MAX_ATTACH_BYTES = 35 * 1024 * 1024
+CACHED_BODIES = 16  # rendered bodies kept per window (reopening, theme, links): a few MB at most
 MODES = ("normal", "continuity")
 RUNNABLE = {  # attachments that would run code if "opened": they can be saved, not opened
     ".exe", ".com", ".bat", ".cmd", ".scr", ".pif", ".msi", ".msp", ".ps1", ".psm1", ".vbs", ".vbe", ".js",
@@ -110,6 +111,9 @@ class Bridge:
         self._picked: set[str] = set()
         self._thread_cache: tuple[Any, list[dict[str, Any]]] = (None, [])
         self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
+        # (id, stored_at, size, has_mime, show_images, dark) -> rendered body: a replaced MIME misses
+        self._bodies: collections.OrderedDict[tuple[Any, ...], safehtml.Rendered] = collections.OrderedDict()
+        self._bodies_lock = threading.Lock()
         self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
         os.chmod(self._tmp, 0o700)
 
@@ -125,8 +129,25 @@ class Bridge:
     # ------------------------------------------------------------------ reading
 
     @_api
+    def start(self, limit: Any = 200) -> dict[str, Any]:
+        """What the page needs to be usable, in one call: status, folders and the inbox's first page."""
+        limit = _int(limit, "limit", 1, MAX_PAGE)
+        folders = self._known_folders(fresh=True)
+        listed = [_folder(f) for f in folders.values()]
+        inbox = next((f for f in listed if f["well_known"] == "inbox"), listed[0] if listed else None)
+        first = None
+        if inbox is not None:
+            rows = self._store.list_messages(inbox["id"], 0, limit)
+            items = [_row(r) for r in rows]
+            first = {"folder": inbox["id"], "total": inbox["count"], "offset": 0, "items": items}
+        return {"status": self._status(), "folders": listed, "first": first}
+
+    @_api
     def status(self) -> dict[str, Any]:
         """The banner: mode, since, which route sends, conditions, outbox counts."""
+        return self._status()
+
+    def _status(self) -> dict[str, Any]:
         mode, since, reason = self._store.load_mode()
         try:
             state = json.loads(self._store.mode_state() or "{}")
@@ -156,17 +177,7 @@ class Bridge:
 
     @_api
     def folders(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": f["provider_id"],
-                "name": f["name"],
-                "well_known": f.get("well_known"),
-                "count": f.get("count", 0),
-                "unread": f.get("unread", 0),
-                "local": f.get("local", False),
-            }
-            for f in self._store.folders()
-        ]
+        return [_folder(f) for f in self._store.folders()]
 
     @_api
     def messages(
@@ -228,14 +239,7 @@ class Bridge:
         row = self._store.message(id)
         if row is None:
             raise MessageBad(f"there is no message {id} in the cache", fix="reload the message list")
-        parsed = self._store.parsed(id)
-        if parsed is None:
-            body = safehtml.render(None, "(only the summary of this message is cached so far)", dark=dark)
-        else:
-            body = safehtml.render(
-                parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
-                inline=parsed.inline, show_remote=show_images, dark=dark,
-            )
+        body = self._body(id, row, show_images, dark)
         return {
             "id": id,
             "subject": row.get("subject") or "",
@@ -258,6 +262,27 @@ class Bridge:
             "blocked_images": body.blocked_images,
             "show_images": show_images,
         }
+
+    def _body(self, id: int, row: dict[str, Any], show_images: bool, dark: bool) -> safehtml.Rendered:
+        """The sanitized body, parsed and rendered once per (message version, images, theme)."""
+        key = (id, row.get("stored_at"), row.get("size"), row.get("has_mime"), show_images, dark)
+        with self._bodies_lock:
+            if key in self._bodies:
+                self._bodies.move_to_end(key)
+                return self._bodies[key]
+        parsed = self._store.parsed(id) if row.get("has_mime") else None
+        if parsed is None:
+            body = safehtml.render(None, "(only the summary of this message is cached so far)", dark=dark)
+        else:
+            body = safehtml.render(
+                parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
+                inline=parsed.inline, show_remote=show_images, dark=dark,
+            )
+        with self._bodies_lock:
+            self._bodies[key] = body
+            while len(self._bodies) > CACHED_BODIES:
+                self._bodies.popitem(last=False)
+        return body
 
     @_api
     def outbox(self) -> list[dict[str, Any]]:
@@ -293,10 +318,10 @@ class Bridge:
         url = _str(url, "url", 8000, empty=False)
         if not url.lower().startswith(("http://", "https://", "mailto:")):
             raise BadArgument(f"only http, https and mailto links are opened, not {url[:80]!r}")
-        parsed = self._store.parsed(id)
-        if parsed is None:
+        row = self._store.message(id)
+        if row is None or not row.get("has_mime"):
             raise MessageBad(f"there is no cached message {id}")
-        links = safehtml.render(parsed.html, parsed.plain or parsed.text).links
+        links = self._body(id, row, False, False).links  # the links message() listed (no image/theme effect)
         if url not in links:
             raise BadArgument("that link is not in this message", fix="use the links listed with the message")
         self._open_url(url)
@@ -363,6 +388,8 @@ class Bridge:
         parsed = self._store.parsed(id)
         if parsed is None:
             raise MessageBad(f"message {id} is not cached with its body, so it cannot be quoted")
+        from sync import mime  # here, not at import: keeps the window's start-up light
+
         if kind == "forward":
             fields = mime.forward_fields(parsed)
             atts = [{"filename": n, "content_type": t, "size": len(b)} for n, t, b in fields["attachments"]]
@@ -385,6 +412,8 @@ class Bridge:
         bcc = _addresses(draft.get("bcc", []), "bcc")
         subject = _str(draft.get("subject", ""), "subject", 998)
         text = _str(draft.get("text", ""), "text", MAX_BODY)
+        from sync import mime  # here, not at import: keeps the window's start-up light
+
         in_reply_to, references, attachments = None, [], []
         if kind in ("reply", "reply_all", "forward"):
             of = _int(draft.get("of"), "of", 1)
@@ -448,6 +477,17 @@ class Bridge:
             raise BadArgument("paused must be true or false")
         self._commands.put(("pause", paused))
         return {"queued": "pause", "paused": paused}
+
+
+def _folder(f: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f["provider_id"],
+        "name": f["name"],
+        "well_known": f.get("well_known"),
+        "count": f.get("count", 0),
+        "unread": f.get("unread", 0),
+        "local": f.get("local", False),
+    }
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:

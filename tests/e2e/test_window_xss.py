@@ -29,7 +29,7 @@ pytestmark = [
 XSS = kit.ASSETS / "xss"
 CHUNK = 20  # vectors per message (each message is one render in the window)
 _HOST = re.compile(r"(?i)(?:https?:)?//(?!127\.0\.0\.1)[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?")
-ALLOWED_CALLS = {"status", "folders", "messages", "message"}
+ALLOWED_CALLS = {"start", "status", "folders", "messages", "message"}
 
 
 def vectors(base: str) -> list[tuple[str, str]]:

@@ -72,8 +72,9 @@ const MODE_TEXT = {
   recovering: "Recovering", offline: "Offline", sign_in_needed: "Sign-in needed",
 };
 async function refreshStatus() {
-  try {
-    const st = await call("status");
+  try { showStatus(await call("status")); } catch (err) { fail(err); }
+}
+function showStatus(st) {
     S.status = st;
     const route = st.route === "backup" ? "the backup route (SMTP relay)" : "Microsoft 365";
     let text = MODE_TEXT[st.shown] || st.shown;
@@ -87,12 +88,12 @@ async function refreshStatus() {
     $("btn-force").textContent = st.mode === "continuity" || st.mode === "recovering" ? "Back to normal" : "Switch to continuity";
     const waiting = (st.outbox.queued || 0) + (st.outbox.sending || 0) + (st.outbox.uncertain || 0);
     $("outbox-count").textContent = waiting ? String(waiting) : "";
-  } catch (err) { fail(err); }
 }
 
 /* ------------------------------------------------------------------ folders */
-async function loadFolders() {
-  S.folders = await call("folders");
+async function loadFolders() { showFolders(await call("folders")); }
+function showFolders(folders) {
+  S.folders = folders;
   const ul = $("folders");
   ul.replaceChildren();
   for (const f of S.folders) {
@@ -117,12 +118,12 @@ function showPane(view) {
   $("app").classList.toggle("wide", view === "outbox" || view === "timeline");
   markNav();
 }
-async function selectFolder(id) {
+async function selectFolder(id, first) {
   S.folder = id;
   S.items = null;
   $("search").value = "";
   showPane("folder");
-  await resetList();
+  await resetList(first);
 }
 
 /* ------------------------------------------------------------------ virtual list */
@@ -133,13 +134,13 @@ function itemAt(i) {
   const page = S.pages.get(Math.floor(i / PAGE));
   return page ? page[i % PAGE] : undefined;
 }
-async function resetList() {
+async function resetList(preloaded) { // preloaded: the folder's first page, if start() brought it
   S.pages = new Map();
   S.pending = new Set();
   S.index = -1;
   $("list").scrollTop = 0;
   if (!S.items) {
-    const first = await call("messages", S.folder, 0, PAGE, S.threaded);
+    const first = preloaded || await call("messages", S.folder, 0, PAGE, S.threaded);
     S.total = first.total;
     S.pages.set(0, first.items);
   }
@@ -440,10 +441,13 @@ async function start() {
   $("list").addEventListener("scroll", () => requestAnimationFrame(renderList), { passive: true });
   window.addEventListener("resize", () => requestAnimationFrame(renderList));
   document.addEventListener("keydown", onKey);
-  await Promise.all([refreshStatus(), loadFolders(), startDemo().catch(fail)]);
+  const demo = startDemo().catch(fail);
+  const init = await call("start", PAGE); // status, folders and the inbox's first page in one call
+  showStatus(init.status);
+  showFolders(init.folders);
+  await demo;
   setInterval(refreshStatus, 2000);
-  const inbox = S.folders.find((f) => f.well_known === "inbox") || S.folders[0];
-  if (inbox) await selectFolder(inbox.id);
+  if (init.first) await selectFolder(init.first.folder, init.first);
   setInterval(() => { if (S.view === "folder") loadFolders().catch(fail); }, 30000);
   S.openMessage = openMessage; // for the end-to-end tests, which drive the window like a user would
   S.ready = true;
