@@ -81,6 +81,16 @@ def measure(db: Path, key: bytes, ids: list[int]) -> dict:
     if not wp.wait_ready(timeout=300):
         raise RuntimeError("the window never became usable")
     result: dict = {"launch_to_usable_s": wp.ready_at - t0 if wp.ready_at else None}
+    # where the launch went (the page's performance marks, on this process's clock)
+    marks = json.loads(wp.evaluate_js(
+        "JSON.stringify({origin: performance.timeOrigin, nav: performance.getEntriesByType('navigation')[0]"
+        ".toJSON(), marks: performance.getEntriesByType('mark').map((m) => [m.name, m.startTime])})"))
+    at = marks["origin"] / 1000 - t0
+    result["launch_breakdown_s"] = {
+        "page_requested": round(at, 2),
+        "page_loaded": round(at + marks["nav"]["loadEventEnd"] / 1000, 2),
+        **{name.removeprefix("lifeboat-"): round(at + ms / 1000, 2) for name, ms in marks["marks"]},
+    }
     result["rows_total"] = wp.evaluate_js("window.lifeboatUI.total")
     times: list[float] = []
     calls: list[float] = []
@@ -143,6 +153,7 @@ def main() -> None:
             "messages_cached": res["rows_total"],
             "cache_build_s": round(build_s, 1),
             "launch_to_usable_s": round(res["launch_to_usable_s"], 2),
+            "launch_breakdown_s": res["launch_breakdown_s"],
             "open_message_ms": {"n": len(opens_ms), "p50": round(statistics.median(opens_ms), 1),
                                 "p95": round(p95(opens_ms), 1), "max": round(opens_ms[-1], 1),
                                 "bridge_call_p50": round(statistics.median(calls_ms), 1),

@@ -231,6 +231,9 @@ async function openMessage(id, opts = {}) {
     S.open = m;
     $("reader-empty").hidden = true;
     $("reader-msg").hidden = false;
+    const frame = $("r-body"); // the body first: its document loads while the headers are laid out below
+    frame.setAttribute("sandbox", ""); // belt and braces: never anything but an empty sandbox
+    frame.srcdoc = m.srcdoc;
     $("r-subject").textContent = m.subject || "(no subject)";
     const dl = $("r-headers");
     dl.replaceChildren();
@@ -260,9 +263,6 @@ async function openMessage(id, opts = {}) {
         el("button", { type: "button", "aria-label": "Open in your browser: " + url, text: "Open in browser",
           onclick: () => call("open_link", id, url).then(() => toast("Opened " + url), fail) })));
     });
-    const frame = $("r-body");
-    frame.setAttribute("sandbox", ""); // belt and braces: never anything but an empty sandbox
-    frame.srcdoc = m.srcdoc;
     S.opened++;
     if (!opts.keepFocus) $("reader").scrollTop = 0;
   } catch (err) { fail(err); }
@@ -404,6 +404,7 @@ async function startDemo() {
 
 /* ------------------------------------------------------------------ start */
 async function start() {
+  performance.mark("lifeboat-api"); // start-up marks, read by bench/ui.py
   api = window.pywebview.api;
   let dark = matchMedia("(prefers-color-scheme: dark)").matches;
   try { const saved = localStorage.getItem("theme"); if (saved) dark = saved === "dark"; } catch (e) { /* none */ }
@@ -443,6 +444,7 @@ async function start() {
   document.addEventListener("keydown", onKey);
   const demo = startDemo().catch(fail);
   const init = await call("start", PAGE); // status, folders and the inbox's first page in one call
+  performance.mark("lifeboat-data");
   showStatus(init.status);
   showFolders(init.folders);
   await demo;
@@ -452,5 +454,6 @@ async function start() {
   S.openMessage = openMessage; // for the end-to-end tests, which drive the window like a user would
   S.ready = true;
   document.body.dataset.ready = "1";
+  performance.mark("lifeboat-ready");
 }
 window.addEventListener("pywebviewready", () => start().catch(fail));
