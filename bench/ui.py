@@ -103,6 +103,22 @@ def measure(db: Path, key: bytes, ids: list[int]) -> dict:
         calls.append(float(wp.evaluate_js("window.lifeboatUI.callMs")))
     result["open_ms"] = times
     result["call_ms"] = calls
+    # reading the list upwards from its oldest rows (where the real MIME sorts) with the keyboard: End (which
+    # loads that page), then k; each open can find its body prefetched while the one before was read
+    press = "document.dispatchEvent(new KeyboardEvent('keydown', {key: '%s'}))"
+    wp.evaluate_js(press % "End")
+    time.sleep(1.0)
+    steps, step_calls = [], []
+    for _ in range(min(len(ids), 40)):
+        before = wp.evaluate_js("window.lifeboatUI.loaded")
+        wp.evaluate_js(press % "k")
+        end = time.monotonic() + 60
+        while not wp.evaluate_js(f"window.lifeboatUI.loaded > {before}") and time.monotonic() < end:
+            time.sleep(0.005)
+        steps.append(float(wp.evaluate_js("window.lifeboatUI.openMs")))
+        step_calls.append(float(wp.evaluate_js("window.lifeboatUI.callMs")))
+        time.sleep(0.2)  # a reader looks at the message before the next key (the prefetch runs meanwhile)
+    result["next_ms"], result["next_call_ms"] = steps, step_calls
     pid = wp.pid
     window_rss = rss_mb(pid) + sum(rss_mb(p) for p in descendants(pid)) if pid else 0.0
     result["rss_window_open_mb"] = rss_mb(os.getpid()) + window_rss
@@ -144,6 +160,7 @@ def main() -> None:
         res = measure(tmp / "cache.db", key, opens)
         opens_ms = sorted(res["open_ms"])
         calls_ms = sorted(res["call_ms"])
+        nexts, next_calls = sorted(res["next_ms"]), sorted(res["next_call_ms"])
 
         def p95(xs: list[float]) -> float:
             return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
@@ -158,6 +175,10 @@ def main() -> None:
                                 "p95": round(p95(opens_ms), 1), "max": round(opens_ms[-1], 1),
                                 "bridge_call_p50": round(statistics.median(calls_ms), 1),
                                 "bridge_call_p95": round(p95(calls_ms), 1)},
+            "open_next_in_list_ms": {"n": len(nexts), "p50": round(statistics.median(nexts), 1),
+                                     "p95": round(p95(nexts), 1),
+                                     "bridge_call_p50": round(statistics.median(next_calls), 1),
+                                     "bridge_call_p95": round(p95(next_calls), 1)},
             "load_average_1min": round(os.getloadavg()[0], 2),
             "rss_window_closed_mb": round(res["rss_window_closed_mb"], 1),
             "rss_before_window_mb": round(res["rss_before_window_mb"], 1),

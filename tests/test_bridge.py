@@ -46,7 +46,8 @@ def test_public_surface_is_only_the_api(bridge):
     """Tried: list what pywebview would expose (every public attribute); only API methods, all callable."""
     public = {n for n in dir(bridge) if not n.startswith("_")}
     assert public == {
-        "start", "status", "folders", "messages", "search", "message", "outbox", "timeline", "open_link",
+        "start", "status", "folders", "messages", "search", "message", "prefetch", "outbox", "timeline",
+        "open_link",
         "open_attachment", "save_attachment", "draft", "send", "pick_files", "sync_now", "force", "pause",
     }
     assert all(callable(getattr(bridge, n)) for n in public)
@@ -296,3 +297,17 @@ def test_reopening_reuses_the_rendered_body_and_a_replaced_mime_is_not_stale(sto
     replaced = bridge.message(mid)
     assert replaced["srcdoc"] != first["srcdoc"] and len(parses) == 3
     assert bridge.message(mid)["srcdoc"] == replaced["srcdoc"] and len(parses) == 3  # cached again
+
+
+def test_prefetch_renders_ahead_and_returns_no_content(store, bridge, monkeypatch):
+    """Tried: prefetch a real message (no content comes back), then open it (not parsed again); a
+    missing id and a bad theme flag come back as clear errors."""
+    mid = put(store, "spamscope__mail_test_8.eml")
+    parses: list[int] = []
+    real = store.parsed
+    monkeypatch.setattr(store, "parsed", lambda i: parses.append(i) or real(i))
+    assert bridge.prefetch(mid, True) == {"cached": mid}
+    assert bridge.message(mid, False, True)["srcdoc"] and parses == [mid]
+    assert bridge.message(mid, False, False)["srcdoc"] and parses == [mid, mid]  # other theme: rendered anew
+    assert bridge.prefetch(mid + 99)["kind"] == "MessageBad"
+    assert bridge.prefetch(mid, "yes")["kind"] == "BadArgument"

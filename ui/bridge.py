@@ -33,7 +33,8 @@ MAX_QUERY = 500
 MAX_FIELD = 10_000
 MAX_BODY = 2_000_000
 MAX_ATTACH_BYTES = 35 * 1024 * 1024
-CACHED_BODIES = 16  # rendered bodies kept per window (reopening, theme, links): a few MB at most
+CACHED_BODIES = 16  # rendered bodies kept per window (reopening, theme, links, the prefetched next one)
+MAX_CACHED_SRCDOC = 1_000_000  # characters: larger bodies are rendered on each open, never kept
 MODES = ("normal", "continuity")
 RUNNABLE = {  # attachments that would run code if "opened": they can be saved, not opened
     ".exe", ".com", ".bat", ".cmd", ".scr", ".pif", ".msi", ".msp", ".ps1", ".psm1", ".vbs", ".vbe", ".js",
@@ -263,6 +264,19 @@ class Bridge:
             "show_images": show_images,
         }
 
+    @_api
+    def prefetch(self, id: Any, dark: Any = False) -> dict[str, Any]:
+        """Parse and render a message into the cache (the next one in the list while this one is read);
+        returns only whether it is cached now: no content."""
+        id = _int(id, "id", 1)
+        if not isinstance(dark, bool):
+            raise BadArgument("dark must be true or false")
+        row = self._store.message(id)
+        if row is None:
+            raise MessageBad(f"there is no message {id} in the cache", fix="reload the message list")
+        self._body(id, row, False, dark)
+        return {"cached": id}
+
     def _body(self, id: int, row: dict[str, Any], show_images: bool, dark: bool) -> safehtml.Rendered:
         """The sanitized body, parsed and rendered once per (message version, images, theme)."""
         key = (id, row.get("stored_at"), row.get("size"), row.get("has_mime"), show_images, dark)
@@ -278,10 +292,11 @@ class Bridge:
                 parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
                 inline=parsed.inline, show_remote=show_images, dark=dark,
             )
-        with self._bodies_lock:
-            self._bodies[key] = body
-            while len(self._bodies) > CACHED_BODIES:
-                self._bodies.popitem(last=False)
+        if len(body.srcdoc) <= MAX_CACHED_SRCDOC:
+            with self._bodies_lock:
+                self._bodies[key] = body
+                while len(self._bodies) > CACHED_BODIES:
+                    self._bodies.popitem(last=False)
         return body
 
     @_api

@@ -190,6 +190,7 @@ function renderList() {
 function select(i, open) {
   const n = count();
   if (!n) return;
+  const step = S.index >= 0 && i < S.index ? -1 : 1; // the way the user is reading: prefetch that way
   S.index = Math.max(0, Math.min(n - 1, i));
   const list = $("list"), h = rowHeight();
   const top = S.index * h;
@@ -197,7 +198,13 @@ function select(i, open) {
   else if (top + h > list.scrollTop + list.clientHeight) list.scrollTop = top + h - list.clientHeight;
   renderList();
   const it = itemAt(S.index);
-  if (open && it) openMessage(it.id);
+  if (open && it) { S.prefetchNext = S.index + step; openMessage(it.id); }
+}
+function prefetch() { // once a body has loaded: the next message is likely read next, have it rendered
+  const i = S.prefetchNext;
+  S.prefetchNext = null;
+  const it = i != null && i >= 0 && i < count() ? itemAt(i) : null;
+  if (it && !S.showImages.has(it.id)) call("prefetch", it.id, isDark()).catch(() => {}); // only a hint
 }
 
 /* ------------------------------------------------------------------ search */
@@ -438,7 +445,7 @@ async function start() {
   $("c-cancel").addEventListener("click", () => { $("compose").close(); S.compose = null; });
   $("c-attach").addEventListener("click", () => call("pick_files").then((files) => { S.files.push(...files); renderFiles(); }, fail));
   $("search").addEventListener("input", onSearchInput);
-  $("r-body").addEventListener("load", () => { S.loaded++; S.openMs = performance.now() - S.openStart; });
+  $("r-body").addEventListener("load", () => { S.loaded++; S.openMs = performance.now() - S.openStart; prefetch(); });
   $("list").addEventListener("scroll", () => requestAnimationFrame(renderList), { passive: true });
   window.addEventListener("resize", () => requestAnimationFrame(renderList));
   document.addEventListener("keydown", onKey);
