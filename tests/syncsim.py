@@ -19,6 +19,8 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,18 @@ class SimTokens:
 
     def invalidate(self) -> None:
         self.auth.invalidate()
+
+
+@contextmanager
+def signed_in(sim: SimProcess, home: Path) -> Iterator[SimTokens]:
+    """SimTokens with the CA-bundle overrides lifted (they would beat verify=ca.pem) and the
+    test-only token-cache switch cleared again afterwards."""
+    saved = {k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ}
+    try:
+        yield SimTokens(sim, home)
+    finally:
+        os.environ.pop("LIFEBOAT_INSECURE_TOKEN_CACHE", None)
+        os.environ.update(saved)
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from sync.errors import AuthRequired, CursorExpired, MessageBad, Unreachable
 from sync.governor import Governor
 from sync.sources import graph
 from sync.sources.graph import GraphSource, changes_page
-from tests.syncsim import SimProcess, SimTokens
+from tests.syncsim import SimProcess, SimTokens, signed_in
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
 EXAMPLES = ASSETS / "graph" / "docs-examples"
@@ -99,11 +98,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 @pytest.fixture(scope="module")
 def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimTokens]:
-    saved = {k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ}
-    t = SimTokens(sim, tmp_path_factory.mktemp("auth"))
-    yield t
-    os.environ.pop("LIFEBOAT_INSECURE_TOKEN_CACHE", None)
-    os.environ.update(saved)
+    with signed_in(sim, tmp_path_factory.mktemp("auth")) as t:
+        yield t
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sync.errors import Unreachable
 from sync.governor import Governor
 from sync.sources.graph import GraphSource
 from sync.store import Store
-from tests.syncsim import SimProcess, SimTokens
+from tests.syncsim import SimProcess, SimTokens, signed_in
 
 MIME = (b"From: Zoe <zoe@example.com>\r\nTo: adele.vance@contoso.test\r\nSubject: %s\r\n"
         b"Message-ID: <%s@example.com>\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n\r\nbody %s\r\n")
@@ -37,10 +37,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 @pytest.fixture(scope="module")
 def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimTokens]:
-    saved = {k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ}
-    yield SimTokens(sim, tmp_path_factory.mktemp("auth"))
-    os.environ.pop("LIFEBOAT_INSECURE_TOKEN_CACHE", None)
-    os.environ.update(saved)
+    with signed_in(sim, tmp_path_factory.mktemp("auth")) as t:
+        yield t
 
 
 @pytest.fixture
