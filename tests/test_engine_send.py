@@ -165,9 +165,10 @@ def test_provider_outage_defers_then_backup_takes_it_without_waiting(store: Stor
 
 def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store, provider, relay) -> None:
     """Tried: three items left SENDING by a crash: one really sent through Graph, one never sent (primary
-    attempt), one tried on the backup relay. At start-up all become UNCERTAIN; the lookup in Sent Items
-    settles the first as SENT and the second as QUEUED; the backup one stays for the user, who then
-    confirms it went out (SENT via backup, so reconcile will copy it)."""
+    attempt), one tried on the backup relay. At start-up all become UNCERTAIN; the whole-mailbox lookup
+    settles the first as SENT; the second has no copy anywhere, which proves nothing (a rule may delete
+    sent copies), so it stays UNCERTAIN and the user is asked, as for the backup one. The user then
+    resends the lost one and confirms the backup one went out (SENT via backup, so reconcile copies it)."""
     clock = FakeClock()
     sent, lost, backup = queue(store, "sent"), queue(store, "lost"), queue(store, "backup")
     engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now(), limit=1)
@@ -180,8 +181,14 @@ def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store,
     assert engine.settle_uncertain_once(store, provider.source, clock.now()).sent == []  # within the grace
     clock.advance(engine.SETTLE_GRACE.total_seconds())
     report = engine.settle_uncertain_once(store, provider.source, clock.now())
-    assert report.sent == [sent.message_id] and report.requeued == [lost.message_id]
-    assert report.ask_user == [backup.message_id]
+    assert report.sent == [sent.message_id] and report.in_transport == []
+    assert report.ask_user == [lost.message_id, backup.message_id]
+    assert store.outbox_get(lost.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
+    assert "cannot find this message" in (store.outbox_get(lost.id).last_error or "")  # type: ignore[union-attr]
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == []
+    assert engine.user_settles(store, lost.id, "resend", clock.now()).state is OutboxState.QUEUED
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == [
+        lost.message_id]
     assert store.outbox_get(backup.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
     done = engine.user_settles(store, backup.id, "sent", clock.now())
     assert done.state is OutboxState.SENT and done.route is Route.BACKUP and done.reconciled_at is None
@@ -220,7 +227,8 @@ def test_no_answer_from_graph_after_the_request_is_looked_up_not_resent(store: S
                                                                         monkeypatch) -> None:
     """Tried: Graph holding the sendMail request without answering (the simulator's hang outage; a 2 s
     read timeout): the item becomes UNCERTAIN, not deferred (it may have been accepted). After the grace
-    period, with the provider back, the lookup finds it absent, requeues it, and it goes out once.
+    period, with the provider back, the lookup finds no copy anywhere: it stays UNCERTAIN and the user is
+    asked (never resent by itself); the user resends it and it goes out once.
     (A refused first connection is a plain deferral: see the provider-outage test above.)"""
     import sync.sources.graph as graph_mod
 
@@ -235,7 +243,11 @@ def test_no_answer_from_graph_after_the_request_is_looked_up_not_resent(store: S
     assert held is not None and held.state is OutboxState.UNCERTAIN and "may have been accepted" in (
         held.last_error or "")
     clock.advance(engine.SETTLE_GRACE.total_seconds())
-    assert engine.settle_uncertain_once(store, provider.source, clock.now()).requeued == [item.message_id]
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).ask_user == [item.message_id]
+    clock.advance(3600)
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).ask_user == [item.message_id]
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == []
+    engine.user_settles(store, item.id, "resend", clock.now())
     assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == [
         item.message_id]
     assert [s["message_id"] for s in provider.sim.sent_items()].count(item.message_id) == 1
