@@ -645,7 +645,7 @@ class Simulator:
     # The admin API (plain HTTP on admin_port; JSON in and out; errors are {"error": "..."} with 400/404):
     #   GET  /_sim/state      {"folders": [{id, displayName, parentFolderId, wellKnownName, path}],
     #                          "state": {folder_id: {provider_id: sha256}}, "epoch", "outage", "limits",
-    #                          "requests"}
+    #                          "requests", "transport"}
     #   GET  /_sim/sent       [{message_id, subject, to, sent, sha256, mime (base64)}]   what the tenant sent
     #   GET  /_sim/requests   {"count": N, "recent": [[method, path], ...]};  GET /_sim/urls
     #   POST /_sim/messages   {"folder": "inbox"|id|"Inbox/Projects", "mime_b64": ... | "mime": text,
@@ -695,6 +695,7 @@ class Simulator:
                 "outage": self.outage,
                 "limits": self.limits.on,
                 "requests": self.requests_count,
+                "transport": self.transport(),
             }
         if method == "GET" and segs == ["sent"]:
             return 200, self.sent_items()
