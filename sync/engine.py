@@ -464,7 +464,6 @@ def settle_uncertain_once(
             break
         if new.state is OutboxState.SENT:
             report.sent.append(item.message_id)
-            store.log_event("outbox", f"item {item.id}: found sent in the mailbox", now)
         elif new.extra.get("ask_user"):
             report.ask_user.append(item.message_id)
         else:
@@ -534,21 +533,19 @@ def reconcile_once(
         try:
             copies = source.find_by_message_id(item.message_id)
             checkpoint("looked_up")
-            step = outbox.reconcile_step(copies, sent_folder)
+            step, found = outbox.reconcile_step(copies, sent_folder)
             if step == "wait":
                 report.waiting.append(item.message_id)
                 store.outbox_update(item.id, last_error="Microsoft 365 still holds an earlier attempt of "
                                     "this message in Drafts; its Sent Items copy will count")
                 continue
-            if step == "copy":
+            if found is not None:
+                provider_id = found.provider_id
+                report.present.append(item.message_id)
+            else:
                 provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id)
                 report.copied.append(item.message_id)
                 checkpoint("copied")
-            else:
-                found = outbox.sent_copy_in(copies, sent_folder)
-                assert found is not None
-                provider_id = found.provider_id
-                report.present.append(item.message_id)
         except (MessageBad, SendRejected, FolderBad) as exc:
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")

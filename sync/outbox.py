@@ -199,14 +199,16 @@ def sent_copy_in(copies: Sequence[MessageCopy], folder: str) -> MessageCopy | No
     return next((c for c in copies if not c.is_draft and folder in (c.folder, c.folder_id)), None)
 
 
-def reconcile_step(copies: Sequence[MessageCopy], folder: str) -> Literal["present", "wait", "copy"]:
-    """What reconcile does for a backup-sent message, given every copy of its Message-ID: "present" if
-    a sent copy is in Sent Items; "wait" if Exchange's transport still holds a draft of it (an earlier
-    primary attempt that was accepted: its own Sent Items copy is on the way, and a second one would be
-    a duplicate); otherwise "copy"."""
-    if sent_copy_in(copies, folder) is not None:
-        return "present"
-    return "wait" if any(c.is_draft for c in copies) else "copy"
+def reconcile_step(copies: Sequence[MessageCopy], folder: str
+                   ) -> tuple[Literal["present", "wait", "copy"], MessageCopy | None]:
+    """What reconcile does for a backup-sent message, given every copy of its Message-ID: "present" (with
+    that copy) if a sent copy is in Sent Items; "wait" if Exchange's transport still holds a draft of it
+    (an earlier primary attempt that was accepted: its own Sent Items copy is on the way, and a second
+    one would be a duplicate); otherwise "copy"."""
+    found = sent_copy_in(copies, folder)
+    if found is not None:
+        return "present", found
+    return ("wait" if any(c.is_draft for c in copies) else "copy"), None
 
 
 def confirmed_sent(item: OutboxItem, now: datetime) -> OutboxItem:

@@ -170,13 +170,18 @@ def test_settle_uncertain():
 
 def test_reconcile_counts_only_a_sent_copy_in_sent_items():
     """Tried: the copies reconcile may find. Only a non-draft copy in Sent Items (by well-known name or
-    id) counts; the Inbox copy of a message to oneself and a draft in Sent Items do not."""
+    id) counts; the Inbox copy of a message to oneself and a draft in Sent Items do not; a draft still in
+    the transport makes reconcile wait instead of copying."""
     inbox_copy = MessageCopy("AAMk-in", "inbox-id", is_draft=False, folder="inbox")
     draft_in_sent = MessageCopy("AAMk-d", "sent-id", is_draft=True, folder="sentitems")
     assert outbox.sent_copy_in([inbox_copy, draft_in_sent], "sentitems") is None
     assert outbox.sent_copy_in([inbox_copy, SENT_COPY], "sentitems") == SENT_COPY
     assert outbox.sent_copy_in([SENT_COPY], "sent-id") == SENT_COPY
     assert outbox.sent_copy_in([], "sentitems") is None
+    assert outbox.reconcile_step([inbox_copy, SENT_COPY, DRAFT_COPY], "sentitems") == ("present", SENT_COPY)
+    assert outbox.reconcile_step([inbox_copy, DRAFT_COPY], "sentitems") == ("wait", None)  # transport has it
+    assert outbox.reconcile_step([inbox_copy], "sentitems") == ("copy", None)
+    assert outbox.reconcile_step([], "sentitems") == ("copy", None)
 
 
 def test_due_orders_and_filters():
