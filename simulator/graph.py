@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ JSON_TYPE = (
 DEFAULT_PAGE = 10
 MAX_PAGE = 1000
 BATCH_MAX = 20
+DEFAULT_SENT_DELAY = 3.0  # seconds from sendMail's 202 to the copy in Sent Items (minutes under load)
+SENT_COPY = ("keep", "drop")
 # whether the request being answered asked for Prefer: IdType="ImmutableId" (per thread/request)
 _IMMUTABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("immutable", default=False)
 
@@ -45,6 +48,15 @@ class Response:
     @property
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class Submitted:
+    """A message handed to the transport: it sits in Drafts until `due` (the GraphApi clock)."""
+
+    item_id: str
+    due: float
+    save: bool  # saveToSentItems
 
 
 class GraphError(Exception):
@@ -142,6 +154,17 @@ class GraphApi:
         self.expired_status = 410
         self.outgoing: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        # The transport (see `run_transport`): sendMail and draft send leave the message in Drafts
+        # (isDraft true); `sent_delay` seconds later the transport delivers it and moves it to Sent Items
+        # (`sent_copy` "keep") or deletes it (`sent_copy` "drop", a delete-after-send rule).
+        self.sent_delay = DEFAULT_SENT_DELAY
+        self.sent_copy = "keep"
+        self.clock: Callable[[], float] = time.monotonic
+        self._queue: list[Submitted] = []
+        # addresses the user may send as besides their own (Send As / Send on Behalf granted by IT)
+        self.send_as: set[str] = set()
+        # folders the user may not open: their paths answer 403 ErrorAccessDenied
+        self.denied: set[str] = set()
 
     @property
     def graph_url(self) -> str:
@@ -153,6 +176,7 @@ class GraphApi:
     # --- entry point ------------------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         """`target` is the path after /v1.0 with its query string; header names are lower-case."""
+        self.run_transport()
         parts = urlsplit(target)
         query = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         prefer = _prefer(headers)
@@ -247,6 +271,7 @@ class GraphApi:
             return self._folder_delta(q, prefer)
         else:
             folder = mb.folder(segs[0])
+            self._check_access(folder.id)
             rest, rest_low = segs[1:], low[1:]
             if not rest and method == "GET":
                 return json_response(
@@ -267,6 +292,10 @@ class GraphApi:
             if rest_low[:1] == ["messages"]:
                 return self._messages(method, folder.id, rest[1:], rest_low[1:], q, headers, body, prefer)
         raise GraphError(405, "BadRequest", f"{method} is not supported on this mailFolders path.")
+
+    def _check_access(self, folder_id: str) -> None:
+        if folder_id in self.denied:  # what Exchange answers for a folder the user may not open
+            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
 
     def _create_folder(self, parent: str | None, body: bytes) -> Response:
         data = self._json_body(body)
@@ -353,6 +382,7 @@ class GraphApi:
         item = self.mb.item(segs[0])
         if folder_id is not None and item.folder_id != folder_id:
             raise NotFound(f"message {segs[0]!r} is not in folder {folder_id!r}")
+        self._check_access(item.folder_id)
         rest = low[1:]
         if not rest:
             if method == "GET":
@@ -386,9 +416,10 @@ class GraphApi:
             moved = self.mb.move(item.id, self.mb.folder(dest).id)
             return json_response(201, self._msg(moved))
         if rest == ["send"] and method == "POST":
-            if not item.is_draft:
+            if not item.is_draft or self._queued(item.id):
                 raise GraphError(400, "ErrorInvalidOperation", "Only a draft can be sent.")
-            self._deliver(item.mime, sent_copy=item)
+            self._check_submission(item.mime)  # refused before anything is queued: the draft stays
+            self._submit(item, save=True)
             return Response(202)
         if rest[:1] == ["attachments"] and method == "GET":
             return self._attachments(item, segs[2:], rest[1:])
@@ -421,7 +452,11 @@ class GraphApi:
             items = (
                 self.mb.in_folder(folder_id)
                 if folder_id
-                else [i for i in self.mb.items.values() if not self.mb.folders[i.folder_id].hidden]
+                else [
+                    i
+                    for i in self.mb.items.values()
+                    if not self.mb.folders[i.folder_id].hidden and i.folder_id not in self.denied
+                ]
             )
         flt = q.get("$filter", "").strip()
         if flt:
@@ -625,7 +660,9 @@ class GraphApi:
     def _send_mail(self, headers: dict[str, str], body: bytes) -> Response:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "text/plain":
-            self._deliver(self._b64_mime(body), save=True)
+            mime = self._b64_mime(body)
+            self._check_submission(mime)
+            self._submit(self.mb.add("drafts", mime, is_draft=True, is_read=True), save=True)
             return Response(202)
         data = self._json_body(body)
         msg = data.get("message")
@@ -639,15 +676,71 @@ class GraphApi:
                 "can't be sent because it contains no recipients.",
             )
         mime = shape.mime_from_json(msg, self.upn)
-        self._deliver(mime, save=data.get("saveToSentItems", True) is not False)
+        self._check_submission(mime)
+        save = data.get("saveToSentItems", True) is not False
+        self._submit(self.mb.add("drafts", mime, is_draft=True, is_read=True), save=save)
         return Response(202)
 
-    def _deliver(self, mime: bytes, *, save: bool = True, sent_copy: Item | None = None) -> None:
+    # --- the transport ------------------------------------------------------------------------------
+    # "Things to know about sendMail" (Microsoft Learn): step 1 creates the message in the sender's
+    # Drafts and answers 202; after the answer, transport picks it up, moves it to Sent Items (or
+    # deletes it, depending on message properties and rules), then routes and delivers it.
+    def _submit(self, item: Item, *, save: bool) -> None:
+        """Step 1 done (the draft exists and was checked): queue it for the transport."""
+        with self._lock:
+            self._queue.append(Submitted(item.id, self.clock() + self.sent_delay, save))
+        self.run_transport()
+
+    def _check_submission(self, mime: bytes) -> None:
+        """What Exchange refuses at submission (before the 202): no recipients, a From not allowed."""
+        s = shape.summarize(mime)
+        if not (s.to or s.cc or s.bcc):
+            raise GraphError(400, "ErrorInvalidRecipients", "The message has no recipients.")
+        if not s.sender:
+            return  # no From: Exchange sends as the mailbox owner
+        addr = str(s.sender[0]["emailAddress"].get("address") or "").lower()
+        if addr and addr != self.upn.lower() and addr not in self.send_as:
+            raise GraphError(
+                403,
+                "ErrorSendAsDenied",
+                "The user account which was used to submit this request does not have the right to "
+                "send mail on behalf of the specified sending account. Cannot submit message.",
+            )
+
+    def run_transport(self, *, flush: bool = False) -> int:
+        """Let the transport take every submitted message whose time has come (all of them with
+        flush); returns how many it took. Called on every request and admin call (no thread)."""
+        with self._lock:
+            now = self.clock()
+            due = [q for q in self._queue if flush or q.due <= now]
+            self._queue = [q for q in self._queue if not (flush or q.due <= now)]
+        for q in due:
+            try:
+                item = self.mb.item(q.item_id)
+            except NotFound:
+                continue  # the draft was deleted before the transport took it: nothing goes out
+            self._deliver(item, save=q.save and self.sent_copy == "keep")
+        return len(due)
+
+    def _queued(self, item_id: str) -> bool:
+        with self._lock:
+            return any(q.item_id == item_id for q in self._queue)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _deliver(self, item: Item, *, save: bool) -> None:
+        """The transport takes the draft: Sent Items (non-draft) or deleted, then delivery."""
+        mime = item.mime
         s = shape.summarize(mime)
         rcpts = [r["emailAddress"]["address"] for r in (*s.to, *s.cc, *s.bcc)]
-        if not rcpts:
-            raise GraphError(400, "ErrorInvalidRecipients", "The message has no recipients.")
         now = utcnow()
+        if save:
+            self.mb.move(item.id, "sentitems")
+            self.mb.change(item.id, is_draft=False, is_read=True, sent=now)
+        else:
+            self.mb.delete(item.id)
         with self._lock:
             self.outgoing.append(
                 {
@@ -659,11 +752,6 @@ class GraphApi:
                     "mime": base64.b64encode(mime).decode(),
                 }
             )
-        if sent_copy is not None:
-            self.mb.move(sent_copy.id, "sentitems")
-            self.mb.change(sent_copy.id, is_draft=False, is_read=True)
-        elif save:
-            self.mb.add("sentitems", mime, is_read=True, sent=now, received=now)
         if any(r.lower() == self.upn.lower() for r in rcpts):
             self.mb.add("inbox", mime, received=now)
 

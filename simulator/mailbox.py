@@ -217,7 +217,7 @@ class Mailbox:
 
     def change(self, item_id: str, **fields: Any) -> Item:
         """Change a message's properties (is_read, flag, categories, importance, mime...) in place."""
-        allowed = {"is_read", "flag", "categories", "importance", "mime", "is_draft", "received"}
+        allowed = {"is_read", "flag", "categories", "importance", "mime", "is_draft", "received", "sent"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot change {sorted(bad)}; changeable: {sorted(allowed)}")

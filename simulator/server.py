@@ -29,7 +29,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from simulator.authority import Authority, TokenInvalid, User
 from simulator.ca import LocalCA
-from simulator.graph import GraphApi, Response, error_response, json_response, throttled_response
+from simulator.graph import (
+    SENT_COPY,
+    GraphApi,
+    Response,
+    error_response,
+    json_response,
+    throttled_response,
+)
 from simulator.mailbox import Mailbox, NotFound
 
 log = logging.getLogger("lifeboat.simulator")
@@ -389,6 +396,7 @@ class Simulator:
             self._admin_srv.shutdown()
             self._admin_srv.server_close()
             self._admin_srv = None
+        self.api.run_transport(flush=True)  # the transport finishes what it took before the tenant stops
         self.snapshot()
 
     def snapshot(self) -> Path:
@@ -503,6 +511,7 @@ class Simulator:
         self.mailbox.change(provider_id, **fields)
 
     def state(self) -> dict[str, dict[str, str]]:
+        self.api.run_transport()
         return self.mailbox.state()
 
     def folder_id(self, ref: str) -> str:
@@ -512,9 +521,43 @@ class Simulator:
         return self.mailbox.folder_list()
 
     def sent_items(self) -> list[dict[str, Any]]:
-        """What the tenant sent (sendMail and draft send), oldest first, with the MIME in base64."""
+        """What the tenant's transport sent (sendMail and draft send), oldest first, MIME in base64."""
+        self.api.run_transport()
         with self.api._lock:
             return [dict(x) for x in self.api.outgoing]
+
+    # --- the transport, Send As, folder access --------------------------------------------------------
+    def set_transport(self, sent_delay: float | None = None, sent_copy: str | None = None) -> None:
+        """sendMail/draft send wait in Drafts `sent_delay` seconds (default 3) before the transport
+        delivers them and moves them to Sent Items ("keep") or deletes them ("drop": a delete-after-send
+        rule). 0 delivers at once."""
+        if sent_delay is not None:
+            if float(sent_delay) < 0:
+                raise ValueError("sent_delay must not be negative")
+            self.api.sent_delay = float(sent_delay)
+        if sent_copy is not None:
+            if sent_copy not in SENT_COPY:
+                raise ValueError(f"sent_copy must be one of {', '.join(SENT_COPY)}")
+            self.api.sent_copy = sent_copy
+        self.api.run_transport()
+
+    def run_transport(self, flush: bool = True) -> int:
+        """Let the transport take what is due now (flush: everything submitted); returns how many."""
+        return self.api.run_transport(flush=flush)
+
+    def transport(self) -> dict[str, Any]:
+        return {"sent_delay": self.api.sent_delay, "sent_copy": self.api.sent_copy,
+                "pending": self.api.pending()}
+
+    def set_send_as(self, addresses: list[str]) -> None:
+        """Addresses the user may send as besides their own; any other From gets 403 ErrorSendAsDenied."""
+        self.api.send_as = {str(a).strip().lower() for a in addresses if str(a).strip()}
+
+    def set_folder_access(self, folder: str, denied: bool) -> str:
+        """Deny (or allow again) one folder: its paths and its messages answer 403 ErrorAccessDenied."""
+        fid = self.mailbox.folder(folder).id
+        (self.api.denied.add if denied else self.api.denied.discard)(fid)
+        return fid
 
     # --- request handling (called by the handlers) -----------------------------------------------------
     def _graph(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
@@ -602,7 +645,7 @@ class Simulator:
     # The admin API (plain HTTP on admin_port; JSON in and out; errors are {"error": "..."} with 400/404):
     #   GET  /_sim/state      {"folders": [{id, displayName, parentFolderId, wellKnownName, path}],
     #                          "state": {folder_id: {provider_id: sha256}}, "epoch", "outage", "limits",
-    #                          "requests"}
+    #                          "requests", "transport"}
     #   GET  /_sim/sent       [{message_id, subject, to, sent, sha256, mime (base64)}]   what the tenant sent
     #   GET  /_sim/requests   {"count": N, "recent": [[method, path], ...]};  GET /_sim/urls
     #   POST /_sim/messages   {"folder": "inbox"|id|"Inbox/Projects", "mime_b64": ... | "mime": text,
@@ -616,11 +659,34 @@ class Simulator:
     #   POST /_sim/delta/expire {"status": 410|400}                    all delta/skip tokens so far expire
     #   GET  /_sim/devicecode -> {"pending": [user codes]};  POST /_sim/devicecode/approve {"user_code"?}
     #   POST /_sim/tokens     {"lifetime": s, "revoke": bool};  POST /_sim/snapshot -> {"path"}
+    #   GET|POST /_sim/transport {"sent_delay": s, "sent_copy": "keep"|"drop", "flush": bool}
+    #                         -> {"sent_delay", "sent_copy", "pending", "flushed"}: sendMail and draft send
+    #                          wait in Drafts (isDraft true) sent_delay seconds (default 3), then the
+    #                          transport delivers them (GET /_sim/sent) and moves them to Sent Items, or
+    #                          deletes them ("drop": a delete-after-send rule); flush takes all now
+    #   POST /_sim/send_as    {"addresses": [...]}   Froms allowed besides the user's own (else 403
+    #                          ErrorSendAsDenied on sendMail and draft send)
+    #   POST /_sim/folders/{id|name}/access {"denied": bool}   the folder's paths and messages answer
+    #                          403 ErrorAccessDenied; /me/messages leaves its messages out
     def _admin(self, method: str, url: Any, data: dict[str, Any]) -> tuple[int, Any]:
         segs = [s for s in url.path.split("/") if s]
         if segs[:1] != ["_sim"]:
             return 404, {"error": "the admin API lives under /_sim/"}
         segs = segs[1:]
+        self.api.run_transport()
+        if segs == ["transport"] and method in ("GET", "POST"):
+            flushed = 0
+            if method == "POST":
+                self.set_transport(data.get("sent_delay"), data.get("sent_copy"))
+                if data.get("flush"):
+                    flushed = self.run_transport(flush=True)
+            return 200, {**self.transport(), "flushed": flushed}
+        if method == "POST" and segs == ["send_as"]:
+            self.set_send_as(list(data.get("addresses", [])))
+            return 200, {"send_as": sorted(self.api.send_as)}
+        if method == "POST" and len(segs) == 3 and segs[0] == "folders" and segs[2] == "access":
+            fid = self.set_folder_access(segs[1], bool(data.get("denied", True)))
+            return 200, {"folder": fid, "denied": fid in self.api.denied}
         if method == "GET" and segs == ["state"]:
             return 200, {
                 "folders": self.folders(),
@@ -629,6 +695,7 @@ class Simulator:
                 "outage": self.outage,
                 "limits": self.limits.on,
                 "requests": self.requests_count,
+                "transport": self.transport(),
             }
         if method == "GET" and segs == ["sent"]:
             return 200, self.sent_items()

@@ -285,7 +285,7 @@ import random  # noqa: E402
 from sync import failover, outbox  # noqa: E402
 from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, Unreachable  # noqa: E402
 from sync.mime import Outgoing  # noqa: E402
-from sync.model import Mode, OutboxItem, OutboxState, Route  # noqa: E402
+from sync.model import MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
 
 Checkpoint = Callable[[str], None]
@@ -399,7 +399,11 @@ def send_once(
     return report
 
 
-SETTLE_GRACE = timedelta(minutes=2)  # Sent Items may show an accepted message a little later
+# A lookup right after an unanswered sendMail may run before Exchange finished creating the draft (step 1 of
+# "Things to know about sendMail"); after this grace, a draft copy means "in the transport" and no copy at
+# all goes to the user (absence is no proof: the transport may have sent it and a rule deleted the copy).
+SETTLE_GRACE = timedelta(minutes=2)
+RECHECK = timedelta(minutes=1)  # look an uncertain item up again at most this often
 
 
 def mark_uncertain(item: OutboxItem, why: str, now: datetime) -> OutboxItem:
@@ -422,38 +426,48 @@ def recover_outbox(store: Store, now: datetime) -> list[OutboxItem]:
 
 @dataclass
 class SettleReport:
-    sent: list[str] = field(default_factory=list)  # found in Sent Items
-    requeued: list[str] = field(default_factory=list)  # proven absent: safe to send
-    ask_user: list[str] = field(default_factory=list)  # cannot be proven either way
+    sent: list[str] = field(default_factory=list)  # a non-draft copy was found: it went out
+    in_transport: list[str] = field(default_factory=list)  # only in Drafts/Outbox: the transport has it
+    ask_user: list[str] = field(default_factory=list)  # cannot be proven either way: the user decides
 
 
 def settle_uncertain_once(
     store: Store, source: MailSource, now: datetime, *, checkpoint: Checkpoint = no_checkpoint,
-    sent_folder: str = SENT_FOLDER,
 ) -> SettleReport:
-    """Settle UNCERTAIN items (older than SETTLE_GRACE) by a Message-ID lookup in Sent Items. Only a
-    primary-route attempt can be settled that way (a backup-relay send leaves no cloud copy until
-    reconcile): those stay UNCERTAIN for the user (`lifeboat outbox --resend ID | --discard ID | --sent ID`).
-    If the provider cannot be asked, everything stays as it is; nothing is ever resent blindly."""
+    """Settle UNCERTAIN items (older than SETTLE_GRACE, at most once per RECHECK) by looking their
+    Message-ID up across the whole mailbox (outbox.settle_uncertain decides). Only a primary-route attempt
+    can be settled that way (a backup-relay send leaves no cloud copy until reconcile): those stay
+    UNCERTAIN for the user (`lifeboat outbox --resend ID | --discard ID | --sent ID`), as do items with no
+    copy anywhere. If the provider cannot be asked, everything stays as it is; nothing is ever resent
+    without the user's word."""
     report = SettleReport()
     for item in store.outbox_list([OutboxState.UNCERTAIN]):
         if not outbox.lookup_can_settle(item):
             report.ask_user.append(item.message_id)
             continue
-        since = item.extra.get("uncertain_since")
+        since, looked = item.extra.get("uncertain_since"), item.extra.get("looked_up_at")
         if since and now - datetime.fromisoformat(since) < SETTLE_GRACE:
-            continue  # too early to trust an absence from Sent Items
+            continue  # too early: Exchange may still be creating the draft
+        if looked and now - datetime.fromisoformat(looked) < RECHECK:
+            if item.extra.get("ask_user"):
+                report.ask_user.append(item.message_id)
+            continue
         try:
-            found: bool | None = source.find_by_message_id(sent_folder, item.message_id) is not None
+            copies: list[MessageCopy] | None = source.find_by_message_id(item.message_id)
         except (Unreachable, AuthRequired, Throttled) as exc:
             log.info("cannot settle uncertain items now: %s", exc)
-            found = None
-        new = save_item(store, outbox.settle_uncertain(item, found, now))
+            copies = None
+        new = save_item(store, outbox.settle_uncertain(item, copies, now))
         checkpoint("settled")
-        if found is None:
+        if copies is None:
             report.ask_user.append(item.message_id)
             break
-        (report.sent if new.state is OutboxState.SENT else report.requeued).append(item.message_id)
+        if new.state is OutboxState.SENT:
+            report.sent.append(item.message_id)
+        elif new.extra.get("ask_user"):
+            report.ask_user.append(item.message_id)
+        else:
+            report.in_transport.append(item.message_id)
     return report
 
 
@@ -489,12 +503,15 @@ def user_settles(store: Store, item_id: int, choice: str, now: datetime) -> Outb
 class ReconcileReport:
     copied: list[str] = field(default_factory=list)  # sent copies created in Sent Items
     present: list[str] = field(default_factory=list)  # already there (no copy made)
+    waiting: list[str] = field(default_factory=list)  # Exchange's transport holds a draft: its copy comes
     failed: dict[str, str] = field(default_factory=dict)  # Message-ID -> why (retried next time)
 
     @property
     def summary(self) -> str:
         n = len(self.copied) + len(self.present)
         text = f"{n} sent during the outage, copied to Sent Items" if n else "nothing sent during the outage"
+        if self.waiting:
+            text += f"; {len(self.waiting)} still with Microsoft 365's transport"
         return text + (f"; {len(self.failed)} could not be copied yet" if self.failed else "")
 
 
@@ -503,7 +520,10 @@ def reconcile_once(
     sent_folder: str = SENT_FOLDER,
 ) -> ReconcileReport:
     """For every message sent through the backup route and not yet reconciled: look its Message-ID up
-    in Sent Items and create the non-draft sent copy only if absent; then mark it reconciled.
+    in the whole mailbox and create the non-draft sent copy in Sent Items only if no non-draft copy is
+    there (outbox.reconcile_step: a copy elsewhere, like the Inbox copy of a message to oneself, is the
+    received one, not the sent record; a draft still in Exchange's transport will bring its own Sent
+    Items copy, so that item waits for a later run); then mark it reconciled.
     Idempotent: a second run (or a run after a crash at any step) creates nothing new.
     Unreachable/AuthRequired/Throttled end the run (what was done stays); one bad message is skipped."""
     report = ReconcileReport()
@@ -511,14 +531,21 @@ def reconcile_once(
             if i.route is Route.BACKUP and i.reconciled_at is None]
     for item in todo:
         try:
-            provider_id = source.find_by_message_id(sent_folder, item.message_id)
+            copies = source.find_by_message_id(item.message_id)
             checkpoint("looked_up")
-            if provider_id is None:
+            step, found = outbox.reconcile_step(copies, sent_folder)
+            if step == "wait":
+                report.waiting.append(item.message_id)
+                store.outbox_update(item.id, last_error="Microsoft 365 still holds an earlier attempt of "
+                                    "this message in Drafts; its Sent Items copy will count")
+                continue
+            if found is not None:
+                provider_id = found.provider_id
+                report.present.append(item.message_id)
+            else:
                 provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id)
                 report.copied.append(item.message_id)
                 checkpoint("copied")
-            else:
-                report.present.append(item.message_id)
         except (MessageBad, SendRejected, FolderBad) as exc:
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")

@@ -3,6 +3,8 @@
     LifeboatError
     ├── MessageBad        one message cannot be used (others go on)
     ├── FolderBad         one folder cannot be synced (others go on)
+    │   └── AccessDenied  403 that is not sign-in: this folder or item is not ours to open, or the app
+    │                     lacks a permission IT must grant; permanent for that request, not an outage
     ├── Unreachable       the provider or a relay did not answer (timeout, refused, 5xx, hang)
     │   └── Offline       this machine has no network at all
     ├── AuthRequired      the provider answered but rejected our sign-in
@@ -43,6 +45,11 @@ class MessageBad(LifeboatError):
 
 class FolderBad(LifeboatError):
     pass
+
+
+class AccessDenied(FolderBad):
+    fix = ("ask IT to check that Lifeboat was granted Mail.ReadWrite and Mail.Send and that you may open "
+           "this folder; signing in again does not change it")
 
 
 class Unreachable(LifeboatError):

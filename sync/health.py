@@ -22,7 +22,15 @@ import dns.resolver
 import requests
 
 from sync import failover
-from sync.errors import AuthRequired, CacheCorrupt, ConfigError, LifeboatError, Throttled, Unreachable
+from sync.errors import (
+    AccessDenied,
+    AuthRequired,
+    CacheCorrupt,
+    ConfigError,
+    LifeboatError,
+    Throttled,
+    Unreachable,
+)
 from sync.failover import Effect, Event, Notify, Policy, ProbeResult, ProviderStatus, State
 from sync.model import Mode, Route
 from sync.ports import Clock, Notifier
@@ -89,6 +97,9 @@ def provider_status(source: Probe) -> tuple[ProviderStatus, str]:
         return ProviderStatus.THROTTLED, str(exc)
     except AuthRequired as exc:
         return ProviderStatus.AUTH_FAILED, str(exc)
+    except AccessDenied as exc:  # a 403 that is not sign-in: the provider answered, so it is up
+        log.warning("the provider refuses the probe (not an outage, not sign-in): %s", exc)
+        return ProviderStatus.OK, str(exc)
     except LifeboatError as exc:  # Unreachable, Offline, and anything else the adapter raised
         return ProviderStatus.FAILED, str(exc)
     return ProviderStatus.OK, ""

@@ -50,6 +50,17 @@ class Folder:
 
 
 @dataclass(frozen=True)
+class MessageCopy:
+    """One copy of a message found anywhere in the mailbox by its Message-ID. A draft copy is one the
+    transport has not sent yet (sendMail parks it in Drafts or the Outbox); a non-draft one was sent."""
+
+    provider_id: str
+    folder_id: str
+    is_draft: bool
+    folder: str | None = None  # the folder's well-known name ("drafts", "sentitems", "inbox"...), if any
+
+
+@dataclass(frozen=True)
 class RemoteItem:
     """One message as listed by a source's change feed (summary only; MIME is fetched apart)."""
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from sync import errors
-from sync.model import OutboxItem, OutboxState, Route
+from sync.model import MessageCopy, OutboxItem, OutboxState, Route
 
 S = OutboxState
 
@@ -142,24 +142,73 @@ def on_startup(items: Iterable[OutboxItem]) -> list[OutboxItem]:
 
 
 def lookup_can_settle(item: OutboxItem) -> bool:
-    """A Sent Items lookup proves something only for the primary route (a backup-relay send leaves no cloud
+    """A mailbox lookup proves something only for the primary route (a backup-relay send leaves no cloud
     copy until reconcile). For a backup attempt, ask the user instead."""
     return item.state is S.UNCERTAIN and item.extra.get("attempt_route") != Route.BACKUP.value
 
 
-def settle_uncertain(item: OutboxItem, found_in_sent: bool | None, now: datetime) -> OutboxItem:
-    """UNCERTAIN -> SENT if its Message-ID is in Sent Items, QUEUED (safe to send) if it is not, and still
-    UNCERTAIN (for the user to decide) if the provider could not be asked (None)."""
+IN_TRANSPORT = ("Microsoft 365 holds this message in {where} and has not sent it yet; Lifeboat keeps "
+                "checking and will not send it again")
+GONE_AFTER_TRANSPORT = ("Microsoft 365 took this message for sending, and no copy of it is left in your "
+                        "mailbox (a rule may delete sent copies): ask a recipient whether it arrived, then "
+                        "mark it sent, or resend it")
+NOT_FOUND = ("Lifeboat cannot find this message anywhere in your mailbox: it may never have reached "
+             "Microsoft 365, or a rule deleted the sent copy. Ask a recipient whether it arrived, then mark "
+             "it sent, resend it, or discard it")
+NO_ANSWER = "Lifeboat could not tell whether this message went out: resend it, or discard it"
+
+
+def evidence(copies: Sequence[MessageCopy]) -> Literal["sent", "in_transport", "absent"]:
+    """What a whole-mailbox Message-ID lookup proves. Any non-draft copy, wherever it is (Sent Items,
+    a folder the user moved it to, the Inbox copy of a message to oneself), was made by the transport:
+    sent. Only draft copies (Drafts, Outbox): accepted, not sent yet. Nothing: no proof either way."""
+    if any(not c.is_draft for c in copies):
+        return "sent"
+    return "in_transport" if copies else "absent"
+
+
+def settle_uncertain(item: OutboxItem, copies: Sequence[MessageCopy] | None, now: datetime) -> OutboxItem:
+    """Settle an UNCERTAIN primary-route attempt by what the lookup of its Message-ID found:
+    sent -> SENT; in transport -> still UNCERTAIN (never resent: the transport will send it); absent ->
+    still UNCERTAIN, and the user is asked (extra["ask_user"]), because sendMail's copy can vanish after
+    sending (a delete-after-send rule) and absence is no proof that it was not sent. `copies` None (the
+    provider could not be asked), or a backup attempt, leaves the decision to the user as well."""
     _require(item, S.UNCERTAIN, action="settle")
-    if found_in_sent is None or not lookup_can_settle(item):
+    extra = {**item.extra, "looked_up_at": now.isoformat()}
+    if copies is None or not lookup_can_settle(item):
+        return dataclasses.replace(item, last_error=NO_ANSWER, extra={**extra, "ask_user": "1"})
+    found = evidence(copies)
+    extra.pop("ask_user", None)
+    if found == "sent":
         return dataclasses.replace(
-            item, last_error="Lifeboat could not tell whether this message went out: resend it, or discard it"
+            item, state=S.SENT, route=Route.PRIMARY, sent_at=now, last_error=None, next_attempt_at=None,
+            extra=extra,
         )
-    if found_in_sent:
-        return dataclasses.replace(
-            item, state=S.SENT, route=Route.PRIMARY, sent_at=now, last_error=None, next_attempt_at=None
-        )
-    return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None, last_error=None)
+    if found == "in_transport":
+        where = " and ".join(sorted({c.folder or "a folder" for c in copies}))
+        extra.setdefault("in_transport_since", now.isoformat())
+        return dataclasses.replace(item, last_error=IN_TRANSPORT.format(where=where), extra=extra)
+    gone = GONE_AFTER_TRANSPORT if "in_transport_since" in extra else NOT_FOUND
+    return dataclasses.replace(item, last_error=gone, extra={**extra, "ask_user": "1"})
+
+
+def sent_copy_in(copies: Sequence[MessageCopy], folder: str) -> MessageCopy | None:
+    """The non-draft copy in `folder` (a well-known name like "sentitems", or a folder id), if any.
+    Reconcile counts only this one: the Inbox copy of a message to oneself is the received copy, not
+    the sent record, and a draft is not a sent item."""
+    return next((c for c in copies if not c.is_draft and folder in (c.folder, c.folder_id)), None)
+
+
+def reconcile_step(copies: Sequence[MessageCopy], folder: str
+                   ) -> tuple[Literal["present", "wait", "copy"], MessageCopy | None]:
+    """What reconcile does for a backup-sent message, given every copy of its Message-ID: "present" (with
+    that copy) if a sent copy is in Sent Items; "wait" if Exchange's transport still holds a draft of it
+    (an earlier primary attempt that was accepted: its own Sent Items copy is on the way, and a second
+    one would be a duplicate); otherwise "copy"."""
+    found = sent_copy_in(copies, folder)
+    if found is not None:
+        return "present", found
+    return ("wait" if any(c.is_draft for c in copies) else "copy"), None
 
 
 def confirmed_sent(item: OutboxItem, now: datetime) -> OutboxItem:
@@ -176,7 +225,9 @@ def user_decided(item: OutboxItem, resend: bool) -> OutboxItem:
     """The user settles an UNCERTAIN (or FAILED) item: resend it (QUEUED) or leave it FAILED."""
     _require(item, S.UNCERTAIN, S.FAILED, action="apply your choice")
     if resend:
-        return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None)
+        extra = {k: v for k, v in item.extra.items()
+                 if k not in ("ask_user", "in_transport_since", "looked_up_at")}
+        return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None, extra=extra)
     return dataclasses.replace(item, state=S.FAILED, last_error=item.last_error or "not resent (your choice)")
 
 

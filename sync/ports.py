@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sync.model import Changes, Folder
+from sync.model import Changes, Folder, MessageCopy
 
 
 class MailSource(Protocol):
@@ -24,8 +24,8 @@ class MailSource(Protocol):
         """Raw MIME per id; a per-item failure is returned as an exception, not raised."""
         ...
 
-    def find_by_message_id(self, folder_id: str, message_id: str) -> str | None:
-        """The provider_id of a message with that Message-ID in the folder, or None."""
+    def find_by_message_id(self, message_id: str) -> list[MessageCopy]:
+        """Every copy of the message with that Message-ID anywhere in the mailbox (drafts included)."""
         ...
 
     def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str) -> str:

@@ -78,6 +78,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def provider(env: None, tmp_path: Path) -> Iterator[Provider]:
     sim = Simulator(tmp_path / "sim", messages=3, seed=5).start()
+    # simulator set to deliver at once: sendMail's copy reaches Sent Items in the same request (real
+    # Exchange takes seconds to minutes; the tests of that call sim.set_transport(sent_delay=...) themselves)
+    sim.set_transport(sent_delay=0)
     try:
         cfg = sim_config(sim, tmp_path / "home")
         auth = sign_in(cfg)

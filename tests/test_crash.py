@@ -104,11 +104,22 @@ class World:
                        clock=self.clock)
         c.checkpoint = c.monitor.checkpoint = self.crash
         c.start()
+        self.user_decides()
+        return c
+
+    def user_decides(self) -> None:
+        """What only the user can settle: a backup attempt, or a primary one with no copy anywhere in the
+        mailbox (absence proves nothing). They ask the recipient whether it arrived (here: the relay's or
+        the tenant's log) and mark it sent or resend it."""
+        assert self.store is not None
         for item in self.store.outbox_list([OutboxState.UNCERTAIN]):
             if item.extra.get("attempt_route") == Route.BACKUP.value:
                 got = bool(relayed(self.relay, item.message_id))
-                engine.user_settles(self.store, item.id, "sent" if got else "resend", self.clock.now())
-        return c
+            elif item.extra.get("ask_user"):
+                got = any(s["message_id"] == item.message_id for s in self.p.sim.sent_items())
+            else:
+                continue
+            engine.user_settles(self.store, item.id, "sent" if got else "resend", self.clock.now())
 
     def restart(self) -> None:
         assert self.store is not None
@@ -138,6 +149,7 @@ class World:
                 self.c.health_tick()
                 while self.c.outbox_tick() == 0.0:
                     pass
+                self.user_decides()
             except Crash:
                 self.restart()
                 continue

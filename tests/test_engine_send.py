@@ -5,14 +5,29 @@ from __future__ import annotations
 
 import email
 import email.policy
+import time
+from collections.abc import Callable
 
 import pytest
-from continuity_kit import START, FakeClock, env, provider, queue, relay, relay_route, store, store_key
+from continuity_kit import (
+    START,
+    FakeClock,
+    Provider,
+    env,
+    provider,
+    queue,
+    relay,
+    relay_route,
+    sent_copies,
+    store,
+    store_key,
+)
 from mailservers import FaultySmtp, make_tls
 
+from simulator import shape
 from sync import engine, mime
 from sync.errors import MessageBad
-from sync.model import Mode, OutboxState, Route
+from sync.model import Mode, OutboxItem, OutboxState, Route
 from sync.routes.smtp import SmtpRoute
 from sync.store import Store
 
@@ -165,9 +180,10 @@ def test_provider_outage_defers_then_backup_takes_it_without_waiting(store: Stor
 
 def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store, provider, relay) -> None:
     """Tried: three items left SENDING by a crash: one really sent through Graph, one never sent (primary
-    attempt), one tried on the backup relay. At start-up all become UNCERTAIN; the lookup in Sent Items
-    settles the first as SENT and the second as QUEUED; the backup one stays for the user, who then
-    confirms it went out (SENT via backup, so reconcile will copy it)."""
+    attempt), one tried on the backup relay. At start-up all become UNCERTAIN; the whole-mailbox lookup
+    settles the first as SENT; the second has no copy anywhere, which proves nothing (a rule may delete
+    sent copies), so it stays UNCERTAIN and the user is asked, as for the backup one. The user then
+    resends the lost one and confirms the backup one went out (SENT via backup, so reconcile copies it)."""
     clock = FakeClock()
     sent, lost, backup = queue(store, "sent"), queue(store, "lost"), queue(store, "backup")
     engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now(), limit=1)
@@ -180,8 +196,14 @@ def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store,
     assert engine.settle_uncertain_once(store, provider.source, clock.now()).sent == []  # within the grace
     clock.advance(engine.SETTLE_GRACE.total_seconds())
     report = engine.settle_uncertain_once(store, provider.source, clock.now())
-    assert report.sent == [sent.message_id] and report.requeued == [lost.message_id]
-    assert report.ask_user == [backup.message_id]
+    assert report.sent == [sent.message_id] and report.in_transport == []
+    assert report.ask_user == [lost.message_id, backup.message_id]
+    assert store.outbox_get(lost.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
+    assert "cannot find this message" in (store.outbox_get(lost.id).last_error or "")  # type: ignore[union-attr]
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == []
+    assert engine.user_settles(store, lost.id, "resend", clock.now()).state is OutboxState.QUEUED
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == [
+        lost.message_id]
     assert store.outbox_get(backup.id).state is OutboxState.UNCERTAIN  # type: ignore[union-attr]
     done = engine.user_settles(store, backup.id, "sent", clock.now())
     assert done.state is OutboxState.SENT and done.route is Route.BACKUP and done.reconciled_at is None
@@ -220,7 +242,8 @@ def test_no_answer_from_graph_after_the_request_is_looked_up_not_resent(store: S
                                                                         monkeypatch) -> None:
     """Tried: Graph holding the sendMail request without answering (the simulator's hang outage; a 2 s
     read timeout): the item becomes UNCERTAIN, not deferred (it may have been accepted). After the grace
-    period, with the provider back, the lookup finds it absent, requeues it, and it goes out once.
+    period, with the provider back, the lookup finds no copy anywhere: it stays UNCERTAIN and the user is
+    asked (never resent by itself); the user resends it and it goes out once.
     (A refused first connection is a plain deferral: see the provider-outage test above.)"""
     import sync.sources.graph as graph_mod
 
@@ -235,7 +258,101 @@ def test_no_answer_from_graph_after_the_request_is_looked_up_not_resent(store: S
     assert held is not None and held.state is OutboxState.UNCERTAIN and "may have been accepted" in (
         held.last_error or "")
     clock.advance(engine.SETTLE_GRACE.total_seconds())
-    assert engine.settle_uncertain_once(store, provider.source, clock.now()).requeued == [item.message_id]
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).ask_user == [item.message_id]
+    clock.advance(3600)
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).ask_user == [item.message_id]
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == []
+    engine.user_settles(store, item.id, "resend", clock.now())
     assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == [
         item.message_id]
     assert [s["message_id"] for s in provider.sim.sent_items()].count(item.message_id) == 1
+
+
+def wait_until(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120  # safety net for a hang only
+    while not cond():
+        assert time.monotonic() < deadline, f"waited too long for {what}"
+        time.sleep(0.05)
+
+
+def copies_in_tenant(p: Provider, message_id: str) -> list[str]:
+    """The simulator's own view: ids of the messages with this Message-ID, in any folder."""
+    with p.sim.mailbox.lock:
+        items = list(p.sim.mailbox.items.values())
+    return [i.id for i in items if shape.summarize(i.mime).message_id == message_id]
+
+
+def accepted_without_answer(store: Store, p: Provider, monkeypatch: pytest.MonkeyPatch, clock: FakeClock,
+                            subject: str) -> OutboxItem:
+    """A primary-route send that Graph accepts after the client gave up waiting (the simulator's slow
+    outage holds the request 2.5 s; the client's read timeout is 1 s): MaybeSent, so UNCERTAIN."""
+    import sync.sources.graph as graph_mod
+
+    monkeypatch.setattr(graph_mod, "SEND_TIMEOUT", (3.0, 1.0))
+    item = queue(store, subject)
+    p.sim.set_outage("slow", delay=2.5, scope="graph")
+    report = engine.send_once(store, {Route.PRIMARY: p.route}, Mode.NORMAL, clock.now())
+    assert report.uncertain == [item.message_id]
+    wait_until(lambda: bool(copies_in_tenant(p, item.message_id)) or bool(p.sim.sent_items()),
+               "Graph to process the held sendMail")
+    p.sim.set_outage("normal")
+    return item
+
+
+def test_a_copy_still_in_drafts_after_the_grace_stays_uncertain_and_is_never_resent(
+        store: Store, provider: Provider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tried: a sendMail Graph accepted without answering, with the tenant's transport holding messages in
+    Drafts for an hour. After the old 2-minute grace, and again 30 minutes later, the lookup finds only the
+    draft copy in Drafts: the item stays UNCERTAIN (the user is not asked, nothing is resent, nothing was
+    delivered). Once the transport moves it to Sent Items, the next lookup settles it as SENT: delivered
+    once, one non-draft copy in Sent Items."""
+    provider.sim.set_transport(sent_delay=3600)
+    clock = FakeClock()
+    item = accepted_without_answer(store, provider, monkeypatch, clock, "Held in Drafts")
+    for wait in (engine.SETTLE_GRACE.total_seconds(), 30 * 60):
+        clock.advance(wait)
+        report = engine.settle_uncertain_once(store, provider.source, clock.now())
+        assert report.in_transport == [item.message_id] and report.ask_user == [] and report.sent == []
+        held = store.outbox_get(item.id)
+        assert held is not None and held.state is OutboxState.UNCERTAIN
+        assert "drafts" in (held.last_error or "") and "will not send it again" in (held.last_error or "")
+        assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == []
+    assert provider.sim.sent_items() == [] and len(copies_in_tenant(provider, item.message_id)) == 1
+    assert provider.sim.run_transport() == 1  # the transport takes it at last
+    clock.advance(engine.RECHECK.total_seconds())
+    assert engine.settle_uncertain_once(store, provider.source, clock.now()).sent == [item.message_id]
+    done = store.outbox_get(item.id)
+    assert done is not None and done.state is OutboxState.SENT and done.route is Route.PRIMARY
+    assert [s["message_id"] for s in provider.sim.sent_items()] == [item.message_id]
+    [copy] = sent_copies(provider, item.message_id)
+    assert copy["isDraft"] is False
+
+
+@pytest.mark.parametrize("delay", [0, 3600])
+def test_a_delete_after_send_rule_is_never_resent_blindly(
+        store: Store, provider: Provider, monkeypatch: pytest.MonkeyPatch, delay: int) -> None:
+    """Tried: the transport rule that deletes sent copies ("drop"), fast (gone before the first lookup) and
+    slow (seen in Drafts first, then gone). Either way no copy is left to find: the item stays UNCERTAIN
+    and the user is asked, with words that say why; hours later it still has not been resent (delivered
+    once). The user, having asked a recipient, marks it sent."""
+    provider.sim.set_transport(sent_delay=delay, sent_copy="drop")
+    clock = FakeClock()
+    item = accepted_without_answer(store, provider, monkeypatch, clock, "Dropped copy")
+    clock.advance(engine.SETTLE_GRACE.total_seconds())
+    report = engine.settle_uncertain_once(store, provider.source, clock.now())
+    if delay:
+        assert report.in_transport == [item.message_id]
+        provider.sim.run_transport()
+        clock.advance(engine.RECHECK.total_seconds())
+        report = engine.settle_uncertain_once(store, provider.source, clock.now())
+    assert report.ask_user == [item.message_id] and report.sent == []
+    words = store.outbox_get(item.id).last_error or ""  # type: ignore[union-attr]
+    assert ("took this message for sending" if delay else "cannot find this message") in words
+    for _ in range(3):
+        clock.advance(3600)
+        assert engine.settle_uncertain_once(store, provider.source, clock.now()).ask_user == [item.message_id]
+        assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, clock.now()).sent == []
+    assert [s["message_id"] for s in provider.sim.sent_items()] == [item.message_id]
+    assert copies_in_tenant(provider, item.message_id) == []
+    done = engine.user_settles(store, item.id, "sent", clock.now())
+    assert done.state is OutboxState.SENT and done.route is Route.PRIMARY

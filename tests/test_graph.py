@@ -19,6 +19,7 @@ import pytest
 
 from sync.errors import AuthRequired, CursorExpired, MessageBad, Unreachable
 from sync.governor import Governor
+from sync.model import MessageCopy
 from sync.sources import graph
 from sync.sources.graph import GraphSource, changes_page
 from tests.syncsim import SimProcess, SimTokens, signed_in
@@ -216,17 +217,32 @@ def test_expired_delta_tokens(sim: SimProcess, source: GraphSource, status: int)
 
 
 def test_lookup_save_copy_and_send(sim: SimProcess, source: GraphSource) -> None:
-    """save_copy creates a non-draft item in Sent Items findable by its Message-ID; send_mime is
-    accepted and reaches the tenant's outgoing log with the same Message-ID."""
-    sent = next(iter(source.well_known_ids(["sentitems"])))
+    """Tried: save_copy, then a whole-mailbox lookup of its Message-ID (one non-draft copy in Sent Items);
+    then send_mime with the simulator's transport holding messages for an hour: the lookup finds the
+    message in Drafts as a draft and nothing was delivered yet; once the transport takes it (flush) it is
+    a non-draft copy in Sent Items and in the tenant's outgoing log."""
+    names = source.well_known_ids(["sentitems", "drafts"])
+    sent = next(fid for fid, name in names.items() if name == "sentitems")
     raw = (b"From: Adele <adele.vance@contoso.test>\r\nTo: bob@example.com\r\nSubject: outage copy\r\n"
            b"Message-ID: <copy-1@lifeboat.test>\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\n\r\nhello\r\n")
-    assert source.find_by_message_id(sent, "<copy-1@lifeboat.test>") is None
+    assert source.find_by_message_id("<copy-1@lifeboat.test>") == []
     pid = source.save_copy(sent, raw, datetime(2026, 11, 28, 10, 0, tzinfo=UTC), "<copy-1@lifeboat.test>")
-    assert source.find_by_message_id(sent, "<copy-1@lifeboat.test>") == pid
+    assert source.find_by_message_id("<copy-1@lifeboat.test>") == [
+        MessageCopy(pid, sent, is_draft=False, folder="sentitems")]
     item = source._get_json(f"/me/messages/{pid}?$select=isDraft,parentFolderId", what="t")
     assert item["isDraft"] is False and item["parentFolderId"] == sent
-    source.send_mime(raw.replace(b"copy-1", b"send-1"))
+    sim.admin("POST", "transport", {"sent_delay": 3600})
+    try:
+        source.send_mime(raw.replace(b"copy-1", b"send-1"))
+        [queued] = source.find_by_message_id("<send-1@lifeboat.test>")
+        assert queued.is_draft and queued.folder == "drafts"
+        outgoing = sim.admin("GET", "sent")
+        assert not any(b"<send-1@lifeboat.test>" in base64.b64decode(o["mime"]) for o in outgoing)
+        assert sim.admin("POST", "transport", {"flush": True})["flushed"] == 1
+    finally:
+        sim.admin("POST", "transport", {"sent_delay": 3})
+    [done] = source.find_by_message_id("<send-1@lifeboat.test>")
+    assert (done.provider_id, done.is_draft, done.folder) == (queued.provider_id, False, "sentitems")
     outgoing = sim.admin("GET", "sent")
     assert any(b"<send-1@lifeboat.test>" in base64.b64decode(o["mime"]) for o in outgoing)
 

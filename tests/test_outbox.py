@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync import errors, outbox
-from sync.model import OutboxItem, OutboxState, Route
+from sync.model import MessageCopy, OutboxItem, OutboxState, Route
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 S = OutboxState
@@ -82,7 +82,7 @@ def test_happy_path_queued_sending_sent():
     (lambda i: outbox.begin_send(i, T0), S.SENT),
     (lambda i: outbox.begin_send(i, T0), S.UNCERTAIN),
     (lambda i: outbox.begin_send(i, T0), S.FAILED),
-    (lambda i: outbox.settle_uncertain(i, True, T0), S.SENDING),
+    (lambda i: outbox.settle_uncertain(i, [SENT_COPY], T0), S.SENDING),
     (lambda i: outbox.user_decided(i, True), S.SENT),
 ])
 def test_illegal_transitions_raise(fn, state):
@@ -130,24 +130,58 @@ def test_startup_turns_sending_into_uncertain_only():
     assert outbox.due(after, T0) == [after[0]]  # only the QUEUED one: UNCERTAIN is never resent blindly
 
 
+SENT_COPY = MessageCopy("AAMk-sent", "sent-id", is_draft=False, folder="sentitems")
+DRAFT_COPY = MessageCopy("AAMk-draft", "drafts-id", is_draft=True, folder="drafts")
+
+
 def test_settle_uncertain():
-    """Found in Sent Items -> SENT; not found -> QUEUED (safe to send); unknown -> still UNCERTAIN for the
-    user; a backup-route attempt cannot be proven by a Sent Items lookup, so it also goes to the user."""
+    """Tried: each lookup outcome on an UNCERTAIN primary attempt. A non-draft copy anywhere (Sent Items, or
+    the Inbox copy of a message to oneself) -> SENT; only a draft (Drafts/Outbox) -> still UNCERTAIN, not
+    asked, never requeued; no copy -> still UNCERTAIN and the user is asked (absence proves nothing);
+    unknown -> still UNCERTAIN for the user; a backup-route attempt cannot be proven by a lookup either."""
     unc = outbox.on_startup([outbox.begin_send(queued(), T0, Route.PRIMARY)])[0]
     assert outbox.lookup_can_settle(unc)
-    assert outbox.settle_uncertain(unc, True, T0).state is S.SENT
-    assert outbox.settle_uncertain(unc, False, T0).state is S.QUEUED
+    assert outbox.settle_uncertain(unc, [SENT_COPY], T0).state is S.SENT
+    inbox_copy = MessageCopy("AAMk-in", "inbox-id", is_draft=False, folder="inbox")
+    assert outbox.settle_uncertain(unc, [DRAFT_COPY, inbox_copy], T0).state is S.SENT
+    waiting = outbox.settle_uncertain(unc, [DRAFT_COPY], T0)
+    assert waiting.state is S.UNCERTAIN and "ask_user" not in waiting.extra
+    assert "drafts" in (waiting.last_error or "") and "will not send it again" in (waiting.last_error or "")
+    absent = outbox.settle_uncertain(unc, [], T0)
+    assert absent.state is S.UNCERTAIN and absent.extra["ask_user"]
+    assert "cannot find" in (absent.last_error or "")
+    vanished = outbox.settle_uncertain(waiting, [], T0 + timedelta(minutes=5))
+    assert vanished.state is S.UNCERTAIN and vanished.extra["ask_user"]
+    assert "took this message for sending" in (vanished.last_error or "")
+    assert outbox.settle_uncertain(vanished, [SENT_COPY], T0).state is S.SENT  # a copy may still show up
     still = outbox.settle_uncertain(unc, None, T0)
     assert still.state is S.UNCERTAIN and "resend" in (still.last_error or "")
+    assert outbox.user_decided(vanished, resend=True).extra.get("ask_user") is None
     unc_backup = outbox.on_startup([outbox.begin_send(queued(), T0, Route.BACKUP)])[0]
     assert not outbox.lookup_can_settle(unc_backup)
-    assert outbox.settle_uncertain(unc_backup, False, T0).state is S.UNCERTAIN
+    assert outbox.settle_uncertain(unc_backup, [], T0).state is S.UNCERTAIN
     assert outbox.user_decided(unc_backup, resend=True).state is S.QUEUED
     assert outbox.user_decided(unc_backup, resend=False).state is S.FAILED
     confirmed = outbox.confirmed_sent(unc_backup, T0)
     assert (confirmed.state, confirmed.route, confirmed.sent_at) == (S.SENT, Route.BACKUP, T0)
     with pytest.raises(ValueError, match="cannot confirm"):
         outbox.confirmed_sent(confirmed, T0)
+
+
+def test_reconcile_counts_only_a_sent_copy_in_sent_items():
+    """Tried: the copies reconcile may find. Only a non-draft copy in Sent Items (by well-known name or
+    id) counts; the Inbox copy of a message to oneself and a draft in Sent Items do not; a draft still in
+    the transport makes reconcile wait instead of copying."""
+    inbox_copy = MessageCopy("AAMk-in", "inbox-id", is_draft=False, folder="inbox")
+    draft_in_sent = MessageCopy("AAMk-d", "sent-id", is_draft=True, folder="sentitems")
+    assert outbox.sent_copy_in([inbox_copy, draft_in_sent], "sentitems") is None
+    assert outbox.sent_copy_in([inbox_copy, SENT_COPY], "sentitems") == SENT_COPY
+    assert outbox.sent_copy_in([SENT_COPY], "sent-id") == SENT_COPY
+    assert outbox.sent_copy_in([], "sentitems") is None
+    assert outbox.reconcile_step([inbox_copy, SENT_COPY, DRAFT_COPY], "sentitems") == ("present", SENT_COPY)
+    assert outbox.reconcile_step([inbox_copy, DRAFT_COPY], "sentitems") == ("wait", None)  # transport has it
+    assert outbox.reconcile_step([inbox_copy], "sentitems") == ("copy", None)
+    assert outbox.reconcile_step([], "sentitems") == ("copy", None)
 
 
 def test_due_orders_and_filters():
@@ -187,7 +221,9 @@ def test_any_history_keeps_identity_and_never_skips_sending(history):
                 outbox.begin_send(item, now)
             break
         if item.state is S.UNCERTAIN:
-            item = outbox.settle_uncertain(item, jitter > 0.5, now)
+            item = outbox.settle_uncertain(item, [SENT_COPY] if jitter > 0.5 else [DRAFT_COPY], now)
+            if item.state is S.UNCERTAIN:
+                break  # still with the transport: never resent
             continue
         if not outbox.due([item], now):
             now = item.next_attempt_at or now

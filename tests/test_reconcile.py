@@ -72,3 +72,35 @@ def test_provider_down_during_reconcile_keeps_the_rest_for_later(store: Store, p
     provider.sim.set_outage("normal")
     assert engine.reconcile_once(store, provider.source, START).copied == mids
     assert [len(sent_copies(provider, m)) for m in mids] == [1, 1]
+
+
+def test_reconcile_with_a_slow_transport_creates_no_duplicate(store: Store, provider: Provider,
+                                                              relay: FaultySmtp) -> None:
+    """Tried: the tenant's transport holding sendMail in Drafts for an hour, and three messages sent through
+    the relay during an outage: a plain one; one to oneself, whose received copy sits in the Inbox (it is
+    not the sent record, so it does not count); and one whose earlier primary attempt Exchange still holds
+    in Drafts. Reconcile copies the first two once each, sends nothing, and waits for the third (its own
+    Sent Items copy is on the way); once the transport moves it, the next run finds it there and creates
+    nothing. Every Message-ID ends with exactly one non-draft copy in Sent Items."""
+    provider.sim.set_transport(sent_delay=3600)
+    plain = queue(store, "Plain")
+    to_me = queue(store, "To myself", to=[provider.sim.user.upn])
+    held = queue(store, "Held by the transport")
+    report = engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START)
+    assert report.sent == [plain.message_id, to_me.message_id, held.message_id]
+    provider.sim.add_message("inbox", to_me.raw)  # the relay delivered it to the user's own mailbox
+    provider.source.send_mime(held.raw)  # the earlier primary attempt, accepted and queued by Exchange
+    first = engine.reconcile_once(store, provider.source, START)
+    assert first.copied == [plain.message_id, to_me.message_id] and first.waiting == [held.message_id]
+    assert "1 still with Microsoft 365's transport" in first.summary
+    assert sent_copies(provider, held.message_id) == []
+    assert store.outbox_by_message_id(held.message_id).reconciled_at is None  # type: ignore[union-attr]
+    assert provider.sim.sent_items() == []  # creating copies sends nothing
+    assert provider.sim.run_transport() == 1
+    second = engine.reconcile_once(store, provider.source, START)
+    assert second.present == [held.message_id] and second.copied == [] and second.waiting == []
+    assert engine.reconcile_once(store, provider.source, START).copied == []
+    for item in (plain, to_me, held):
+        [copy] = sent_copies(provider, item.message_id)
+        assert copy["isDraft"] is False
+        assert store.outbox_by_message_id(item.message_id).reconciled_at is not None  # type: ignore[union-attr]

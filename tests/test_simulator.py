@@ -87,9 +87,10 @@ def run_delta(s: requests.Session, url: str) -> tuple[dict[str, dict], set[str],
         url = page["@odata.nextLink"]
 
 
-def mime(subject: str, to: str = "someone@example.test") -> bytes:
+def mime(subject: str, to: str = "someone@example.test",
+         sender: str = "Tester <tester@example.test>") -> bytes:
     m = EmailMessage()
-    m["From"] = "Tester <tester@example.test>"
+    m["From"] = sender
     m["To"] = to
     m["Subject"] = subject
     m["Message-ID"] = make_msgid(domain="test.lifeboat")
@@ -376,6 +377,7 @@ def test_value_is_the_stored_mime_and_attachments_match_it(sim: Simulator) -> No
 def test_send_mail_json_and_mime(sim: Simulator) -> None:
     """sendMail with JSON and with base64 MIME: 202, recorded as sent, copy in Sent Items;
     bad input is a 400."""
+    sim.set_transport(sent_delay=0)  # simulator set to deliver at once (the delay has its own tests)
     s = graph(sim)
     sent_folder = sim.folder_id("sentitems")
     before = set(sim.state()[sent_folder])
@@ -385,7 +387,7 @@ def test_send_mail_json_and_mime(sim: Simulator) -> None:
         "toRecipients": [{"emailAddress": {"address": "bob@example.test"}}],
     }
     assert s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg}).status_code == 202
-    raw = mime("Via MIME")
+    raw = mime("Via MIME", sender=f"Adele <{sim.user.upn}>")
     r = s.post(
         f"{sim.graph_url}/me/sendMail", data=base64.b64encode(raw), headers={"Content-Type": "text/plain"}
     )
@@ -484,6 +486,7 @@ def test_batch_answers_each_request_and_caps_at_20(sim: Simulator) -> None:
 def test_patch_move_and_draft_send(sim: Simulator) -> None:
     """PATCH isRead, POST move, DELETE (to Deleted Items), permanentDelete, and sending a draft (it lands
     in Sent Items and is recorded)."""
+    sim.set_transport(sent_delay=0)  # simulator set to deliver at once (the delay has its own tests)
     s = graph(sim)
     pid = next(iter(sim.state()[sim.folder_id("inbox")]))
     assert s.patch(f"{sim.graph_url}/me/messages/{pid}", json={"isRead": True}).json()["isRead"] is True
@@ -502,6 +505,139 @@ def test_patch_move_and_draft_send(sim: Simulator) -> None:
     assert s.post(f"{sim.graph_url}/me/messages/{draft['id']}/send").status_code == 202
     assert draft["id"] in sim.state()[sim.folder_id("sentitems")]
     assert [x["subject"] for x in sim.sent_items()] == ["draft"]
+
+
+def lookup(s: requests.Session, sim: Simulator, message_id: str) -> list[dict]:
+    """Every copy of a Message-ID in the whole mailbox, as the client looks it up."""
+    r = s.get(f"{sim.graph_url}/me/messages", params={
+        "$filter": f"internetMessageId eq '{message_id}'", "$select": "id,parentFolderId,isDraft"})
+    assert r.status_code == 200, r.text
+    return list(r.json()["value"])
+
+
+class SimClock:
+    """The simulator's transport clock, driven by the test (seconds pass without waiting)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("how", ["mime", "json", "draft"])
+def test_send_waits_in_drafts_then_reaches_sent_items(sim: Simulator, how: str) -> None:
+    """Tried: sendMail with MIME, with JSON, and POST /messages/{id}/send of a draft, with the default
+    transport delay on a test-driven clock. Right after the 202 the message is in Drafts with isDraft true
+    and nothing was delivered; 1 s later still; once the delay (3 s) has passed, the next request finds it
+    in Sent Items with isDraft false (same immutable id) and delivered once."""
+    clock = SimClock()
+    sim.api.clock = clock
+    s = graph(sim)
+    mid = make_msgid(domain="transport.lifeboat")
+    if how == "mime":
+        raw = mime("queued", sender=f"Adele <{sim.user.upn}>").replace(
+            b"Message-ID: <", b"X-Old: <", 1).replace(b"Subject:", f"Message-ID: {mid}\nSubject:".encode(), 1)
+        r = s.post(f"{sim.graph_url}/me/sendMail", data=base64.b64encode(raw),
+                   headers={"Content-Type": "text/plain"})
+    else:
+        msg = {"subject": "queued", "internetMessageId": mid,
+               "toRecipients": [{"emailAddress": {"address": "bob@example.test"}}]}
+        if how == "json":
+            r = s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg})
+        else:
+            draft = s.post(f"{sim.graph_url}/me/messages", json=msg).json()
+            r = s.post(f"{sim.graph_url}/me/messages/{draft['id']}/send")
+    assert r.status_code == 202, r.text
+    [queued] = lookup(s, sim, mid)
+    assert queued["isDraft"] is True and queued["parentFolderId"] == sim.folder_id("drafts")
+    assert sim.sent_items() == [] and sim.transport()["pending"] == 1
+    clock.t += 1
+    assert lookup(s, sim, mid) == [queued]
+    clock.t += 2.5
+    [sent] = lookup(s, sim, mid)
+    assert sent["id"] == queued["id"] and sent["isDraft"] is False
+    assert sent["parentFolderId"] == sim.folder_id("sentitems")
+    assert [x["message_id"] for x in sim.sent_items()] == [mid] and sim.transport()["pending"] == 0
+
+
+def test_drop_rule_and_minutes_of_delay_through_the_admin_api(sim: Simulator) -> None:
+    """Tried: the admin API set to a 10-minute delay with the "drop" rule (delete after send). The message
+    waits in Drafts for 9 minutes; at 10 it is delivered and no copy is left anywhere in the mailbox.
+    A message to oneself leaves its received copy in the Inbox (non-draft). Bad settings are 400s; flush
+    takes what is queued at once."""
+    clock = SimClock()
+    sim.api.clock = clock
+    a, s = sim.admin_url, graph(sim)
+    r = requests.post(f"{a}/transport", json={"sent_delay": 600, "sent_copy": "drop"})
+    assert r.json() == {"sent_delay": 600.0, "sent_copy": "drop", "pending": 0, "flushed": 0}
+    mid_s = make_msgid(domain="transport.lifeboat")
+    msg = {"subject": "to me", "internetMessageId": mid_s,
+           "toRecipients": [{"emailAddress": {"address": sim.user.upn}}]}
+    assert s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg}).status_code == 202
+    clock.t += 540
+    assert [c["isDraft"] for c in lookup(s, sim, mid_s)] == [True]
+    clock.t += 60
+    [received] = lookup(s, sim, mid_s)
+    assert received["isDraft"] is False and received["parentFolderId"] == sim.folder_id("inbox")
+    assert [x["subject"] for x in sim.sent_items()] == ["to me"]
+    assert requests.get(f"{a}/transport").json()["pending"] == 0
+    assert requests.post(f"{a}/transport", json={"sent_copy": "lose"}).status_code == 400
+    assert requests.post(f"{a}/transport", json={"sent_delay": -1}).status_code == 400
+    requests.post(f"{a}/transport", json={"sent_delay": 3600, "sent_copy": "keep"})
+    msg = {"subject": "flushed", "toRecipients": [{"emailAddress": {"address": "bob@example.test"}}]}
+    assert s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg}).status_code == 202
+    assert requests.post(f"{a}/transport", json={"flush": True}).json()["flushed"] == 1
+    assert [x["subject"] for x in sim.sent_items()] == ["to me", "flushed"]
+
+
+def test_a_from_that_is_not_the_user_is_send_as_denied(sim: Simulator) -> None:
+    """Tried: sendMail (JSON and MIME) and a draft send with a From that is not the user's address: 403
+    ErrorSendAsDenied at submission, nothing delivered, nothing left in Drafts by sendMail (the draft of a
+    draft send stays). Once the admin API grants that address (Send As), the same send is accepted."""
+    sim.set_transport(sent_delay=0)  # simulator set to deliver at once: only the refusal matters here
+    s = graph(sim)
+    drafts = sim.folder_id("drafts")
+    before = dict(sim.state()[drafts])
+    msg = {"subject": "as the boss", "from": {"emailAddress": {"address": "ceo@contoso.test"}},
+           "toRecipients": [{"emailAddress": {"address": "bob@example.test"}}]}
+    r = s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "ErrorSendAsDenied"
+    assert "Cannot submit message" in r.json()["error"]["message"]
+    raw = mime("as someone", sender="Someone <someone@example.test>")
+    r = s.post(f"{sim.graph_url}/me/sendMail", data=base64.b64encode(raw),
+               headers={"Content-Type": "text/plain"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "ErrorSendAsDenied"
+    assert sim.state()[drafts] == before and sim.sent_items() == []
+    draft = s.post(f"{sim.graph_url}/me/messages", json=msg).json()
+    r = s.post(f"{sim.graph_url}/me/messages/{draft['id']}/send")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "ErrorSendAsDenied"
+    assert draft["id"] in sim.state()[drafts] and sim.sent_items() == []
+    granted = requests.post(f"{sim.admin_url}/send_as", json={"addresses": ["CEO@contoso.test"]})
+    assert granted.json() == {"send_as": ["ceo@contoso.test"]}
+    assert s.post(f"{sim.graph_url}/me/sendMail", json={"message": msg}).status_code == 202
+    assert [x["subject"] for x in sim.sent_items()] == ["as the boss"]
+
+
+def test_a_denied_folder_answers_403_access_denied(sim: Simulator) -> None:
+    """Tried: the Archive marked inaccessible through the admin API: its folder GET, delta, message list, a
+    message in it (GET and $value) answer 403 ErrorAccessDenied; /me/messages leaves its messages out;
+    other folders answer; allowed again, it answers 200."""
+    s = graph(sim)
+    pid = sim.add_message("archive", mime("archived"))
+    r = requests.post(f"{sim.admin_url}/folders/archive/access", json={"denied": True})
+    assert r.json() == {"folder": sim.folder_id("archive"), "denied": True}
+    g = sim.graph_url
+    for url in (f"{g}/me/mailFolders/archive", f"{g}/me/mailFolders/archive/messages/delta",
+                f"{g}/me/mailFolders/archive/messages", f"{g}/me/messages/{pid}",
+                f"{g}/me/messages/{pid}/$value"):
+        r = s.get(url)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "ErrorAccessDenied", url
+    listed = s.get(f"{g}/me/messages", params={"$top": 1000, "$select": "id"}).json()["value"]
+    assert pid not in {m["id"] for m in listed} and listed
+    assert s.get(f"{g}/me/mailFolders/inbox/messages/delta").status_code == 200
+    requests.post(f"{sim.admin_url}/folders/archive/access", json={"denied": False})
+    assert s.get(f"{g}/me/messages/{pid}").status_code == 200
 
 
 # --- limits --------------------------------------------------------------------------------------------

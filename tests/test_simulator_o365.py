@@ -33,6 +33,7 @@ def test_o365_signs_in_lists_reads_mime_and_sends(
     """o365's own authenticate() (console consent) gets its redirect from the simulator's /authorize;
     then folders, Inbox messages, $value and sendMail go through o365 and match the simulator's state."""
     with Simulator(tmp_path, messages=40, seed=11) as sim:
+        sim.set_transport(sent_delay=0)  # simulator set to deliver at once: the send is checked right after
         ca = str(sim.ca_path)
 
         class SimGraph(MSGraphProtocol):

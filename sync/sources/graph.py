@@ -28,18 +28,20 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from sync.errors import (
+    AccessDenied,
     AuthRequired,
     ConfigError,
     CursorExpired,
     FolderBad,
     LifeboatError,
     MessageBad,
+    SendDeferred,
     SendRejected,
     Throttled,
     Unreachable,
 )
 from sync.governor import Governor
-from sync.model import Changes, Folder, RemoteItem
+from sync.model import Changes, Folder, MessageCopy, RemoteItem
 from sync.plan import SYSTEM_FOLDERS
 from sync.ports import TokenProvider
 
@@ -67,6 +69,28 @@ def _error_code(resp: requests.Response) -> tuple[str, str]:
         return str(err.get("code", "")), str(err.get("message", ""))[:300]
     except (ValueError, AttributeError):
         return "", ""
+
+
+def forbidden(detail: str, code: str, message: str, challenge: str,
+              bad: type[LifeboatError]) -> LifeboatError:
+    """What a 403 means, decided by Graph's error code (pure). Only a Conditional Access claims
+    challenge asks for a new sign-in; ErrorSendAsDenied is permanent for the message; anything else
+    (ErrorAccessDenied on a folder or item, or a permission the app was never granted:
+    ErrorAccessDenied, Authorization_RequestDenied...) is permanent for that folder or item and says
+    what IT can do. 401 (handled by the caller) and msal's invalid_grant are the sign-in cases."""
+    text = f"{detail}: {message}" if message else detail
+    if "insufficient_claims" in challenge.lower():
+        return AuthRequired(text, fix="sign in again with `lifeboat login` (your organisation's "
+                                      "Conditional Access asks for it)")
+    if code.lower() == "errorsendasdenied":
+        return SendRejected(text, fix="send from your own address, or ask IT to give you Send As or "
+                                      "Send on Behalf rights on the address you used")
+    if issubclass(bad, SendRejected | SendDeferred):
+        # the message is fine; the app may not send (Mail.Send not granted): retried, not failed
+        return SendDeferred(text, fix=AccessDenied.fix)
+    if issubclass(bad, MessageBad):
+        return MessageBad(text, fix=AccessDenied.fix)
+    return AccessDenied(text)
 
 
 def _retry_after(headers: Mapping[str, str] | None, default: float = 1.0) -> float:
@@ -158,6 +182,7 @@ class GraphSource:
         self.requests_sent = 0  # HTTP requests sent (counting each $batch once)
         self.requests_ok = 0  # of those, answered 2xx
         self.inner_ok = 0  # requests inside $batch answered 2xx (Graph counts each against its limits)
+        self._well_known: dict[str, str] | None = None
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2, max_retries=0)
         self._session.mount("https://", adapter)
@@ -247,8 +272,7 @@ class GraphSource:
         if status == 410 or code.lower() in CURSOR_GONE:
             raise CursorExpired(detail)
         if status == 403:
-            raise AuthRequired(detail, fix="ask IT to grant Lifeboat the Mail.ReadWrite and Mail.Send "
-                                           "permissions, then sign in again with `lifeboat login`")
+            raise forbidden(detail, code, message, resp.headers.get("WWW-Authenticate", ""), bad)
         if status >= 500:
             raise Retryable(detail)
         raise bad(f"{detail}: {message}" if message else detail)
@@ -432,17 +456,32 @@ class GraphSource:
             path = page.get("@odata.nextLink")
         return out
 
-    def find_by_message_id(self, folder_id: str, message_id: str) -> str | None:
+    def find_by_message_id(self, message_id: str) -> list[MessageCopy]:
+        """Every copy of the Message-ID in the whole mailbox (`/me/messages` covers every folder,
+        Deleted Items included), with its folder and whether it is still a draft: sendMail parks a
+        message in Drafts until the transport sends it and moves it to Sent Items (or elsewhere)."""
         literal = message_id.replace("'", "''")
-        path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
-        params = {"$filter": f"internetMessageId eq '{literal}'", "$select": "id,internetMessageId"}
+        params = {"$filter": f"internetMessageId eq '{literal}'", "$select": "id,parentFolderId,isDraft"}
 
         def attempt(n: int) -> Any:
-            return self._json(self._send("GET", path, what="look a message up", params=params,
+            return self._json(self._send("GET", "/me/messages", what="look a message up", params=params,
                                          fresh=n > 1), "look a message up")
 
-        hits = self.governor.run(attempt).get("value", [])
-        return str(hits[0]["id"]) if hits else None
+        hits = [h for h in self.governor.run(attempt).get("value", []) if isinstance(h, Mapping)]
+        names = self._folder_names() if hits else {}
+        return [
+            MessageCopy(str(h["id"]), str(h.get("parentFolderId") or ""),
+                        # unknown counts as a draft: never claim "sent" without Graph saying so
+                        is_draft=h.get("isDraft") not in (False, "false", "False"),
+                        folder=names.get(str(h.get("parentFolderId") or "")))
+            for h in hits if h.get("id")
+        ]
+
+    def _folder_names(self) -> dict[str, str]:
+        """{folder id: well-known name}, resolved once per source (folder ids do not change)."""
+        if self._well_known is None:
+            self._well_known = self.well_known_ids()
+        return self._well_known
 
     def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str) -> str:
         """Create a NON-draft sent item from raw MIME (JSON + extended properties; see FACTS.md).
