@@ -283,7 +283,7 @@ import dataclasses  # noqa: E402
 import random  # noqa: E402
 
 from sync import failover, outbox  # noqa: E402
-from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, Unreachable  # noqa: E402
+from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, TooLarge, Unreachable  # noqa: E402
 from sync.mime import Outgoing  # noqa: E402
 from sync.model import Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
@@ -490,12 +490,15 @@ class ReconcileReport:
     copied: list[str] = field(default_factory=list)  # sent copies created in Sent Items
     present: list[str] = field(default_factory=list)  # already there (no copy made)
     failed: dict[str, str] = field(default_factory=dict)  # Message-ID -> why (retried next time)
+    given_up: dict[str, str] = field(default_factory=dict)  # Message-ID -> why it can never be copied
 
     @property
     def summary(self) -> str:
         n = len(self.copied) + len(self.present)
         text = f"{n} sent during the outage, copied to Sent Items" if n else "nothing sent during the outage"
-        return text + (f"; {len(self.failed)} could not be copied yet" if self.failed else "")
+        text += f"; {len(self.failed)} could not be copied yet" if self.failed else ""
+        never = f"; {len(self.given_up)} can never be copied (see the timeline)" if self.given_up else ""
+        return text + never
 
 
 def reconcile_once(
@@ -504,8 +507,11 @@ def reconcile_once(
 ) -> ReconcileReport:
     """For every message sent through the backup route and not yet reconciled: look its Message-ID up
     in Sent Items and create the non-draft sent copy only if absent; then mark it reconciled.
-    Idempotent: a second run (or a run after a crash at any step) creates nothing new.
-    Unreachable/AuthRequired/Throttled end the run (what was done stays); one bad message is skipped."""
+    Idempotent: a second run (or a run after a crash at any step) creates nothing new: a copy whose
+    large files follow its creation is noted (`sent_copy_partial`) first, and one found half-made is
+    deleted and made again. A copy that can never fit (TooLarge) is given up: marked reconciled, with a
+    timeline event and last_error saying why. Unreachable/AuthRequired/Throttled end the run (what
+    was done stays); one bad message is skipped."""
     report = ReconcileReport()
     todo = [i for i in store.outbox_list([OutboxState.SENT])
             if i.route is Route.BACKUP and i.reconciled_at is None]
@@ -513,17 +519,36 @@ def reconcile_once(
         try:
             provider_id = source.find_by_message_id(sent_folder, item.message_id)
             checkpoint("looked_up")
+            partial = item.extra.get("sent_copy_partial")
+            if provider_id is not None and provider_id == partial:  # ours, interrupted mid-way
+                source.discard_copy(provider_id)
+                provider_id = None
             if provider_id is None:
-                provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id)
+                def noted(pid: str, item: OutboxItem = item) -> None:
+                    store.outbox_update(item.id, extra={**item.extra, "sent_copy_partial": pid})
+                    checkpoint("copy_started")
+
+                provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id,
+                                               item.recipients, on_created=noted)
                 report.copied.append(item.message_id)
                 checkpoint("copied")
             else:
                 report.present.append(item.message_id)
+        except TooLarge as exc:
+            why = f"its copy can never be stored in Sent Items: {exc}"
+            with store.transaction():
+                store.outbox_update(item.id, reconciled_at=now, last_error=f"gave up: {why}",
+                                    extra={**item.extra, "sent_copy": "given up"})
+                store.log_event("reconcile", f"item {item.id} ({item.message_id}): gave up, {why}", now)
+            report.given_up[item.message_id] = str(exc)
+            log.warning("outbox item %d: %s", item.id, why)
+            continue
         except (MessageBad, SendRejected, FolderBad) as exc:
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
             continue
+        extra = {k: v for k, v in item.extra.items() if k != "sent_copy_partial"}
         store.outbox_update(item.id, reconciled_at=now, last_error=None,
-                            extra={**item.extra, "sent_copy_id": provider_id})
+                            extra={**extra, "sent_copy_id": provider_id})
         checkpoint("reconciled")
     return report

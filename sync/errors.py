@@ -2,6 +2,7 @@
 
     LifeboatError
     ├── MessageBad        one message cannot be used (others go on)
+    │   └── TooLarge      over a size limit the provider never lifts (e.g. a 150 MB attachment)
     ├── FolderBad         one folder cannot be synced (others go on)
     ├── Unreachable       the provider or a relay did not answer (timeout, refused, 5xx, hang)
     │   └── Offline       this machine has no network at all
@@ -39,6 +40,10 @@ class LifeboatError(Exception):
 
 class MessageBad(LifeboatError):
     pass
+
+
+class TooLarge(MessageBad):
+    """The provider can never take this message as it is (a documented size limit): give up, say why."""
 
 
 class FolderBad(LifeboatError):
