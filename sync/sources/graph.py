@@ -633,9 +633,21 @@ class GraphSource:
                 self.discard_copy(str(hit["id"]))
 
 
+def _header_values(msg: EmailMessage, header: str) -> list[str]:
+    """The header's values unparsed (a header the email package cannot parse must not stop a copy)."""
+    return [str(v) for k, v in msg.raw_items() if k.lower() == header.lower()]
+
+
 def _recipients(msg: EmailMessage, header: str) -> list[dict[str, Any]]:
     return [{"emailAddress": {"name": name, "address": addr}}
-            for name, addr in email.utils.getaddresses(msg.get_all(header, [])) if addr]
+            for name, addr in email.utils.getaddresses(_header_values(msg, header)) if addr]
+
+
+def _subject(msg: EmailMessage) -> str:
+    try:
+        return str(msg.get("Subject", ""))
+    except (AttributeError, ValueError, TypeError, LookupError):
+        return " ".join(_header_values(msg, "Subject"))
 
 
 def sent_item_json(raw: bytes, sent_at: datetime, message_id: str, recipients: Sequence[str] = ()
@@ -668,9 +680,9 @@ def sent_item_parts(raw: bytes, sent_at: datetime, message_id: str, recipients: 
     shown = {r["emailAddress"]["address"].lower() for r in (*to, *cc)}
     bcc = [{"emailAddress": {"name": "", "address": a}} for a in dict.fromkeys(recipients)
            if a.lower() not in shown]
-    sender = email.utils.getaddresses(msg.get_all("From", []))
+    sender = email.utils.getaddresses(_header_values(msg, "From"))
     out: dict[str, Any] = {
-        "subject": str(msg.get("Subject", "")),
+        "subject": _subject(msg),
         "body": {"contentType": ctype, "content": content},
         "toRecipients": to,
         "ccRecipients": cc,

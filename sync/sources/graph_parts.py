@@ -80,9 +80,9 @@ def _is_file(part: Message, body: Message | None) -> bool:
                 and part.get_content_disposition() != "attachment" and not part.get_filename())
 
 
-def _files(msg: EmailMessage) -> Iterator[tuple[Message, Message]]:
+def _files(msg: Message) -> Iterator[tuple[Message, Message]]:
     """(parent, part) for every file part, in MIME order."""
-    body = body_part(msg)
+    body = body_part(msg) if isinstance(msg, EmailMessage) else None
     stack: list[Message] = [msg]
     while stack:
         parent = stack.pop(0)
@@ -121,7 +121,8 @@ def split_mime(raw: bytes, budget: int = REQUEST_BUDGET) -> tuple[bytes, list[Fi
     raw itself (and no parts) when it already fits. Headers (Message-ID, Bcc, threading) are kept."""
     if b64_size(len(raw)) <= budget:
         return raw, []
-    msg = parse(raw)
+    # compat32 regenerates headers as they came (policy.default re-parses, and fails on some)
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     files = sorted(_files(msg), key=lambda pp: -len(pp[1].get_payload(decode=True) or b""))
     removed: list[FilePart] = []
     out = raw
@@ -131,7 +132,7 @@ def split_mime(raw: bytes, budget: int = REQUEST_BUDGET) -> tuple[bytes, list[Fi
         if parent is part or not isinstance(payload, list):
             break  # the whole message is one file: nothing is left to cut
         payload.remove(part)
-        out = msg.as_bytes(policy=email.policy.SMTP)
+        out = msg.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
         if b64_size(len(out)) <= budget:
             break
     return out, removed
