@@ -255,3 +255,34 @@ def test_mime_create_only_on_me_messages_and_upload_url_rules(provider: Provider
     later = uploads.clock() + 901  # the session's clock moved past its 900 s (no waiting)
     uploads.clock = lambda: later
     assert put(1000, 1000).status_code == 404
+
+
+def test_a_413_from_sendmail_falls_back_to_the_draft_route(store: Store, provider: Provider) -> None:
+    """Tried: a tenant whose request limit (3,000,000 bytes here) is below the client's own budget, and a
+    2.4 MB message that the client thought would fit sendMail: Graph answers 413 (refused unread), and
+    the client sends it through a draft with its files attached separately, once, files intact."""
+    provider.sim.set_sizes(max_request=3_000_000)
+    one, two = bytes(range(256)) * 3500, bytes(range(255, -1, -1)) * 3500
+    item = queue(store, "Just over", attachments=[("one.bin", "application/octet-stream", one),
+                                                  ("two.bin", "application/octet-stream", two)])
+    report = engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, START)
+    assert report.sent == [item.message_id], report
+    [out] = provider.sim.sent_items()
+    sent = base64.b64decode(out["mime"])
+    assert attachment_of(sent, "one.bin") == one and attachment_of(sent, "two.bin") == two
+    log = [p for _m, p in provider.sim.request_log]
+    assert any(p.endswith("/sendMail") for p in log) and any(p.endswith("/send") for p in log)
+
+
+def test_the_upload_volume_limit_is_waited_out(store: Store, provider: Provider) -> None:
+    """Tried: the upload volume limit of a mailbox (Graph: 150 MB per 5 minutes) set to 6 MB per 3 s, and two
+    large messages in a row: the second upload's ranged PUT gets 429 with Retry-After, the client waits and
+    goes on, and both go out whole."""
+    provider.sim.set_sizes(upload_bytes=6_000_000, upload_window=3.0)
+    first = queue(store, "First", attachments=[("big.bin", "application/octet-stream", BIG)])
+    second = queue(store, "Second", attachments=[("big.bin", "application/octet-stream", BIG)])
+    report = engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, START)
+    assert report.sent == [first.message_id, second.message_id], report
+    assert provider.source.governor.throttled >= 1
+    for out in provider.sim.sent_items():
+        assert attachment_of(base64.b64decode(out["mime"]), "big.bin") == BIG

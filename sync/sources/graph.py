@@ -56,6 +56,7 @@ SYSTEM = tuple(sorted(SYSTEM_FOLDERS - {"msgfolderroot"}))
 SUMMARY_FIELDS = "id,receivedDateTime,internetMessageId,subject,from,isRead,parentFolderId,changeKey"
 CURSOR_GONE = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 BATCH_MAX = 20
+MIN_BUDGET = 256 * 1024  # after a 413, requests are made smaller down to this, then given up
 SEND_TIMEOUT = (5.0, 120.0)
 
 
@@ -463,17 +464,22 @@ class GraphSource:
         Files that do not fit the create request (4 MB) follow on the created item: under 3 MB by
         `POST .../attachments`, larger through upload sessions; on_created(id) is called before them.
         TooLarge (give up) when a file is over 150 MB or Graph refuses one for good (the half-made copy
-        is deleted). Not retried on 5xx or a drop (the copy may exist): the caller looks it up first.
+        is deleted). A create answered 413 (Graph's limit lower than ours) is tried again with fewer
+        files inside. Not retried on 5xx or a drop (the copy may exist): the caller looks it up first.
         """
-        body, files = sent_item_parts(raw, sent_at, message_id, recipients, self.request_budget)
-        self._check_fits(body, files, TooLarge, "a copy of it can never be stored in Sent Items")
+        outcome = "a copy of it can never be stored in Sent Items"
         path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
-        resp = self.governor.run(
-            lambda n: self._send("POST", path, what="save a sent copy", bad=MessageBad, json=body,
-                                 timeout=SEND_TIMEOUT),
-            retry=False,
-        )
-        created = self._json(resp, "save a sent copy")
+        budget = self.request_budget
+        while True:
+            body, files = sent_item_parts(raw, sent_at, message_id, recipients, budget)
+            self._check_fits(body, files, TooLarge, outcome)
+            try:
+                created = self._post(path, what="save a sent copy", bad=MessageBad, json=body)
+                break
+            except RequestTooLarge as exc:  # refused unread: nothing was created
+                if budget < MIN_BUDGET:
+                    raise TooLarge(f"Graph refuses even a small create request ({exc}): {outcome}") from exc
+                budget //= 2
         if not isinstance(created, Mapping) or not created.get("id"):
             raise Unreachable("save a sent copy: Graph's answer lacks the new item's id")
         pid = str(created["id"])
@@ -574,7 +580,8 @@ class GraphSource:
         (sending is not idempotent). 4xx other than 401/403/429 raise SendRejected with Graph's words.
         """
         data = base64.b64encode(raw)
-        if len(data) <= self.request_budget:
+        budget = self.request_budget
+        if len(data) <= budget:
             def attempt(n: int) -> None:
                 try:
                     self._send("POST", "/me/sendMail", what="send", bad=SendRejected, data=data,
@@ -587,13 +594,14 @@ class GraphSource:
                 return
             except RequestTooLarge:  # refused unread: nothing was sent; take the large-message route
                 log.info("sendMail found the message too large: sending it through a draft")
-        self._send_through_draft(raw)
+                budget = max(MIN_BUDGET, len(data) // 2)  # Graph's limit is below ours: aim lower
+        self._send_through_draft(raw, budget)
 
-    def _send_through_draft(self, raw: bytes) -> None:
+    def _send_through_draft(self, raw: bytes, budget: int) -> None:
         """Draft (MIME without its large files) + attachments + send. A failure before the send deletes
         the draft and is marked `not_sent` (nothing went out); the send itself is the only step whose
         lost answer may mean "sent"."""
-        small, files = graph_parts.split_mime(raw, self.request_budget)
+        small, files = graph_parts.split_mime(raw, budget)
         outcome = "it can never be sent through Microsoft 365 (the backup route may take it)"
         self._check_fits(base64.b64encode(small), files, SendRejected, outcome)
         message_id = str(graph_parts.parse(small).get("Message-ID", "")).strip()
@@ -617,9 +625,15 @@ class GraphSource:
         except LifeboatError as exc:
             if draft_id is not None:
                 self.discard_copy(draft_id, quiet=True)
-            exc.not_sent = True  # type: ignore[attr-defined]  # nothing went out: never "maybe sent"
+            setattr(exc, "not_sent", True)  # noqa: B010  # nothing went out: never "maybe sent"
             raise
-        self._post(f"/me/messages/{quote(draft_id, safe='=')}/send", what="send a draft", bad=SendRejected)
+        send = f"/me/messages/{quote(draft_id, safe='=')}/send"
+        try:
+            self._post(send, what="send a draft", bad=SendRejected)
+        except (SendRejected, Throttled) as exc:  # answered, and not sent: the draft must not linger
+            self.discard_copy(draft_id, quiet=True)
+            setattr(exc, "not_sent", True)  # noqa: B010
+            raise
 
     def _drop_drafts(self, message_id: str) -> None:
         """Delete drafts of this Message-ID left by an earlier attempt that failed before its send."""
