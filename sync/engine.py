@@ -507,10 +507,11 @@ def reconcile_once(
 ) -> ReconcileReport:
     """For every message sent through the backup route and not yet reconciled: look its Message-ID up
     in Sent Items and create the non-draft sent copy only if absent; then mark it reconciled.
-    Idempotent: a second run (or a run after a crash at any step) creates nothing new: a copy whose
-    large files follow its creation is noted (`sent_copy_partial`) first, and one found half-made is
-    deleted and made again. A copy that can never fit (TooLarge) is given up: marked reconciled, with a
-    timeline event and last_error saying why. Unreachable/AuthRequired/Throttled end the run (what
+    Idempotent: a second run (or a run after a crash at any step) creates nothing new. Making a copy is
+    noted first (`sent_copy_started`; `sent_copy_partial` = its id once created, before large files
+    follow): a copy found after an interrupted attempt may lack files, so it is deleted and made again.
+    A copy that can never fit (TooLarge) is given up: marked reconciled, with a timeline event and
+    last_error saying why. Unreachable/AuthRequired/Throttled end the run (what
     was done stays); one bad message is skipped."""
     report = ReconcileReport()
     todo = [i for i in store.outbox_list([OutboxState.SENT])
@@ -519,13 +520,16 @@ def reconcile_once(
         try:
             provider_id = source.find_by_message_id(sent_folder, item.message_id)
             checkpoint("looked_up")
-            partial = item.extra.get("sent_copy_partial")
-            if provider_id is not None and provider_id == partial:  # ours, interrupted mid-way
+            started = item.extra.get("sent_copy_started") or item.extra.get("sent_copy_partial")
+            if provider_id is not None and started:  # ours, from an interrupted attempt: maybe half-made
                 source.discard_copy(provider_id)
                 provider_id = None
             if provider_id is None:
-                def noted(pid: str, item: OutboxItem = item) -> None:
-                    store.outbox_update(item.id, extra={**item.extra, "sent_copy_partial": pid})
+                marked = {**item.extra, "sent_copy_started": now.isoformat()}
+                store.outbox_update(item.id, extra=marked)
+
+                def noted(pid: str, marked: dict[str, str] = marked, item: OutboxItem = item) -> None:
+                    store.outbox_update(item.id, extra={**marked, "sent_copy_partial": pid})
                     checkpoint("copy_started")
 
                 provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id,
@@ -547,7 +551,7 @@ def reconcile_once(
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
             continue
-        extra = {k: v for k, v in item.extra.items() if k != "sent_copy_partial"}
+        extra = {k: v for k, v in item.extra.items() if k not in ("sent_copy_partial", "sent_copy_started")}
         store.outbox_update(item.id, reconciled_at=now, last_error=None,
                             extra={**extra, "sent_copy_id": provider_id})
         checkpoint("reconciled")

@@ -286,3 +286,27 @@ def test_the_upload_volume_limit_is_waited_out(store: Store, provider: Provider)
     assert provider.source.governor.throttled >= 1
     for out in provider.sim.sent_items():
         assert attachment_of(base64.b64decode(out["mime"]), "big.bin") == BIG
+
+
+def test_a_copy_whose_create_answer_was_lost_is_made_again_once(store: Store, provider: Provider,
+                                                                relay: FaultySmtp) -> None:
+    """Tried: the simulator cuts the answer to the create request of the copy (it made the item, the client
+    never learned its id). Reconcile ends Unreachable; the next run finds a copy it cannot vouch for (it may
+    lack its files), deletes it and makes a whole one: exactly one copy, with the file."""
+    from sync.errors import Unreachable
+
+    item = queue(store, "Lost answer", attachments=[("big.bin", "application/octet-stream", BIG)])
+    outage_send(store, relay, item)
+
+    def cut_answers(name: str) -> None:
+        if name == "looked_up":
+            provider.sim.set_outage("drop")
+
+    with pytest.raises(Unreachable):
+        engine.reconcile_once(store, provider.source, START, checkpoint=cut_answers)
+    provider.sim.set_outage("normal")
+    [lost] = copy_ids(provider, item.message_id)
+    assert engine.reconcile_once(store, provider.source, START).copied == [item.message_id]
+    [whole] = copy_ids(provider, item.message_id)
+    assert whole != lost
+    assert attachment_of(graph(provider, "GET", f"/me/messages/{whole}/$value").content, "big.bin") == BIG
