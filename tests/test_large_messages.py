@@ -310,3 +310,25 @@ def test_a_copy_whose_create_answer_was_lost_is_made_again_once(store: Store, pr
     [whole] = copy_ids(provider, item.message_id)
     assert whole != lost
     assert attachment_of(graph(provider, "GET", f"/me/messages/{whole}/$value").content, "big.bin") == BIG
+
+
+@pytest.mark.parametrize("reading", ["decimal", "binary"])
+def test_a_file_just_under_3_mib_fits_either_reading_of_mb(store: Store, provider: Provider,
+                                                           reading: str) -> None:
+    """Tried: a 3,000,000-byte file (3 MB decimal, under 3 MiB) against a tenant that reads "MB" as 10^6
+    (4,000,000-byte requests, sessions from 3,000,000) and one that reads it as 2^20: its POST would pass
+    the decimal request limit, so the client tries a session first, and POSTs when the binary tenant finds
+    the file too small for one. Both send it whole."""
+    if reading == "decimal":
+        provider.sim.set_sizes(max_request=4_000_000, session_min=3_000_000)
+    edge = bytes(range(256)) * (3_000_000 // 256) + b"x" * (3_000_000 % 256)
+    item = queue(store, f"Edge {reading}", attachments=[("edge.bin", "application/octet-stream", edge)])
+    assert engine.send_once(store, {Route.PRIMARY: provider.route}, Mode.NORMAL, START).sent == [
+        item.message_id]
+    [out] = provider.sim.sent_items()
+    assert attachment_of(base64.b64decode(out["mime"]), "edge.bin") == edge
+    log = [p for m, p in provider.sim.request_log if m in ("POST", "PUT")]
+    assert any(p.endswith("/createUploadSession") for p in log)
+    uploads = sum(1 for p in log if p.startswith("/api/v2.0/"))
+    posts = sum(1 for p in log if p.endswith("/attachments"))
+    assert (uploads, posts) == ((1, 0) if reading == "decimal" else (0, 1))

@@ -525,13 +525,23 @@ class GraphSource:
         return self._json(resp, what) if resp.content else None
 
     def _attach(self, message_id: str, f: FilePart, bad: type[LifeboatError]) -> None:
-        """Attach one file to a message: a POST under 3 MB, else an upload session in 320 KiB multiples."""
+        """Attach one file to a message: a POST under 3 MB, else an upload session in 320 KiB multiples.
+
+        Just under 3 MiB a POST's base64 may pass a 4,000,000-byte limit: such a file tries a session
+        first and POSTs only if Graph finds it too small for one ("3 MB" is not defined either way)."""
         base = f"/me/messages/{quote(message_id, safe='=')}/attachments"
-        if len(f.data) < graph_parts.SESSION_MIN:
-            self._post(base, what=f"attach {f.name!r}", bad=bad, json=f.graph_json())
+        what = f"attach {f.name!r}"
+        if len(f.data) < graph_parts.SESSION_MIN and f.request_size <= self.request_budget:
+            self._post(base, what=what, bad=bad, json=f.graph_json())
             return
-        session = self._post(base + "/createUploadSession", what=f"start uploading {f.name!r}", bad=bad,
-                             json={"AttachmentItem": f.item_json()})
+        try:
+            session = self._post(base + "/createUploadSession", what=f"start uploading {f.name!r}",
+                                 bad=bad, json={"AttachmentItem": f.item_json()})
+        except (SendRejected, MessageBad) as exc:
+            if len(f.data) >= graph_parts.SESSION_MIN or "LessThanMinimumSize" not in str(exc):
+                raise
+            self._post(base, what=what, bad=bad, json=f.graph_json())
+            return
         url = session.get("uploadUrl") if isinstance(session, Mapping) else None
         if not isinstance(url, str) or not url.startswith("https://"):
             raise Unreachable(f"upload {f.name!r}: Graph's answer lacks an https uploadUrl")
