@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from simulator import shape
+from simulator.attachments import SizeError, Sizes, Uploads
 from simulator.mailbox import Item, Mailbox, NotFound, iso, utcnow
 
 JSON_TYPE = (
@@ -165,6 +166,8 @@ class GraphApi:
         self.send_as: set[str] = set()
         # folders the user may not open: their paths answer 403 ErrorAccessDenied
         self.denied: set[str] = set()
+        self.sizes = Sizes()
+        self.uploads = Uploads(mailbox, self.sizes, base_url, user_oid)
 
     @property
     def graph_url(self) -> str:
@@ -182,8 +185,9 @@ class GraphApi:
         prefer = _prefer(headers)
         ctx = _IMMUTABLE.set(prefer.get("idtype", "").lower() == "immutableid")
         try:
+            self.sizes.check_request(body)  # Graph refuses a request body over 4 MB before reading it
             resp = self._route(method.upper(), unquote(parts.path), query, headers, body, prefer)
-        except GraphError as e:
+        except (GraphError, SizeError) as e:
             return error_response(e.status, e.code, e.message, e.headers)
         except NotFound as e:
             return error_response(
@@ -423,6 +427,10 @@ class GraphApi:
             return Response(202)
         if rest[:1] == ["attachments"] and method == "GET":
             return self._attachments(item, segs[2:], rest[1:])
+        if rest == ["attachments"] and method == "POST":
+            return json_response(201, self.uploads.post_attachment(item, self._json_body(body)))
+        if rest == ["attachments", "createuploadsession"] and method == "POST":
+            return json_response(201, self.uploads.create(item, self._json_body(body)))
         raise GraphError(405, "BadRequest", f"{method} is not supported on this message path.")
 
     def _attachments(self, item: Item, segs: list[str], low: list[str]) -> Response:
@@ -571,7 +579,13 @@ class GraphApi:
         folder = folder_id or self.mb.folder("drafts").id
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "text/plain":
-            item = self.mb.add(folder, self._b64_mime(body), is_draft=True, is_read=True)
+            if folder_id is not None and not self.sizes.mime_on_folder_path:
+                # Graph takes MIME on /me/messages only; a folder's messages want JSON
+                raise GraphError(400, "UnableToDeserializePostBody", "were unable to deserialize ")
+            mime = self._b64_mime(body)
+            if not self.sizes.mime_keeps_message_id:  # Exchange stamps its own Message-ID
+                mime = _set_message_id(mime, email.utils.make_msgid(domain="sim.prod.outlook.test"))
+            item = self.mb.add(folder, mime, is_draft=True, is_read=True)
             return json_response(201, self._msg(item))
         data = self._json_body(body)
         props = self._extended(data.get("singleValueExtendedProperties"))
@@ -591,7 +605,7 @@ class GraphApi:
             is_read = bool(n & 0x1)
         sent = self._systime(props.get("systemtime 0x0039"), "SystemTime 0x0039")
         received = self._systime(props.get("systemtime 0x0e06"), "SystemTime 0x0E06")
-        mid = props.get("string 0x1035") or data.get("internetMessageId")
+        mid = data.get("internetMessageId") or props.get("string 0x1035")
         mime = shape.mime_from_json(data, self.upn, message_id=mid, date=sent)
         item = self.mb.add(
             folder, mime, is_draft=is_draft, is_read=is_read, sent=sent, received=received or sent
@@ -647,12 +661,20 @@ class GraphApi:
                 fields["flag"] = value["flagStatus"]
             elif key == "importance" and value in ("low", "normal", "high"):
                 fields["importance"] = value
+            elif key == "internetMessageId" and isinstance(value, str) and _MSGID.fullmatch(value):
+                if not item.is_draft:  # "Updatable only if isDraft = true" (the message resource)
+                    raise GraphError(
+                        400,
+                        "ErrorInvalidPropertyUpdateSentMessage",
+                        "internetMessageId can be updated on a draft only.",
+                    )
+                fields["mime"] = _set_message_id(item.mime, value)
             else:
                 raise GraphError(
                     400,
                     "ErrorInvalidProperty",
                     f"The simulator cannot set {key}={value!r}; it "
-                    "updates isRead, categories, flag.flagStatus and importance.",
+                    "updates isRead, categories, flag.flagStatus, importance, a draft's internetMessageId.",
                 )
         changed = self.mb.change(item.id, **fields) if fields else item
         return json_response(200, self._msg(changed))
@@ -846,6 +868,26 @@ class GraphApi:
             return max(1, min(MAX_PAGE, int(raw)))
         except ValueError:
             raise GraphError(400, "BadRequest", f"odata.maxpagesize must be a number, got {raw!r}.") from None
+
+
+_MSGID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+
+
+def _set_message_id(mime: bytes, message_id: str) -> bytes:
+    """mime with its Message-ID header replaced (or added at the top)."""
+    head, sep, rest = mime.partition(b"\r\n\r\n") if b"\r\n\r\n" in mime else mime.partition(b"\n\n")
+    eol = b"\r\n" if sep == b"\r\n\r\n" else b"\n"
+    lines = head.split(eol)
+    out: list[bytes] = []
+    skipping = False
+    for line in lines:
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        skipping = line.lower().startswith(b"message-id:")
+        if not skipping:
+            out.append(line)
+    out.insert(0, b"Message-ID: " + message_id.encode("ascii"))
+    return eol.join(out) + sep + rest
 
 
 def throttled_response(retry_after: float) -> Response:

@@ -25,8 +25,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+from simulator.attachments import SizeError
 from simulator.authority import Authority, TokenInvalid, User
 from simulator.ca import LocalCA
 from simulator.graph import (
@@ -210,7 +211,8 @@ class _ProviderHandler(_Handler):
         sim = self.server.sim
         body = self._body()
         path = self.path
-        scope = "graph" if path.startswith("/v1.0/") or path == "/v1.0" else "login"
+        # /api/v2.0/...: the pre-authenticated upload URLs of Outlook upload sessions (Exchange, like Graph)
+        scope = "graph" if path.startswith(("/v1.0/", "/api/v2.0/")) or path == "/v1.0" else "login"
         sim._count(self.command, path)
         mode = sim.outage if sim.outage_scope in ("all", scope) else "normal"
         if mode in LISTENER_DOWN:
@@ -472,6 +474,11 @@ class Simulator:
         """Graph's limits on/off; optional concurrent, window_requests, window_seconds, retry_after."""
         self.limits.configure(on, **kw)
 
+    def set_sizes(self, **kw: Any) -> dict[str, Any]:
+        """Graph's size rules (simulator.attachments.Sizes fields); returns them all."""
+        self.api.sizes.configure(**kw)
+        return self.api.sizes.as_json()
+
     def throttle_next(self, count: int, retry_after: float = 2.128) -> None:
         """Answer the next `count` Graph requests with 429 and this Retry-After (seconds, fractional ok)."""
         self.limits.force(count, retry_after)
@@ -561,6 +568,8 @@ class Simulator:
 
     # --- request handling (called by the handlers) -----------------------------------------------------
     def _graph(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
+        if path.startswith("/api/v2.0/"):
+            return self._upload(method, path, headers, body)
         auth = headers.get("authorization", "")
         bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         try:
@@ -580,6 +589,23 @@ class Simulator:
         if retry is not None:
             return throttled_response(retry)
         return self.api.handle(method, path[len("/v1.0") :], headers, body)
+
+    def _upload(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
+        """A PUT/DELETE on an upload session's URL: authorized by its authtoken, never by a bearer token."""
+        parts = urlsplit(path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        retry = self.limits.admit()
+        if retry is not None:
+            return throttled_response(retry)
+        try:
+            status, out, hdrs = self.api.uploads.put(method, unquote(parts.path), query, headers, body)
+        except SizeError as e:
+            return error_response(e.status, e.code, e.message, e.headers)
+        except NotFound as e:
+            return error_response(404, "ErrorItemNotFound", str(e))
+        if out is None:
+            return Response(status, b"", hdrs)
+        return json_response(status, out, hdrs)
 
     def _login(self, method: str, path: str, body: bytes) -> Response:
         parts = urlsplit(path)
@@ -656,6 +682,11 @@ class Simulator:
     #                          "scope": all|graph|login}
     #   POST /_sim/limits     {"on": bool, "concurrent", "window_requests", "window_seconds", "retry_after"}
     #   POST /_sim/throttle   {"count": N, "retry_after": 2.128}      the next N Graph requests get 429
+    #   GET|POST /_sim/sizes  {"max_request", "request_status": 413|400, "attachment_post_max",
+    #                          "session_min", "session_max", "chunk_max", "chunk_multiple", "session_seconds",
+    #                          "upload_bytes", "upload_window", "upload_to_non_draft", "mime_on_folder_path",
+    #                          "mime_keeps_message_id"} -> all of them   Graph's size and upload rules
+    #                          (simulator/attachments.py Sizes; docs/graph-notes.md section 3)
     #   POST /_sim/delta/expire {"status": 410|400}                    all delta/skip tokens so far expire
     #   GET  /_sim/devicecode -> {"pending": [user codes]};  POST /_sim/devicecode/approve {"user_code"?}
     #   POST /_sim/tokens     {"lifetime": s, "revoke": bool};  POST /_sim/snapshot -> {"path"}
@@ -750,6 +781,8 @@ class Simulator:
                 },
             )
             return 200, {"limits": self.limits.on}
+        if segs == ["sizes"] and method in ("GET", "POST"):
+            return 200, self.set_sizes(**data) if method == "POST" else self.api.sizes.as_json()
         if method == "POST" and segs == ["throttle"]:
             self.throttle_next(int(data.get("count", 1)), float(data.get("retry_after", 2.128)))
             return 200, {"throttle": int(data.get("count", 1))}

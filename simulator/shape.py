@@ -367,10 +367,13 @@ def mime_from_json(
         except ValueError as e:
             raise ValueError(f"attachment {att.get('name')!r}: contentBytes is not base64") from e
         maintype, _, subtype = str(att.get("contentType") or "application/octet-stream").partition("/")
+        cid = att.get("contentId")
         m.add_attachment(
             data,
             maintype=maintype,
             subtype=subtype or "octet-stream",
             filename=str(att.get("name") or "attachment"),
+            disposition="inline" if att.get("isInline") else "attachment",
+            cid=f"<{str(cid).strip('<>')}>" if cid else None,
         )
     return m.as_bytes(policy=policy.SMTP)

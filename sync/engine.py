@@ -283,7 +283,7 @@ import dataclasses  # noqa: E402
 import random  # noqa: E402
 
 from sync import failover, outbox  # noqa: E402
-from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, Unreachable  # noqa: E402
+from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, TooLarge, Unreachable  # noqa: E402
 from sync.mime import Outgoing  # noqa: E402
 from sync.model import MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
@@ -505,6 +505,7 @@ class ReconcileReport:
     present: list[str] = field(default_factory=list)  # already there (no copy made)
     waiting: list[str] = field(default_factory=list)  # Exchange's transport holds a draft: its copy comes
     failed: dict[str, str] = field(default_factory=dict)  # Message-ID -> why (retried next time)
+    given_up: dict[str, str] = field(default_factory=dict)  # Message-ID -> why it can never be copied
 
     @property
     def summary(self) -> str:
@@ -512,7 +513,9 @@ class ReconcileReport:
         text = f"{n} sent during the outage, copied to Sent Items" if n else "nothing sent during the outage"
         if self.waiting:
             text += f"; {len(self.waiting)} still with Microsoft 365's transport"
-        return text + (f"; {len(self.failed)} could not be copied yet" if self.failed else "")
+        text += f"; {len(self.failed)} could not be copied yet" if self.failed else ""
+        never = f"; {len(self.given_up)} can never be copied (see the timeline)" if self.given_up else ""
+        return text + never
 
 
 def reconcile_once(
@@ -524,8 +527,12 @@ def reconcile_once(
     there (outbox.reconcile_step: a copy elsewhere, like the Inbox copy of a message to oneself, is the
     received one, not the sent record; a draft still in Exchange's transport will bring its own Sent
     Items copy, so that item waits for a later run); then mark it reconciled.
-    Idempotent: a second run (or a run after a crash at any step) creates nothing new.
-    Unreachable/AuthRequired/Throttled end the run (what was done stays); one bad message is skipped."""
+    Idempotent: a second run (or a run after a crash at any step) creates nothing new. Making a copy is
+    noted first (`sent_copy_started`; `sent_copy_partial` = its id once created, before large files
+    follow): a copy found after an interrupted attempt may lack files, so it is deleted and made again.
+    A copy that can never fit (TooLarge) is given up: marked reconciled, with a timeline event and
+    last_error saying why. Unreachable/AuthRequired/Throttled end the run (what
+    was done stays); one bad message is skipped."""
     report = ReconcileReport()
     todo = [i for i in store.outbox_list([OutboxState.SENT])
             if i.route is Route.BACKUP and i.reconciled_at is None]
@@ -539,18 +546,40 @@ def reconcile_once(
                 store.outbox_update(item.id, last_error="Microsoft 365 still holds an earlier attempt of "
                                     "this message in Drafts; its Sent Items copy will count")
                 continue
-            if found is not None:
-                provider_id = found.provider_id
-                report.present.append(item.message_id)
-            else:
-                provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id)
+            provider_id = found.provider_id if found is not None else None
+            started = item.extra.get("sent_copy_started") or item.extra.get("sent_copy_partial")
+            if provider_id is not None and started:  # ours, from an interrupted attempt: maybe half-made
+                source.discard_copy(provider_id)
+                provider_id = None
+            if provider_id is None:
+                marked = {**item.extra, "sent_copy_started": now.isoformat()}
+                store.outbox_update(item.id, extra=marked)
+
+                def noted(pid: str, marked: dict[str, str] = marked, item: OutboxItem = item) -> None:
+                    store.outbox_update(item.id, extra={**marked, "sent_copy_partial": pid})
+                    checkpoint("copy_started")
+
+                provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id,
+                                               item.recipients, on_created=noted)
                 report.copied.append(item.message_id)
                 checkpoint("copied")
+            else:
+                report.present.append(item.message_id)
+        except TooLarge as exc:
+            why = f"its copy can never be stored in Sent Items: {exc}"
+            with store.transaction():
+                store.outbox_update(item.id, reconciled_at=now, last_error=f"gave up: {why}",
+                                    extra={**item.extra, "sent_copy": "given up"})
+                store.log_event("reconcile", f"item {item.id} ({item.message_id}): gave up, {why}", now)
+            report.given_up[item.message_id] = str(exc)
+            log.warning("outbox item %d: %s", item.id, why)
+            continue
         except (MessageBad, SendRejected, FolderBad) as exc:
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
             continue
+        extra = {k: v for k, v in item.extra.items() if k not in ("sent_copy_partial", "sent_copy_started")}
         store.outbox_update(item.id, reconciled_at=now, last_error=None,
-                            extra={**item.extra, "sent_copy_id": provider_id})
+                            extra={**extra, "sent_copy_id": provider_id})
         checkpoint("reconciled")
     return report

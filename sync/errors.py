@@ -2,6 +2,7 @@
 
     LifeboatError
     ├── MessageBad        one message cannot be used (others go on)
+    │   └── TooLarge      over a size limit the provider never lifts (e.g. a 150 MB attachment)
     ├── FolderBad         one folder cannot be synced (others go on)
     │   └── AccessDenied  403 that is not sign-in: this folder or item is not ours to open, or the app
     │                     lacks a permission IT must grant; permanent for that request, not an outage
@@ -41,6 +42,10 @@ class LifeboatError(Exception):
 
 class MessageBad(LifeboatError):
     pass
+
+
+class TooLarge(MessageBad):
+    """The provider can never take this message as it is (a documented size limit): give up, say why."""
 
 
 class FolderBad(LifeboatError):

@@ -6,7 +6,7 @@ Adapters raise only sync.errors exceptions, with explicit timeouts (no hidden re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -28,8 +28,15 @@ class MailSource(Protocol):
         """Every copy of the message with that Message-ID anywhere in the mailbox (drafts included)."""
         ...
 
-    def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str) -> str:
-        """Create a non-draft sent copy of raw MIME in the folder; returns its provider_id."""
+    def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str,
+                  recipients: Sequence[str] = (), on_created: Callable[[str], None] | None = None) -> str:
+        """Create a non-draft sent copy of raw MIME in the folder (recipients not in To/Cc become its
+        Bcc); returns its provider_id. When parts follow the creation in further requests, on_created(id)
+        is called first, so an interrupted copy can be found and discarded. TooLarge: it can never fit."""
+        ...
+
+    def discard_copy(self, provider_id: str) -> None:
+        """Delete a copy this source made (an incomplete one), for good."""
         ...
 
     def probe(self) -> None:

@@ -76,12 +76,14 @@ def test_retry_after_is_fractional_and_batch_bodies_are_base64() -> None:
 
 def test_sent_item_json_is_a_non_draft_with_extended_properties() -> None:
     """A real multipart message with an attachment becomes Graph JSON with PR_MESSAGE_FLAGS=1, the
-    submit/delivery times, the Message-ID, its recipients and its attachment."""
+    submit/delivery times, the Message-ID (once, as internetMessageId: not also String 0x1035), its
+    recipients and its attachment."""
     raw = next(p.read_bytes() for p in sorted((ASSETS / "mime-public").rglob("*.eml"))
                if b"Content-Disposition: attachment" in p.read_bytes() and b"\nTo:" in p.read_bytes())
     body = graph.sent_item_json(raw, datetime(2026, 11, 28, 10, 0, tzinfo=UTC), "<abc@lifeboat.test>")
     props = {p["id"]: p["value"] for p in body["singleValueExtendedProperties"]}
-    assert props["Integer 0x0E07"] == "1" and props["String 0x1035"] == "<abc@lifeboat.test>"
+    assert props["Integer 0x0E07"] == "1" and "String 0x1035" not in props
+    assert body["internetMessageId"] == "<abc@lifeboat.test>"
     assert props["SystemTime 0x0039"] == "2026-11-28T10:00:00Z" == props["SystemTime 0x0E06"]
     assert body["toRecipients"] and body.get("attachments")
     assert all(base64.b64decode(a["contentBytes"]) is not None for a in body["attachments"])

@@ -415,8 +415,9 @@ def test_send_mail_json_and_mime(sim: Simulator) -> None:
 
 
 def test_create_in_sent_items_json_is_sent_item_mime_is_draft(sim: Simulator) -> None:
-    """JSON with PR_MESSAGE_FLAGS=1 makes a non-draft sent item findable by internetMessageId;
-    MIME makes a draft."""
+    """JSON with PR_MESSAGE_FLAGS=1 makes a non-draft sent item findable by internetMessageId; MIME is
+    refused on a folder's messages as Graph does (UnableToDeserializePostBody) and makes a draft on
+    /me/messages."""
     s = graph(sim)
     mid = make_msgid(domain="outage.lifeboat")
     body = {
@@ -449,7 +450,11 @@ def test_create_in_sent_items_json_is_sent_item_mime_is_draft(sim: Simulator) ->
         data=base64.b64encode(mime("as mime")),
         headers={"Content-Type": "text/plain"},
     )
-    assert r2.status_code == 201 and r2.json()["isDraft"] is True
+    assert r2.status_code == 400 and r2.json()["error"]["code"] == "UnableToDeserializePostBody"
+    r3 = s.post(f"{sim.graph_url}/me/messages", data=base64.b64encode(mime("as mime")),
+                headers={"Content-Type": "text/plain"})
+    assert r3.status_code == 201 and r3.json()["isDraft"] is True
+    assert r3.json()["parentFolderId"] == sim.folder_id("drafts")
     assert sim.sent_items() == []  # creating a copy sends nothing
     bad = dict(body, singleValueExtendedProperties=[{"id": "Integer 0x0E07", "value": "one"}])
     assert s.post(f"{sim.graph_url}/me/mailFolders/sentitems/messages", json=bad).status_code == 400

@@ -4,7 +4,9 @@
 envelope recipients missing from To/Cc (the Bcc, which the outbox never keeps in the stored MIME)
 are added as a Bcc header on the copy handed to Graph; Exchange delivers to them and strips it.
 Errors arrive from the source already translated into sync.errors; one whose request may have reached
-Graph (no answer after it was sent) leaves as MaybeSent, so the outbox looks it up instead of resending.
+Graph (no answer after it was sent) leaves as MaybeSent, so the outbox looks it up instead of resending,
+unless the source marked it `not_sent` (a large message failing before its draft was sent: the draft is
+deleted, nothing went out).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class GraphRoute:
         try:
             self._source.send_mime(with_bcc(raw, recipients))
         except Unreachable as exc:
-            if may_have_arrived(exc):
+            if may_have_arrived(exc) and not getattr(exc, "not_sent", False):
                 raise MaybeSent(f"{exc}; the message may have been accepted",
                                 fix="Lifeboat looks it up in Sent Items before any resend") from exc
             raise

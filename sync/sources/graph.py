@@ -14,10 +14,11 @@ import binascii
 import email
 import email.policy
 import email.utils
+import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -38,12 +39,15 @@ from sync.errors import (
     SendDeferred,
     SendRejected,
     Throttled,
+    TooLarge,
     Unreachable,
 )
 from sync.governor import Governor
 from sync.model import Changes, Folder, MessageCopy, RemoteItem
 from sync.plan import SYSTEM_FOLDERS
 from sync.ports import TokenProvider
+from sync.sources import graph_parts
+from sync.sources.graph_parts import FilePart
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ SYSTEM = tuple(sorted(SYSTEM_FOLDERS - {"msgfolderroot"}))
 SUMMARY_FIELDS = "id,receivedDateTime,internetMessageId,subject,from,isRead,parentFolderId,changeKey"
 CURSOR_GONE = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 BATCH_MAX = 20
+MIN_BUDGET = 256 * 1024  # after a 413, requests are made smaller down to this, then given up
 SEND_TIMEOUT = (5.0, 120.0)
 
 
@@ -61,6 +66,10 @@ class Retryable(Unreachable):
     """Unreachable that the governor may retry on a new connection (5xx, a dropped connection)."""
 
     retryable = True
+
+
+class RequestTooLarge(SendRejected):
+    """Graph refused a request body over its 4 MB limit (413, or 400 "maximum request length")."""
 
 
 def _error_code(resp: requests.Response) -> tuple[str, str]:
@@ -183,6 +192,8 @@ class GraphSource:
         self.requests_ok = 0  # of those, answered 2xx
         self.inner_ok = 0  # requests inside $batch answered 2xx (Graph counts each against its limits)
         self._well_known: dict[str, str] | None = None
+        self.request_budget = graph_parts.REQUEST_BUDGET  # larger requests go through drafts and uploads
+        self.attachment_max = graph_parts.ATTACHMENT_MAX  # the largest file an upload session takes
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2, max_retries=0)
         self._session.mount("https://", adapter)
@@ -265,6 +276,8 @@ class GraphSource:
             return resp
         code, message = _error_code(resp)
         detail = f"{what}: Graph answered {status} {code or resp.reason} (request {rid})"
+        if status == 413 or (status == 400 and "maximum request length" in message.lower()):
+            raise RequestTooLarge(f"{detail}: {message}" if message else detail)
         if status == 429:
             raise Throttled(detail, retry_after=_retry_after(resp.headers))
         if status == 401:
@@ -483,51 +496,240 @@ class GraphSource:
             self._well_known = self.well_known_ids()
         return self._well_known
 
-    def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str) -> str:
+    def save_copy(self, folder_id: str, raw: bytes, sent_at: datetime, message_id: str,
+                  recipients: Sequence[str] = (), on_created: Callable[[str], None] | None = None) -> str:
         """Create a NON-draft sent item from raw MIME (JSON + extended properties; see FACTS.md).
 
-        Not retried on 5xx or a drop (the copy may exist): the caller looks the Message-ID up first.
+        Files that do not fit the create request (4 MB) follow on the created item: under 3 MB by
+        `POST .../attachments`, larger through upload sessions; on_created(id) is called before them.
+        TooLarge (give up) when a file is over 150 MB or Graph refuses one for good (the half-made copy
+        is deleted). A create answered 413 (Graph's limit lower than ours) is tried again with fewer
+        files inside. Not retried on 5xx or a drop (the copy may exist): the caller looks it up first.
         """
-        body = sent_item_json(raw, sent_at, message_id)
+        outcome = "a copy of it can never be stored in Sent Items"
         path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
-        resp = self.governor.run(
-            lambda n: self._send("POST", path, what="save a sent copy", bad=MessageBad, json=body,
-                                 timeout=SEND_TIMEOUT),
-            retry=False,
-        )
-        created = self._json(resp, "save a sent copy")
+        budget = self.request_budget
+        while True:
+            body, files = sent_item_parts(raw, sent_at, message_id, recipients, budget)
+            self._check_fits(body, files, TooLarge, outcome)
+            try:
+                created = self._post(path, what="save a sent copy", bad=MessageBad, json=body)
+                break
+            except RequestTooLarge as exc:  # refused unread: nothing was created
+                if budget < MIN_BUDGET:
+                    raise TooLarge(f"Graph refuses even a small create request ({exc}): {outcome}") from exc
+                budget //= 2
         if not isinstance(created, Mapping) or not created.get("id"):
             raise Unreachable("save a sent copy: Graph's answer lacks the new item's id")
-        return str(created["id"])
+        pid = str(created["id"])
+        if files:
+            if on_created is not None:
+                on_created(pid)
+            try:
+                for f in files:
+                    self._attach(pid, f, MessageBad)
+            except (MessageBad, SendRejected) as exc:  # refused for good: it will never fit this way
+                self.discard_copy(pid, quiet=True)
+                raise TooLarge(f"Graph refused a file of the sent copy for good ({exc}); the copy "
+                               "can never be stored in Sent Items this way") from exc
+        return pid
+
+    def discard_copy(self, provider_id: str, *, quiet: bool = False) -> None:
+        """Delete an item we made (a half-made copy or draft) for good; gone already is fine."""
+        path = f"/me/messages/{quote(provider_id, safe='=')}/permanentDelete"
+        try:
+            self.governor.run(lambda n: self._send("POST", path, what="delete an incomplete copy",
+                                                   bad=MessageBad, fresh=n > 1))
+        except MessageBad:
+            return  # not found: already gone
+        except LifeboatError:
+            if not quiet:
+                raise
+            log.info("an incomplete item …%s could not be deleted now", provider_id[-8:])
+
+    def _check_fits(self, body: Mapping[str, Any] | bytes, files: Sequence[FilePart],
+                    error: type[LifeboatError], outcome: str) -> None:
+        size = len(body) if isinstance(body, bytes) else len(json.dumps(body))
+        if size > self.request_budget:
+            raise error(f"the message's text is over Graph's 4 MB request limit: {outcome}")
+        for f in files:
+            if len(f.data) > self.attachment_max:
+                raise error(f"the attachment {f.name!r} is {len(f.data) / 2**20:.0f} MB, over the "
+                            f"{self.attachment_max / 2**20:.0f} MB Microsoft 365 takes: {outcome}")
+
+    def _post(self, path: str, *, what: str, bad: type[LifeboatError], **kwargs: Any) -> Any:
+        """POST once (not idempotent: only a 429 is tried again) and return the JSON answer."""
+        resp = self.governor.run(lambda n: self._send("POST", path, what=what, bad=bad,
+                                                      timeout=SEND_TIMEOUT, **kwargs), retry=False)
+        return self._json(resp, what) if resp.content else None
+
+    def _attach(self, message_id: str, f: FilePart, bad: type[LifeboatError]) -> None:
+        """Attach one file to a message: a POST under 3 MB, else an upload session in 320 KiB multiples.
+
+        Just under 3 MiB a POST's base64 may pass a 4,000,000-byte limit: such a file tries a session
+        first and POSTs only if Graph finds it too small for one ("3 MB" is not defined either way)."""
+        base = f"/me/messages/{quote(message_id, safe='=')}/attachments"
+        what = f"attach {f.name!r}"
+        if len(f.data) < graph_parts.SESSION_MIN and f.request_size <= self.request_budget:
+            self._post(base, what=what, bad=bad, json=f.graph_json())
+            return
+        try:
+            session = self._post(base + "/createUploadSession", what=f"start uploading {f.name!r}",
+                                 bad=bad, json={"AttachmentItem": f.item_json()})
+        except (SendRejected, MessageBad) as exc:
+            if len(f.data) >= graph_parts.SESSION_MIN or "LessThanMinimumSize" not in str(exc):
+                raise
+            self._post(base, what=what, bad=bad, json=f.graph_json())
+            return
+        url = session.get("uploadUrl") if isinstance(session, Mapping) else None
+        if not isinstance(url, str) or not url.startswith("https://"):
+            raise Unreachable(f"upload {f.name!r}: Graph's answer lacks an https uploadUrl")
+        total = len(f.data)
+        for start in range(0, total, graph_parts.CHUNK):
+            chunk = f.data[start : start + graph_parts.CHUNK]
+
+            def put(n: int, start: int = start, chunk: bytes = chunk) -> None:
+                self._put_range(url, start, chunk, total, bad, f.name)
+
+            self.governor.run(put, retry=False)
+
+    def _put_range(self, url: str, start: int, chunk: bytes, total: int, bad: type[LifeboatError],
+                   name: str) -> None:
+        """PUT one byte range to a pre-authenticated upload URL: no Authorization header, ever."""
+        what = f"upload {name!r}"
+        headers = {"Content-Type": "application/octet-stream",
+                   "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{total}"}
+        self.requests_sent += 1
+        try:
+            resp = self._session.put(url, data=chunk, headers=headers, timeout=SEND_TIMEOUT,
+                                     verify=self._verify, allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise Unreachable(f"{what}: the upload host's TLS certificate could not be verified") from exc
+        except requests.Timeout as exc:
+            raise Unreachable(f"{what}: the upload URL did not answer in time") from exc
+        except requests.RequestException as exc:
+            raise Retryable(f"{what}: the connection to the upload URL failed or dropped") from exc
+        if resp.status_code < 300:
+            self.requests_ok += 1
+            return
+        code, message = _error_code(resp)
+        detail = f"{what}: the upload URL answered {resp.status_code} {code or resp.reason}: {message}"
+        if resp.status_code == 429:
+            raise Throttled(detail, retry_after=_retry_after(resp.headers))
+        if resp.status_code >= 500:
+            raise Retryable(detail)
+        raise bad(detail)
 
     def send_mime(self, raw: bytes) -> None:
         """POST /me/sendMail with the whole MIME base64-encoded; 202 means accepted (not delivered).
 
-        Never retried except after a 429 (sendMail is not idempotent). 4xx other than 401/403/429
-        raise SendRejected with Graph's words.
+        A message whose request would pass Graph's 4 MB limit (or that Graph answers 413) goes the
+        documented way instead: a MIME draft without its large files, the files attached to it (upload
+        sessions from 3 MB), then `POST /me/messages/{id}/send`. Never retried except after a 429
+        (sending is not idempotent). 4xx other than 401/403/429 raise SendRejected with Graph's words.
         """
         data = base64.b64encode(raw)
+        budget = self.request_budget
+        if len(data) <= budget:
+            def attempt(n: int) -> None:
+                try:
+                    self._send("POST", "/me/sendMail", what="send", bad=SendRejected, data=data,
+                               headers={"Content-Type": "text/plain"}, timeout=SEND_TIMEOUT)
+                except FolderBad as exc:  # pragma: no cover - bad=SendRejected above
+                    raise SendRejected(str(exc)) from exc
 
-        def attempt(n: int) -> None:
             try:
-                self._send("POST", "/me/sendMail", what="send", bad=SendRejected, data=data,
-                           headers={"Content-Type": "text/plain"}, timeout=SEND_TIMEOUT)
-            except FolderBad as exc:  # pragma: no cover - bad=SendRejected above
-                raise SendRejected(str(exc)) from exc
+                self.governor.run(attempt, retry=False)
+                return
+            except RequestTooLarge:  # refused unread: nothing was sent; take the large-message route
+                log.info("sendMail found the message too large: sending it through a draft")
+                budget = max(MIN_BUDGET, len(data) // 2)  # Graph's limit is below ours: aim lower
+        self._send_through_draft(raw, budget)
 
-        self.governor.run(attempt, retry=False)
+    def _send_through_draft(self, raw: bytes, budget: int) -> None:
+        """Draft (MIME without its large files) + attachments + send. A failure before the send deletes
+        the draft and is marked `not_sent` (nothing went out); the send itself is the only step whose
+        lost answer may mean "sent"."""
+        small, files = graph_parts.split_mime(raw, budget)
+        outcome = "it can never be sent through Microsoft 365 (the backup route may take it)"
+        self._check_fits(base64.b64encode(small), files, SendRejected, outcome)
+        message_id = str(graph_parts.parse(small).get("Message-ID", "")).strip()
+        draft_id: str | None = None
+        try:
+            if message_id:
+                self._drop_drafts(message_id)
+            created = self._post("/me/messages", what="create a draft", bad=SendRejected,
+                                 data=base64.b64encode(small), headers={"Content-Type": "text/plain"})
+            if not isinstance(created, Mapping) or not created.get("id"):
+                raise Unreachable("create a draft: Graph's answer lacks the draft's id")
+            draft_id = str(created["id"])
+            path = f"/me/messages/{quote(draft_id, safe='=')}"
+            if message_id and created.get("internetMessageId") != message_id:
+                # the outbox finds the message by the Message-ID it stamped ("updatable only if isDraft")
+                fix = {"internetMessageId": message_id}
+                self.governor.run(lambda n: self._send("PATCH", path, what="keep the Message-ID",
+                                                       bad=SendRejected, json=fix, fresh=n > 1))
+            for f in files:
+                self._attach(draft_id, f, SendRejected)
+        except LifeboatError as exc:
+            if draft_id is not None:
+                self.discard_copy(draft_id, quiet=True)
+            setattr(exc, "not_sent", True)  # noqa: B010  # nothing went out: never "maybe sent"
+            raise
+        send = f"/me/messages/{quote(draft_id, safe='=')}/send"
+        try:
+            self._post(send, what="send a draft", bad=SendRejected)
+        except (SendRejected, Throttled) as exc:  # answered, and not sent: the draft must not linger
+            self.discard_copy(draft_id, quiet=True)
+            setattr(exc, "not_sent", True)  # noqa: B010
+            raise
+
+    def _drop_drafts(self, message_id: str) -> None:
+        """Delete drafts of this Message-ID left by an earlier attempt that failed before its send."""
+        literal = message_id.replace("'", "''")
+        params = {"$filter": f"internetMessageId eq '{literal}'", "$select": "id,isDraft"}
+        page = self.governor.run(lambda n: self._json(self._send(
+            "GET", "/me/mailFolders/drafts/messages", what="look for an earlier draft", params=params,
+            fresh=n > 1), "look for an earlier draft"))
+        for hit in page.get("value", []) if isinstance(page, Mapping) else []:
+            if hit.get("isDraft") is True and hit.get("id"):
+                self.discard_copy(str(hit["id"]))
+
+
+def _header_values(msg: EmailMessage, header: str) -> list[str]:
+    """The header's values unparsed (a header the email package cannot parse must not stop a copy)."""
+    return [str(v) for k, v in msg.raw_items() if k.lower() == header.lower()]
 
 
 def _recipients(msg: EmailMessage, header: str) -> list[dict[str, Any]]:
     return [{"emailAddress": {"name": name, "address": addr}}
-            for name, addr in email.utils.getaddresses(msg.get_all(header, [])) if addr]
+            for name, addr in email.utils.getaddresses(_header_values(msg, header)) if addr]
 
 
-def sent_item_json(raw: bytes, sent_at: datetime, message_id: str) -> dict[str, Any]:
-    """The JSON that makes Graph create a sent (not draft) copy of raw MIME (pure)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    part = msg.get_body(("html", "plain"))
+def _subject(msg: EmailMessage) -> str:
+    try:
+        return str(msg.get("Subject", ""))
+    except (AttributeError, ValueError, TypeError, LookupError):
+        return " ".join(_header_values(msg, "Subject"))
+
+
+def sent_item_json(raw: bytes, sent_at: datetime, message_id: str, recipients: Sequence[str] = ()
+                   ) -> dict[str, Any]:
+    """The JSON that makes Graph create a sent (not draft) copy of raw MIME, every file inside (pure)."""
+    return sent_item_parts(raw, sent_at, message_id, recipients)[0]
+
+
+def sent_item_parts(raw: bytes, sent_at: datetime, message_id: str, recipients: Sequence[str] = (),
+                    budget: int | None = None) -> tuple[dict[str, Any], list[FilePart]]:
+    """(create JSON of a sent copy, the files left out of it to attach afterwards) (pure).
+
+    Recipients (the envelope) not in To/Cc become bccRecipients; inline parts of multipart/related
+    keep isInline and contentId so the copy renders; the Message-ID is set once, as internetMessageId.
+    With a budget, files go inside the JSON smallest first while it stays under budget and each is
+    under 3 MB; the others are returned, largest first.
+    """
+    msg = graph_parts.parse(raw)
+    part = graph_parts.body_part(msg)
     content, ctype = "", "text"
     if part is not None:
         try:
@@ -537,35 +739,39 @@ def sent_item_json(raw: bytes, sent_at: datetime, message_id: str) -> dict[str, 
             content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
         ctype = "html" if part.get_content_type() == "text/html" else "text"
     stamp = sent_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attachments = []
-    for att in msg.iter_attachments():
-        data = att.get_payload(decode=True)
-        data = data if isinstance(data, bytes) else b""
-        attachments.append({
-            "@odata.type": "#microsoft.graph.fileAttachment",
-            "name": att.get_filename() or "attachment",
-            "contentType": att.get_content_type(),
-            "contentBytes": base64.b64encode(data).decode("ascii"),
-            "isInline": att.get_content_disposition() == "inline",
-            **({"contentId": str(att["Content-ID"]).strip("<>")} if att["Content-ID"] else {}),
-        })
-    sender = email.utils.getaddresses(msg.get_all("From", []))
+    to, cc = _recipients(msg, "To"), _recipients(msg, "Cc")
+    shown = {r["emailAddress"]["address"].lower() for r in (*to, *cc)}
+    bcc = [{"emailAddress": {"name": "", "address": a}} for a in dict.fromkeys(recipients)
+           if a.lower() not in shown]
+    sender = email.utils.getaddresses(_header_values(msg, "From"))
     out: dict[str, Any] = {
-        "subject": str(msg.get("Subject", "")),
+        "subject": _subject(msg),
         "body": {"contentType": ctype, "content": content},
-        "toRecipients": _recipients(msg, "To"),
-        "ccRecipients": _recipients(msg, "Cc"),
+        "toRecipients": to,
+        "ccRecipients": cc,
+        # The Message-ID once: internetMessageId is Graph's own property for PR_INTERNET_MESSAGE_ID
+        # (0x1035); setting the extended property as well writes the same property twice.
         "internetMessageId": message_id,
         "isRead": True,
         "singleValueExtendedProperties": [
             {"id": "Integer 0x0E07", "value": "1"},  # PR_MESSAGE_FLAGS: read, not unsent
             {"id": "SystemTime 0x0039", "value": stamp},  # PR_CLIENT_SUBMIT_TIME
             {"id": "SystemTime 0x0E06", "value": stamp},  # PR_MESSAGE_DELIVERY_TIME
-            {"id": "String 0x1035", "value": message_id},  # PR_INTERNET_MESSAGE_ID
         ],
     }
+    if bcc:
+        out["bccRecipients"] = bcc
     if sender and sender[0][1]:
         out["from"] = {"emailAddress": {"name": sender[0][0], "address": sender[0][1]}}
-    if attachments:
-        out["attachments"] = attachments
-    return out
+    files = graph_parts.leaf_parts(msg)
+    inside: set[int] = set(range(len(files)))
+    if budget is not None:
+        inside, size = set(), len(json.dumps(out))
+        for i in sorted(range(len(files)), key=lambda i: len(files[i].data)):
+            if len(files[i].data) < graph_parts.SESSION_MIN and size + files[i].request_size <= budget:
+                inside.add(i)
+                size += files[i].request_size
+    if inside:
+        out["attachments"] = [files[i].graph_json() for i in sorted(inside)]
+    rest = sorted((files[i] for i in range(len(files)) if i not in inside), key=lambda f: -len(f.data))
+    return out, rest
