@@ -147,7 +147,8 @@ class MsalAuth:
         self._token: tuple[str, float] | None = None  # (access token, monotonic expiry), memory only
         self._force_refresh = False
         self.discovery_refresh = discovery_refresh
-        self._next_discovery_try = 0.0  # monotonic; a failed re-fetch is not retried before this
+        self._next_discovery_try = 0.0  # monotonic; no new re-fetch is started before this
+        self.discovery_thread: threading.Thread | None = None  # the latest re-fetch (tests join it)
 
     # -- msal plumbing -------------------------------------------------------------------------
 
@@ -228,10 +229,21 @@ class MsalAuth:
             self._next_discovery_try = time.monotonic() + DISCOVERY_RETRY
             log.info("msal discovery not refreshed (the kept answers stay): %s", exc)
             return False
-        self._app, self._http_cache = app, fresh
-        self._save_http_cache()
+        with self._lock:
+            self._app, self._http_cache = app, fresh
+            self._save_http_cache()
         log.info("msal discovery refreshed from the authority")
         return True
+
+    def _refresh_discovery_in_background(self) -> None:
+        """Start refresh_discovery() in a thread when due, so no token() caller waits for the authority
+        (a hanging authority would otherwise hold every Graph request for msal's timeouts)."""
+        if not self.discovery_due():
+            return
+        self._next_discovery_try = time.monotonic() + DISCOVERY_RETRY  # one attempt at a time
+        self.discovery_thread = threading.Thread(target=self.refresh_discovery, daemon=True,
+                                                 name="lifeboat-msal-discovery")
+        self.discovery_thread.start()
 
     def _silent(self) -> dict[str, Any] | None:
         app = self.app()
@@ -264,8 +276,7 @@ class MsalAuth:
             if result and "access_token" in result:
                 self.last_error = ""
                 token = self._remember(result)
-                if self.discovery_due():  # signed in and online: keep an offline start possible
-                    self.refresh_discovery()
+                self._refresh_discovery_in_background()  # signed in: keep an offline start possible
                 return token
             self._token = None
             why = (result or {}).get("error", "") if result else "not signed in"

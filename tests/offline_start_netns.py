@@ -190,7 +190,10 @@ def scenario_refresh(work: Path, sim: Simulator) -> dict[str, Any]:
         MsalAuth(cfg, discovery_refresh=refresh).login_device_code(lambda _t: None)
         age_http_cache(home / "msal_http_cache.bin", 7 * 3600)
         before = len(sim.request_log)
-        MsalAuth(cfg, discovery_refresh=refresh).token()  # online, 7 h later (the token is still cached)
+        auth = MsalAuth(cfg, discovery_refresh=refresh)
+        auth.token()  # online, 7 h later (the access token is still cached)
+        if auth.discovery_thread is not None:
+            auth.discovery_thread.join(300)
         fetched = [p for m, p in list(sim.request_log)[before:] if m == "GET"]
         age_http_cache(home / "msal_http_cache.bin", 20 * 3600)
         age_token_cache(home / "msal_cache.bin", 27 * 3600)

@@ -174,9 +174,9 @@ def test_discovery_is_refetched_while_online_after_the_refresh_interval(cfg: Con
     """Tried: after a sign-in, the saved discovery answers aged by 1 hour, then by 7 hours, and a token
     taken online each time (the access token itself still cached). At 1 h nothing is fetched and the
     expiry stays; at 7 h (past DISCOVERY_REFRESH, 6 h) msal's tenant discovery is fetched once more from
-    the authority and the saved expiry moves forward to about now + 24 h. Then, with the authority
-    refusing connections, a due re-fetch fails quietly: the token is still served, the kept answers
-    stay as they were, and no second try follows within DISCOVERY_RETRY."""
+    the authority (in a thread beside token()) and the saved expiry moves forward to about now + 24 h.
+    Then, with the authority refusing connections, a due re-fetch fails quietly: the token is still
+    served, the kept answers stay as they were, and no second try follows within DISCOVERY_RETRY."""
     assert DISCOVERY_REFRESH == 6 * 3600
     MsalAuth(cfg).login_device_code(lambda _t: None)
     saved = Path(cfg.data_dir) / "msal_http_cache.bin"
@@ -190,6 +190,8 @@ def test_discovery_is_refetched_while_online_after_the_refresh_interval(cfg: Con
     _age(saved, 6 * 3600)
     auth = MsalAuth(cfg)
     auth.token()
+    assert auth.discovery_thread is not None
+    auth.discovery_thread.join(300)  # the re-fetch runs beside token() (a safety net, not a limit)
     assert _discovery_gets(sim) == gets + 1
     new_expires, new_created = _stamps(saved)[key]
     assert new_expires >= expires and abs(new_created + 86400 - new_expires) == 0
@@ -200,7 +202,9 @@ def test_discovery_is_refetched_while_online_after_the_refresh_interval(cfg: Con
     sim.outage("refuse")
     try:
         late = MsalAuth(cfg)
-        assert late.token() and late.discovery_due() is False  # tried once, failed, waits DISCOVERY_RETRY
+        assert late.token() and late.discovery_thread is not None
+        late.discovery_thread.join(300)
+        assert late.discovery_due() is False  # tried once, failed: waits DISCOVERY_RETRY
         assert _stamps(saved) == kept
         assert late.refresh_discovery() is False and _stamps(saved) == kept
     finally:
