@@ -117,7 +117,7 @@ def discovery_fetched_at(http_cache: dict[str, Any]) -> float | None:
         _heap, stamps = http_cache["_index_"]
         created = [float(v[1]) for k, v in stamps.items() if str(k).startswith("GET ")]
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError):
-        return None  # RuntimeError: msal was writing the dict in another thread; try again later
+        return None  # RuntimeError: msal was writing the dict in another thread (a re-fetch is harmless)
     return min(created) if created else None
 
 
