@@ -3,7 +3,11 @@
 `MsalAuth(config, home)` implements sync.ports.TokenProvider (`token()`) and reports `state()`:
 "signed_in" | "sign_in_needed" | "offline", never a traceback. The token cache lives in
 msal-extensions' encrypted persistence (DPAPI / Keychain / libsecret) at <home>/msal_cache.bin;
-msal's http_cache is persisted beside it so the app constructs offline. Tokens are never logged.
+msal's http_cache (the authority's discovery answers, which msal keeps 24 hours) is persisted beside it
+so the app constructs offline, and re-fetched from the authority every DISCOVERY_REFRESH seconds while
+sign-in works, so an offline start up to about a day after the app was last online still constructs.
+Nothing else in Lifeboat needs msal: the cache, the window and the backup route work without it.
+Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from desktop.config import Config
-from sync.errors import AuthRequired, ConfigError, KeyMissing, Offline, Unreachable
+from sync.errors import AuthRequired, ConfigError, KeyMissing, LifeboatError, Offline, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ MICROSOFT_HOSTS = ("login.microsoftonline.com", "login.microsoftonline.us", "log
                    "login.partner.microsoftonline.cn", "login.microsoft.com", "login.windows.net")
 SCOPES = ("Mail.ReadWrite", "Mail.Send", "User.Read")
 REFRESH_MARGIN = 300.0  # renew an access token this many seconds before it expires
+DISCOVERY_REFRESH = 6 * 3600.0  # re-fetch msal's discovery answers (kept 24 h by msal) this often
+DISCOVERY_RETRY = 600.0  # after a failed re-fetch, wait this long before the next try
 
 SIGNED_IN, SIGN_IN_NEEDED, OFFLINE = "signed_in", "sign_in_needed", "offline"
 KEYSTORE_FIX = (
@@ -58,6 +65,29 @@ def token_persistence(path: Path) -> Any:
                          fix=KEYSTORE_FIX) from exc
 
 
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """msal's network and service errors as sync.errors: a TLS failure is Unreachable (check ca_file),
+    no answer is Offline, a 5xx from a discovery endpoint (msal's MsalServiceError) is Unreachable, an
+    authority msal refuses (ValueError, e.g. invalid_instance or a 4xx from tenant discovery) is a
+    ConfigError."""
+    from msal.exceptions import MsalServiceError
+
+    try:
+        yield
+    except requests.exceptions.SSLError as exc:
+        raise Unreachable("the sign-in authority's TLS certificate could not be verified",
+                          fix="check the ca_file setting") from exc
+    except requests.RequestException as exc:
+        raise Offline(f"the sign-in authority cannot be reached to {what} ({type(exc).__name__})",
+                      fix="Lifeboat signs in again by itself once the authority answers") from exc
+    except MsalServiceError as exc:
+        raise Unreachable(f"the sign-in authority failed to {what}: {exc}"[:300]) from exc
+    except ValueError as exc:  # msal: bad authority
+        raise ConfigError(f"msal refused the authority: {exc}"[:300],
+                          fix="check authority_url / tenant") from exc
+
+
 def scopes_for(graph_url: str) -> list[str]:
     """Graph scopes qualified by the Graph host of this cloud (graph.microsoft.us, the simulator...)."""
     parts = urlsplit(graph_url)
@@ -76,10 +106,28 @@ def authority_kwargs(authority: str) -> dict[str, Any]:
     return {"authority": authority, "instance_discovery": False}
 
 
+def discovery_fetched_at(http_cache: dict[str, Any]) -> float | None:
+    """When msal fetched the oldest discovery answer (a "GET ..." entry) in its http_cache, in epoch
+    seconds; None when there is none or the layout is not msal's (then a re-fetch is due).
+
+    msal (individual_cache.py, _ExpiringMapping) keeps `{"_index_": (heap, {key: [expires_at,
+    created_at]}), key: response, ...}`; discovery GETs are cached for 24 h (throttled_http_client.py).
+    This only reads that index, it never writes it."""
+    try:
+        _heap, stamps = http_cache["_index_"]
+        created = [float(v[1]) for k, v in stamps.items() if str(k).startswith("GET ")]
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError):
+        return None  # RuntimeError: msal was writing the dict in another thread (a re-fetch is harmless)
+    return min(created) if created else None
+
+
 class MsalAuth:
     """TokenProvider over an msal PublicClientApplication with a persisted, encrypted cache."""
 
-    def __init__(self, config: Config, home: Path | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(self, config: Config, home: Path | None = None, *, timeout: float = 10.0,
+                 discovery_refresh: float | None = DISCOVERY_REFRESH) -> None:
+        """discovery_refresh: seconds between re-fetches of msal's discovery answers while signed in
+        (None: never, as before issue 9; tests use it to show what goes wrong without)."""
         if not config.client_id:
             raise ConfigError("no client_id configured",
                               fix="set client_id in the [account] section of the config (or by policy)")
@@ -98,6 +146,9 @@ class MsalAuth:
         self._http_cache: dict[str, Any] = self._load_http_cache()
         self._token: tuple[str, float] | None = None  # (access token, monotonic expiry), memory only
         self._force_refresh = False
+        self.discovery_refresh = discovery_refresh
+        self._next_discovery_try = 0.0  # monotonic; no new re-fetch is started before this
+        self.discovery_thread: threading.Thread | None = None  # the latest re-fetch (tests join it)
 
     # -- msal plumbing -------------------------------------------------------------------------
 
@@ -120,10 +171,9 @@ class MsalAuth:
         except OSError as exc:
             log.warning("could not save msal's http cache: %s", exc)
 
-    def app(self) -> Any:
-        """The msal application, built once (offline too, thanks to the persisted http_cache)."""
-        if self._app is not None:
-            return self._app
+    def _build(self, http_cache: dict[str, Any]) -> Any:
+        """A new msal application over the persisted token cache and this http_cache (which msal fills
+        with the discovery answers it fetches, or reads them from while they are under 24 h old)."""
         import msal
         from msal_extensions import PersistedTokenCache
 
@@ -136,37 +186,75 @@ class MsalAuth:
                 broker = {"enable_broker_on_windows": True}
             except ImportError:
                 pass
-        try:
-            self._app = msal.PublicClientApplication(
+        with _translated("fetch its discovery answers (the ones kept are missing or over 24 hours old)"):
+            return msal.PublicClientApplication(
                 self.config.client_id,
                 token_cache=cache,
-                http_cache=self._http_cache,
+                http_cache=http_cache,
                 verify=self.config.ca_file or True,
                 timeout=self.timeout,
                 **authority_kwargs(self.config.authority),
                 **broker,
             )
-        except requests.exceptions.SSLError as exc:
-            raise Unreachable("the sign-in authority's TLS certificate could not be verified",
-                              fix="check the ca_file setting") from exc
-        except requests.RequestException as exc:
-            raise Offline("the sign-in authority cannot be reached and nothing is cached yet",
-                          fix="connect to the network once so Lifeboat can learn the authority") from exc
-        except ValueError as exc:  # msal: bad authority
-            raise ConfigError(f"msal refused the authority {self.config.authority!r}: {exc}") from exc
-        self._save_http_cache()
+
+    def app(self) -> Any:
+        """The msal application, built once (offline too, while the persisted discovery answers are
+        under 24 hours old; after that msal needs the authority: Offline)."""
+        if self._app is None:
+            self._app = self._build(self._http_cache)
+            self._save_http_cache()
         return self._app
+
+    def discovery_due(self) -> bool:
+        """True when the kept discovery answers are older than discovery_refresh (or missing)."""
+        if self.discovery_refresh is None or time.monotonic() < self._next_discovery_try:
+            return False
+        fetched = discovery_fetched_at(self._http_cache)
+        return fetched is None or time.time() - fetched >= self.discovery_refresh
+
+    def refresh_discovery(self) -> bool:
+        """Fetch msal's discovery answers afresh from the authority and keep them (persisted).
+
+        A new msal application is built over an empty http_cache, so msal itself asks the authority
+        (tenant discovery, and instance discovery where msal does it) and looks the account up as a
+        start does; only when all of that succeeded does it replace the old application and cache.
+        Nothing is invented: the kept answers are what the authority just said, with msal's own
+        24 h expiry. On failure the old (still valid) answers stay and False is returned."""
+        fresh: dict[str, Any] = {}
+        try:
+            app = self._build(fresh)
+            with _translated("refresh the sign-in authority's discovery"):
+                app.get_accounts()
+        except LifeboatError as exc:
+            self._next_discovery_try = time.monotonic() + DISCOVERY_RETRY
+            log.info("msal discovery not refreshed (the kept answers stay): %s", exc)
+            return False
+        with self._lock:
+            self._app, self._http_cache = app, fresh
+            self._save_http_cache()
+        log.info("msal discovery refreshed from the authority")
+        return True
+
+    def _refresh_discovery_in_background(self) -> None:
+        """Start refresh_discovery() in a thread when due, so no token() caller waits for the authority
+        (a hanging authority would otherwise hold every Graph request for msal's timeouts)."""
+        if not self.discovery_due():
+            return
+        self._next_discovery_try = time.monotonic() + DISCOVERY_RETRY  # one attempt at a time
+        self.discovery_thread = threading.Thread(target=self.refresh_discovery, daemon=True,
+                                                 name="lifeboat-msal-discovery")
+        self.discovery_thread.start()
 
     def _silent(self) -> dict[str, Any] | None:
         app = self.app()
-        accounts = app.get_accounts()
-        if not accounts:
-            return None
-        try:
-            result = app.acquire_token_silent_with_error(self.scopes, account=accounts[0],
-                                                         force_refresh=self._force_refresh)
-        except requests.RequestException as exc:  # expired token and no network (FACTS.md)
-            raise Offline("the sign-in authority cannot be reached to renew the token") from exc
+        try:  # what msal fetched on the way (instance discovery for aliases) is kept for offline starts
+            with _translated("look the account up"):
+                accounts = app.get_accounts()
+            if not accounts:
+                return None
+            with _translated("renew the token"):  # expired token and no network: Offline (FACTS.md)
+                result: dict[str, Any] | None = app.acquire_token_silent_with_error(
+                    self.scopes, account=accounts[0], force_refresh=self._force_refresh)
         finally:
             self._save_http_cache()
         return result
@@ -187,7 +275,9 @@ class MsalAuth:
             result = self._silent()
             if result and "access_token" in result:
                 self.last_error = ""
-                return self._remember(result)
+                token = self._remember(result)
+                self._refresh_discovery_in_background()  # signed in: keep an offline start possible
+                return token
             self._token = None
             why = (result or {}).get("error", "") if result else "not signed in"
             self.last_error = str(why)
@@ -212,7 +302,9 @@ class MsalAuth:
 
     def account(self) -> str | None:
         try:
-            accounts = self.app().get_accounts()
+            app = self.app()
+            with _translated("look the account up"):
+                accounts = app.get_accounts()
         except Unreachable:
             return None
         return str(accounts[0].get("username")) if accounts else None
@@ -234,15 +326,13 @@ class MsalAuth:
     def login_device_code(self, print_fn: Callable[[str], None] = print) -> str:
         """Device code flow: show the code and URL via print_fn, wait for approval; returns the user."""
         app = self.app()
-        try:
+        with _translated("sign in"):
             flow = app.initiate_device_flow(scopes=self.scopes)
             if "user_code" not in flow:
                 raise AuthRequired(f"the authority refused to start a device code sign-in: "
                                    f"{flow.get('error', '')} {flow.get('error_description', '')}".strip())
             print_fn(str(flow["message"]))
             result = app.acquire_token_by_device_flow(flow)
-        except requests.RequestException as exc:
-            raise Offline("the sign-in authority cannot be reached") from exc
         return self._finish(result, "device code")
 
     def login_interactive(self) -> str:
@@ -252,9 +342,10 @@ class MsalAuth:
             kwargs: dict[str, Any] = {"prompt": "select_account"}
             if os.name == "nt":
                 kwargs["parent_window_handle"] = app.CONSOLE_WINDOW_HANDLE
-            result = app.acquire_token_interactive(self.scopes, **kwargs)
-        except requests.RequestException as exc:
-            raise Offline("the sign-in authority cannot be reached") from exc
+            with _translated("sign in"):
+                result = app.acquire_token_interactive(self.scopes, **kwargs)
+        except LifeboatError:
+            raise
         except Exception as exc:  # no browser here (webbrowser.Error, OSError...)
             raise AuthRequired(f"could not open a browser for sign-in ({type(exc).__name__})",
                                fix="use `lifeboat login --device-code`") from exc

@@ -1,8 +1,11 @@
 """The simulator's OIDC authority: discovery, device code flow, token and refresh grants, expiry.
 
-Main type: `Authority` (thread-safe, in memory). Tokens are RS256 JWTs signed with a key kept in
-the data dir; refresh tokens are opaque and rotate on use; revoking them forces a new sign-in.
-Responses carry `id_token` and `client_info` so msal keeps the account.
+Main type: `Authority` (thread-safe, in memory). Discovery answers like login.microsoftonline.com:
+tenant discovery (`/{tenant}/v2.0/.well-known/openid-configuration`) and instance discovery
+(`/common/discovery/instance`, with `tenant_discovery_endpoint` and the cloud `metadata`), both with
+`Cache-Control: max-age=86400, private` as the real service sends. Tokens are RS256 JWTs signed with
+a key kept in the data dir; refresh tokens are opaque and rotate on use; revoking them forces a new
+sign-in. Responses carry `id_token` and `client_info` so msal keeps the account.
 """
 
 from __future__ import annotations
@@ -19,12 +22,27 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DISCOVERY_CACHE_CONTROL = "max-age=86400, private"  # what login.microsoftonline.com sends on both
+
+# The clouds login.microsoftonline.com lists in instance discovery's "metadata" (recorded answers of
+# the real endpoint, api-version 1.1; docs/graph-notes.md section 7 names the source).
+CLOUDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("login.microsoftonline.com", "login.windows.net",
+     ("login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net")),
+    ("login.partner.microsoftonline.cn", "login.partner.microsoftonline.cn",
+     ("login.partner.microsoftonline.cn", "login.chinacloudapi.cn")),
+    ("login.microsoftonline.de", "login.microsoftonline.de", ("login.microsoftonline.de",)),
+    ("login.microsoftonline.us", "login.microsoftonline.us",
+     ("login.microsoftonline.us", "login.usgovcloudapi.net")),
+    ("login-us.microsoftonline.com", "login-us.microsoftonline.com", ("login-us.microsoftonline.com",)),
+)
 
 
 def _b64url(data: bytes) -> str:
@@ -171,7 +189,30 @@ class Authority:
                 "nonce",
             ],
             "tenant_region_scope": "EU",
-            "cloud_instance_name": "127.0.0.1",
+            "cloud_instance_name": (urlsplit(self.base_url).hostname or "").removeprefix("login."),
+        }
+
+    def instance_discovery(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """`GET /common/discovery/instance?api-version=...&authorization_endpoint=...` as Entra ID answers
+        it: the tenant discovery endpoint for that authorization endpoint and the known clouds' aliases,
+        or 400 `invalid_instance` for a host it does not know."""
+        parts = urlsplit(query.get("authorization_endpoint", ""))
+        own = urlsplit(self.base_url).hostname or ""
+        groups = [{"preferred_network": net, "preferred_cache": cache, "aliases": list(aliases)}
+                  for net, cache, aliases in CLOUDS]
+        if not any(own in g["aliases"] for g in groups):  # a simulator on 127.0.0.1 is its own cloud
+            groups.insert(0, {"preferred_network": own, "preferred_cache": own, "aliases": [own]})
+        known = any(parts.hostname in g["aliases"] for g in groups)
+        segs = [s for s in parts.path.split("/") if s]
+        if parts.scheme != "https" or not known or not segs:
+            return 400, _oauth_error(
+                "invalid_instance",
+                "AADSTS50049: Unknown or invalid instance.",
+            )
+        return 200, {
+            "tenant_discovery_endpoint": f"{self.base_url}/{segs[0]}/v2.0/.well-known/openid-configuration",
+            "api-version": query.get("api-version", "1.1"),
+            "metadata": groups,
         }
 
     # --- device code flow ----------------------------------------------------------------------------

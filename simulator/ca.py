@@ -1,7 +1,8 @@
 """The simulator's local certificate authority: a CA made once per data dir, and a server cert for 127.0.0.1.
 
 Main type: `LocalCA`. Invariants: the CA key never leaves `data_dir` (mode 0600); `ca.pem` is what a
-client must trust; the server certificate is signed by that CA and names 127.0.0.1 and localhost.
+client must trust; the server certificate is signed by that CA and names 127.0.0.1 and localhost (and
+any extra host names asked for, e.g. login.microsoftonline.com for a test in its own network namespace).
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ class LocalCA:
         self.ca_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cert, key
 
-    def server_context(self) -> ssl.SSLContext:
-        """An SSL server context with a fresh certificate for 127.0.0.1/localhost signed by the CA."""
+    def server_context(self, names: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """An SSL server context with a fresh certificate for 127.0.0.1/localhost (and `names`) signed by
+        the CA."""
         ca_cert, ca_key = self.ensure()
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -93,7 +95,11 @@ class LocalCA:
             .not_valid_after(now + dt.timedelta(days=365))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                    [
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.DNSName("localhost"),
+                        *(x509.DNSName(n) for n in names if n != "localhost"),
+                    ]
                 ),
                 critical=False,
             )

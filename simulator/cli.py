@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fresh", action="store_true", help="ignore a saved mailbox snapshot and generate anew")
     p.add_argument("--token-lifetime", type=float, default=3600.0, help="access token lifetime in seconds")
+    p.add_argument(
+        "--authority-host",
+        default="",
+        help="stand in for this sign-in host (e.g. login.microsoftonline.com, mapped to 127.0.0.1 in a "
+        "private network namespace): discovery and tokens name it, the certificate covers it",
+    )
     return p
 
 
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         auto_approve=args.auto_approve,
         token_lifetime=args.token_lifetime,
         fresh=args.fresh,
+        authority_host=args.authority_host,
     )
     try:
         sim.start()

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from simulator.attachments import SizeError
-from simulator.authority import Authority, TokenInvalid, User
+from simulator.authority import DISCOVERY_CACHE_CONTROL, Authority, TokenInvalid, User
 from simulator.ca import LocalCA
 from simulator.graph import (
     SENT_COPY,
@@ -282,8 +282,10 @@ class Simulator:
         auto_approve: bool = True,
         token_lifetime: float = 3600.0,
         fresh: bool = False,
+        authority_host: str = "",
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.authority_host = authority_host  # e.g. "login.microsoftonline.com" (resolved to 127.0.0.1)
         self.port, self.admin_port = port, admin_port
         self.messages, self.seed, self.fresh = messages, seed, fresh
         self.outage = "normal"
@@ -323,9 +325,18 @@ class Simulator:
         return f"{self.url}/v1.0"
 
     @property
+    def login_url(self) -> str:
+        """Where the authority says it lives: the provider URL, or https://<authority_host>[:port] when
+        the simulator stands in for a named host (a test maps that name to 127.0.0.1)."""
+        if not self.authority_host:
+            return self.url
+        return f"https://{self.authority_host}" + ("" if self.port == 443 else f":{self.port}")
+
+    @property
     def authority(self) -> str:
-        """For msal: `authority=` this with `instance_discovery=False` (or use `.oidc_authority`)."""
-        return f"{self.url}/{self.user.tid}"
+        """For msal: `authority=` this with `instance_discovery=False` (or use `.oidc_authority`); with
+        authority_host="login.microsoftonline.com", `authority=` this as it is (instance discovery on)."""
+        return f"{self.login_url}/{self.user.tid}"
 
     @property
     def oidc_authority(self) -> str:
@@ -345,7 +356,7 @@ class Simulator:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ca = LocalCA(self.data_dir)
-        self._tls = ca.server_context()
+        self._tls = ca.server_context((self.authority_host,) if self.authority_host else ())
         snap = self.data_dir / SNAPSHOT
         if snap.exists() and not self.fresh:
             self.mailbox = Mailbox.load(snap, self.seed)
@@ -360,7 +371,7 @@ class Simulator:
         self.admin_port = self._admin_srv.server_address[1]
         self.auth = Authority(
             self.data_dir,
-            self.url,
+            self.login_url,
             self.user,
             auto_approve=self._auto_approve,
             token_lifetime=self._token_lifetime,
@@ -632,8 +643,12 @@ class Simulator:
                 },
             )
         form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        cache = {"Cache-Control": DISCOVERY_CACHE_CONTROL}
         if rest == "v2.0/.well-known/openid-configuration" and method == "GET":
-            return json_response(200, self.auth.discovery(tenant))
+            return json_response(200, self.auth.discovery(tenant), cache)
+        if tenant == "common" and rest == "discovery/instance" and method == "GET":
+            status, out = self.auth.instance_discovery({k: v[-1] for k, v in parse_qs(parts.query).items()})
+            return json_response(status, out, cache if status == 200 else None)
         if rest == "discovery/v2.0/keys" and method == "GET":
             return json_response(200, self.auth.jwks())
         if rest == "oauth2/v2.0/devicecode" and method == "POST":

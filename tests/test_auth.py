@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from desktop.auth import MsalAuth, authority_kwargs, scopes_for
+from desktop.auth import DISCOVERY_REFRESH, MsalAuth, authority_kwargs, scopes_for
 from desktop.config import Config
 from sync.errors import ConfigError
 from tests.syncsim import PY, REPO, SimProcess, clean_env
@@ -148,3 +150,118 @@ def test_no_keystore_is_a_clear_error() -> None:
     assert "KEYMISSING" in out.stdout, out.stderr
     assert "keystore" in out.stdout and "gnome-keyring" in out.stdout
     assert not target.exists() or target.stat().st_size == 0
+
+
+def _stamps(path: Path) -> dict[str, list[int]]:
+    """{key: [expires_at, created_at]} of the GET entries in msal's saved http_cache (msal's own index)."""
+    data = pickle.loads(path.read_bytes())  # the file the code under test wrote
+    return {k: list(v) for k, v in data["_index_"][1].items() if k.startswith("GET ")}
+
+
+def _age(path: Path, seconds: int) -> None:
+    """Move the saved discovery answers `seconds` into the past, as if msal had fetched them then."""
+    from tests.offline_start_netns import age_http_cache
+
+    age_http_cache(path, seconds)
+
+
+def _discovery_gets(sim: SimProcess) -> int:
+    recent = sim.admin("GET", "requests")["recent"]
+    return sum(1 for method, path in recent if method == "GET" and path.endswith("openid-configuration"))
+
+
+def test_discovery_is_refetched_while_online_after_the_refresh_interval(cfg: Config, sim: SimProcess) -> None:
+    """Tried: after a sign-in, the saved discovery answers aged by 1 hour, then by 7 hours, and a token
+    taken online each time (the access token itself still cached). At 1 h nothing is fetched and the
+    expiry stays; at 7 h (past DISCOVERY_REFRESH, 6 h) msal's tenant discovery is fetched once more from
+    the authority (in a thread beside token()) and the saved expiry moves forward to about now + 24 h.
+    Then, with the authority refusing connections, a due re-fetch fails quietly: the token is still
+    served, the kept answers stay as they were, and no second try follows within DISCOVERY_RETRY."""
+    assert DISCOVERY_REFRESH == 6 * 3600
+    MsalAuth(cfg).login_device_code(lambda _t: None)
+    saved = Path(cfg.data_dir) / "msal_http_cache.bin"
+    (key, (expires, _created)), = _stamps(saved).items()
+
+    _age(saved, 3600)
+    gets = _discovery_gets(sim)
+    MsalAuth(cfg).token()
+    assert _discovery_gets(sim) == gets and _stamps(saved)[key][0] == expires - 3600
+
+    _age(saved, 6 * 3600)
+    auth = MsalAuth(cfg)
+    auth.token()
+    assert auth.discovery_thread is not None
+    auth.discovery_thread.join(300)  # the re-fetch runs beside token() (a safety net, not a limit)
+    assert _discovery_gets(sim) == gets + 1
+    new_expires, new_created = _stamps(saved)[key]
+    assert new_expires >= expires and abs(new_created + 86400 - new_expires) == 0
+    assert abs(new_created - time.time()) < 600 and auth.discovery_due() is False
+
+    _age(saved, 7 * 3600)
+    kept = _stamps(saved)
+    sim.outage("refuse")
+    try:
+        late = MsalAuth(cfg)
+        assert late.token() and late.discovery_thread is not None
+        late.discovery_thread.join(300)
+        assert late.discovery_due() is False  # tried once, failed: waits DISCOVERY_RETRY
+        assert _stamps(saved) == kept
+        assert late.refresh_discovery() is False and _stamps(saved) == kept
+    finally:
+        sim.outage("normal")
+
+
+def test_a_503_from_the_authority_is_offline_not_a_traceback(cfg: Config, sim: SimProcess) -> None:
+    """Tried: nothing saved yet and the sign-in authority answering 503 (the simulator's login-scope
+    outage). msal raises its own MsalServiceError from discovery; MsalAuth reports state "offline" with a
+    reason, and account() is None, instead of letting msal's exception escape."""
+    sim.outage("503", scope="login")
+    try:
+        auth = MsalAuth(cfg)
+        assert auth.state() == "offline" and "sign-in authority" in auth.last_error
+        assert auth.account() is None
+    finally:
+        sim.outage("normal")
+
+
+def test_simulator_instance_discovery_answers_like_entra(tmp_path: Path) -> None:
+    """Tried: the simulator as login.microsoftonline.com would be asked by msal: instance discovery
+    (api-version 1.1 for a well-known host, 1.0 for an unknown one) names the tenant discovery endpoint
+    and the cloud aliases, with the real Cache-Control; an unknown host gets 400 invalid_instance
+    (AADSTS50049); tenant discovery names the public host in every endpoint. The certificate covers the
+    stand-in host name."""
+    import ssl
+
+    from simulator.server import Simulator
+
+    sim = Simulator(tmp_path / "sim", messages=1, authority_host="login.microsoftonline.com")
+    sim.start()
+    try:
+        assert sim.authority == f"https://login.microsoftonline.com:{sim.port}/{sim.user.tid}"
+        status, out = sim.auth.instance_discovery({
+            "api-version": "1.1",
+            "authorization_endpoint": "https://login.microsoftonline.com/common/oauth2/authorize"})
+        assert status == 200 and out["api-version"] == "1.1"
+        assert out["tenant_discovery_endpoint"] == (
+            f"https://login.microsoftonline.com:{sim.port}/common/v2.0/.well-known/openid-configuration")
+        first = out["metadata"][0]
+        assert first["preferred_network"] == "login.microsoftonline.com"
+        assert first["preferred_cache"] == "login.windows.net"
+        assert "sts.windows.net" in first["aliases"]
+        status, out = sim.auth.instance_discovery({
+            "api-version": "1.0", "authorization_endpoint": "https://evil.example/t/oauth2/v2.0/authorize"})
+        assert status == 400 and out["error"] == "invalid_instance" and out["error_codes"] == [50049]
+        resp = sim._login("GET", "/common/discovery/instance?api-version=1.1&authorization_endpoint="
+                          "https%3A%2F%2Flogin.microsoftonline.com%2Fcommon%2Foauth2%2Fauthorize", b"")
+        assert resp.status == 200 and resp.headers["Cache-Control"] == "max-age=86400, private"
+        doc = sim.auth.discovery(sim.user.tid)
+        assert doc["token_endpoint"].startswith(f"https://login.microsoftonline.com:{sim.port}/{sim.user.tid}/")
+        assert doc["cloud_instance_name"] == "microsoftonline.com"
+        pem = ssl.get_server_certificate(("127.0.0.1", sim.port))
+        from cryptography import x509
+
+        names = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        assert "login.microsoftonline.com" in names
+    finally:
+        sim.stop()
