@@ -195,15 +195,23 @@ def test_sigkill_at_random_moments_then_resume_ends_equal(
         acct.run("login", "--device-code")
         rng = random.Random(20261128)
         kills = runs = added = 0
+        # The kill moment is drawn within how long a whole run takes on this machine (learnt from runs
+        # that finished first), not from fixed seconds: on an idle machine an incremental run can end
+        # in 0.3 s, on a loaded one start-up alone takes seconds; either way the kills land mid-run.
+        typical = 3.0
         while kills < 10 and runs < 60:
             runs += 1
+            started = time.monotonic()
             proc = subprocess.Popen([PY, "-m", "desktop.cli", "sync", "--once", "--quiet"], cwd=REPO,
                                     env=acct.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 3.5))
+            kill_at = started + rng.uniform(0.3, 1.0) * typical
+            while proc.poll() is None and time.monotonic() < kill_at:
+                time.sleep(0.01)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             elif proc.returncode == 0:  # finished first: give the next runs something to do
+                typical = time.monotonic() - started
                 for _ in range(150):
                     added += 1
                     sim.admin("POST", "messages", {"folder": "inbox", "mime": reply("more", added)})
