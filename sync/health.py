@@ -232,13 +232,14 @@ class Monitor:
         fail), and the references only when it failed."""
         if self.source is None:
             raise ConfigError("this monitor has no provider to probe (it only records commands)")
+        at = self.clock.now()  # when the requests went out: a hang then counts from its start
         status, reason = probe_round(self.source, self.policy.probe_requests)
         reference_ok: bool | None = None
         if status is ProviderStatus.FAILED:
             reference_ok, why = any_reference_ok(self.references, self.reference_timeout)
             if reference_ok is False:
                 reason = f"{reason}; no reference answered either ({why})"
-        return ProbeResult(at=self.clock.now(), provider=status, reference_ok=reference_ok, reason=reason)
+        return ProbeResult(at=at, provider=status, reference_ok=reference_ok, reason=reason)
 
     def tick(self) -> list[Effect]:
         """Probe, step, persist: the health worker's tick."""
