@@ -194,10 +194,11 @@ def test_defaults_detect_an_outage_within_a_minute():
 def test_a_probe_round_fails_only_when_every_request_fails():
     """Tried: the round's status from its requests' statuses: any OK wins; a 429 or a rejected sign-in
     means the provider answered (not an outage); FAILED only when all failed."""
-    F, O, T, A = ProviderStatus.FAILED, ProviderStatus.OK, ProviderStatus.THROTTLED, ProviderStatus.AUTH_FAILED
+    F, G, T, A = (ProviderStatus.FAILED, ProviderStatus.OK, ProviderStatus.THROTTLED,
+                  ProviderStatus.AUTH_FAILED)
     assert round_status([F, F]) is F and round_status([F]) is F
-    assert round_status([F, O]) is O and round_status([O, O]) is O
-    assert round_status([F, T]) is T and round_status([A, F]) is A and round_status([T, O]) is O
+    assert round_status([F, G]) is G and round_status([G, G]) is G
+    assert round_status([F, T]) is T and round_status([A, F]) is A and round_status([T, G]) is G
     assert P.probe_requests == 2
 
 
