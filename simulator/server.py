@@ -115,7 +115,7 @@ def path_kind(path: str) -> str:
     if route != "/v1.0" and not route.startswith("/v1.0/"):
         return "login"
     segs = [s.lower() for s in route[len("/v1.0"):].split("/") if s]
-    if not segs or segs == ["me"] or (len(segs) == 2 and segs[0] == "users"):
+    if not segs or (segs[0] == "me" and len(segs) == 1) or (segs[0] == "users" and len(segs) <= 2):
         return "directory"
     return "mail"
 

@@ -894,3 +894,26 @@ def test_flaky_mail_fails_a_seeded_fraction_of_mail_requests(sim: Simulator) -> 
     assert requests.post(f"{a}/outage", json={"mode": "flaky", "kind": "flaky"}).status_code == 400
     assert requests.post(f"{a}/outage", json={"mode": "503", "scope": "exchange"}).status_code == 400
     sim.set_outage("normal")
+
+
+def test_listener_modes_act_per_request_for_scopes_graph_and_login(sim: Simulator) -> None:
+    """Tried: refuse/stop/hang scoped to login, then to graph: only that side's requests are reset,
+    closed or held (the other side, on the same port, answers), and path_kind sorts the paths."""
+    from simulator.server import path_kind
+
+    assert [path_kind(p) for p in ("/v1.0/me?$select=id", "/v1.0/users/x", "/v1.0/users", "/v1.0/$batch",
+                                   "/v1.0/me/mailFolders/inbox", "/v1.0/users/x/messages", "/t/v2.0/x")] == [
+        "directory", "directory", "directory", "mail", "mail", "mail", "login"]
+    s = graph(sim)
+    discovery = f"{sim.oidc_authority}/.well-known/openid-configuration"
+    for mode in ("refuse", "stop", "hang"):
+        sim.set_outage(mode, scope="login")
+        assert s.get(f"{sim.graph_url}/me/mailFolders", timeout=(5, 10)).status_code == 200
+        with pytest.raises(requests.RequestException):
+            requests.get(discovery, verify=str(sim.ca_path), timeout=(5, 1.0))
+        sim.set_outage(mode, scope="graph")
+        assert requests.get(discovery, verify=str(sim.ca_path), timeout=(5, 10)).status_code == 200
+        with pytest.raises(requests.RequestException):
+            s.get(f"{sim.graph_url}/me", timeout=(5, 1.0))
+    sim.set_outage("normal")
+    assert s.get(f"{sim.graph_url}/me", timeout=(5, 10)).status_code == 200
