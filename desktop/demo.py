@@ -1,7 +1,8 @@
 """`lifeboat demo`: the whole continuity story against local stand-ins (the simulator, an SMTP relay).
 
 `--headless` plays it by itself as JSON lines {"t": seconds, "step": ...}: sign-in, sync, a normal send,
-an outage, detection, a backup send, recovery, reconciliation into Sent Items. Without it, `gui()` runs
+an Exchange-only outage (mail down, sign-in and `/me` up), detection, a backup send, recovery,
+reconciliation into Sent Items. Without it, `gui()` runs
 the real app (desktop.app) in demo mode: the window's demo panel cuts and restores the provider and the
 user plays. It never needs the internet; nothing outside its temp folder is touched.
 """
@@ -125,6 +126,22 @@ def demo_config(root: Path, sim: Any, relay_port: int) -> Any:
     })
 
 
+def still_up(sim: Any, auth: Any) -> dict[str, Any]:
+    """During the demo's Exchange-only outage: what still answers (the user resource `/me`, served by the
+    directory, and the sign-in authority), which is why probing `/me` would never have noticed."""
+    import requests
+
+    def status(url: str, **kw: Any) -> int | str:
+        try:
+            return requests.get(url, verify=str(sim.ca_path), timeout=10, **kw).status_code
+        except requests.RequestException as exc:
+            return type(exc).__name__
+
+    bearer = {"Authorization": f"Bearer {auth.token()}"}
+    return {"me": status(f"{sim.graph_url}/me?$select=id", headers=bearer),
+            "sign_in": status(f"{sim.oidc_authority}/.well-known/openid-configuration")}
+
+
 def play(story: Story, root: Path, messages: int) -> int:
     prepare(root)
     from desktop import worker
@@ -171,8 +188,9 @@ def play(story: Story, root: Path, messages: int) -> int:
             took = story.wait("the first send", lambda: sent(mid))
             story.say("sent", route=Route.PRIMARY.value, message_id=mid, seconds=took)
 
-            sim.set_outage("refuse")
-            story.say("outage", provider="refusing connections")
+            sim.set_outage("refuse", scope="mail")  # Exchange Online down; Entra ID (sign-in, /me) up
+            story.say("outage", provider="Exchange Online down: every mail request is reset", scope="mail",
+                      **still_up(sim, auth))
             took = story.wait("continuity mode", lambda: c.monitor.mode is Mode.CONTINUITY)
             story.say("continuity", seconds_from_outage=took, reason=c.monitor.state.reason)
 
@@ -212,8 +230,9 @@ def play(story: Story, root: Path, messages: int) -> int:
 GUIDE = """\
 Lifeboat demo: the app runs against a local Microsoft 365 simulator and a local backup relay.
   1. The window shows the cached mailbox. The DEMO strip under the banner drives the simulator.
-  2. Click "Cut the provider". Within about {enter:.0f} s the banner (and the tray icon) turn to
-     "Continuity mode" and a desktop notification says so.
+  2. Click "Cut the provider": its mail goes down (Exchange Online), sign-in stays up. Within about
+     {enter:.0f} s the banner (and the tray icon) turn to "Continuity mode" and a desktop notification
+     says so.
   3. Click "New message" and send something: it leaves through the backup relay (this terminal prints
      it) and the Outbox shows it as sent via backup.
   4. Click "Restore the provider". After about {leave:.0f} s Lifeboat recovers, copies the outage mail into

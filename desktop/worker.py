@@ -174,6 +174,7 @@ class Continuity:
             report = engine.reconcile_once(self.store, self.source, now, checkpoint=self.checkpoint)
         except (Unreachable, AuthRequired, Throttled) as exc:
             log.info("reconcile: %s (will try again; the probes decide whether the outage is back)", exc)
+            self.monitor.report(exc, "sync")  # a failed mail request counts (only Unreachable does)
             return None
         self.last_reconcile = report
         if report.failed:  # they stay unreconciled, with the reason on the outbox item

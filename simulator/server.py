@@ -1,9 +1,11 @@
 """The simulator's servers: HTTPS provider port (OIDC + Graph) and a plain-HTTP admin port (/_sim/...).
 
 Main type: `Simulator` (start/stop, URLs, and methods mirroring the admin API). Invariants: outages
-act only on the provider port, so the admin port always answers; "refuse"/"stop" close the listening
-socket (connects get ECONNREFUSED) and re-open it on the same port when switched back; TLS is done in
-each connection's own thread so a stalled client never blocks the accept loop; logs carry no tokens or bodies.
+act only on the provider port, so the admin port always answers; "refuse"/"stop" of scope "all" close
+the listening socket (connects get ECONNREFUSED) and re-open it on the same port when switched back,
+while a narrower scope (graph, login, mail: see `path_kind`) acts per request on the shared port; TLS
+is done in each connection's own thread so a stalled client never blocks the accept loop; logs carry no
+tokens or bodies.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import html
 import json
 import logging
+import random
 import socket
 import ssl
 import struct
@@ -42,8 +45,11 @@ from simulator.mailbox import Mailbox, NotFound
 
 log = logging.getLogger("lifeboat.simulator")
 
-OUTAGES = ("normal", "refuse", "stop", "hang", "503", "slow", "truncate", "drop")
+OUTAGES = ("normal", "refuse", "stop", "hang", "503", "slow", "truncate", "drop", "flaky")
+FAILURES = tuple(m for m in OUTAGES if m not in ("normal", "flaky"))  # what one flaky request may get
 LISTENER_DOWN = ("refuse", "stop")
+SCOPES = ("all", "graph", "login", "mail")
+FLAKY_FRACTION = 1 / 3
 SNAPSHOT = "mailbox.json"
 GRANTS = "refresh-tokens.json"
 DEVICE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sign in (simulator)</title></head>
@@ -108,6 +114,27 @@ class Limits:
             self._inflight -= 1
 
 
+def path_kind(path: str) -> str:
+    """Which service answers this provider path: "login" (Entra ID sign-in), "directory" (the user
+    resource `/me`, `/users/{id}`: Entra ID's directory through Graph) or "mail" (everything else under
+    /v1.0, served by Exchange Online: mailFolders, messages, sendMail, and `$batch`, whose inner requests
+    are all mail here)."""
+    route = urlsplit(path).path
+    if route.startswith("/api/v2.0/"):  # the pre-authenticated upload URLs of Outlook upload sessions
+        return "mail"
+    if route != "/v1.0" and not route.startswith("/v1.0/"):
+        return "login"
+    segs = [s.lower() for s in route[len("/v1.0"):].split("/") if s]
+    if not segs or (segs[0] == "me" and len(segs) == 1) or (segs[0] == "users" and len(segs) <= 2):
+        return "directory"
+    return "mail"
+
+
+def in_scope(scope: str, kind: str) -> bool:
+    """Does an outage of this scope hit a request of this kind (see path_kind)?"""
+    return scope == "all" or (scope == "graph" and kind != "login") or scope == kind
+
+
 def _abort(sock: socket.socket) -> None:
     """Close with RST (SO_LINGER 0), like a crashed server."""
     with contextlib.suppress(OSError):
@@ -129,7 +156,7 @@ class _ProviderServer(ThreadingMixIn, HTTPServer):
         sim = self.sim
         raw: socket.socket = request
         try:
-            if sim._wait_out_hang(None):
+            if sim._wait_out_hang():
                 _abort(raw)
                 return
             raw.settimeout(30)
@@ -211,16 +238,21 @@ class _ProviderHandler(_Handler):
         sim = self.server.sim
         body = self._body()
         path = self.path
-        # /api/v2.0/...: the pre-authenticated upload URLs of Outlook upload sessions (Exchange, like Graph)
-        scope = "graph" if path.startswith(("/v1.0/", "/api/v2.0/")) or path == "/v1.0" else "login"
+        kind = path_kind(path)  # /api/v2.0/...: Outlook upload-session URLs are mail (Exchange)
+        scope = "login" if kind == "login" else "graph"
         sim._count(self.command, path)
-        mode = sim.outage if sim.outage_scope in ("all", scope) else "normal"
-        if mode in LISTENER_DOWN:
+        mode = sim._mode_for(kind)
+        if mode == "refuse":  # the listener is closed (scope all) or, per request, a reset
             _abort(self.connection)
             self.close_connection = True
             return
-        if mode == "hang":
-            sim._wait_out_hang(scope)
+        if mode == "stop":  # the server goes away without answering: an orderly close (FIN)
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if mode == "hang":  # hold the request until the outage ends, then drop it
+            sim._hold()
             _abort(self.connection)
             self.close_connection = True
             return
@@ -291,6 +323,11 @@ class Simulator:
         self.outage = "normal"
         self.outage_scope = "all"
         self.slow_delay = 2.0
+        self.flaky_fraction = FLAKY_FRACTION
+        self.flaky_kind = "503"
+        self.flaky_counts = {"failed": 0, "passed": 0}
+        self._flaky_rng = random.Random(seed)
+        self._flaky_lock = threading.Lock()
         self.limits = Limits()
         self.requests_count = 0
         self.request_log: deque[tuple[str, str]] = deque(maxlen=5000)
@@ -426,27 +463,62 @@ class Simulator:
         self.stop()
 
     # --- outages ----------------------------------------------------------------------------------
-    def set_outage(self, mode: str, *, delay: float | None = None, scope: str = "all") -> None:
-        """normal | refuse | stop | hang | 503 | slow | truncate | drop (scope: all | graph | login)."""
+    def set_outage(self, mode: str, *, delay: float | None = None, scope: str = "all",
+                   fraction: float | None = None, kind: str | None = None, seed: int | None = None) -> None:
+        """normal | refuse | stop | hang | 503 | slow | truncate | drop | flaky, for one scope:
+        all | graph (directory and mail) | login (sign-in) | mail (Exchange Online: `/me` and sign-in
+        still answer). Only scope "all" closes the listener for refuse/stop and holds new connections
+        for hang; a narrower scope acts per request (refuse: reset after reading the request, stop:
+        close without answering, hang: hold the request until the outage ends). "flaky" fails
+        `fraction` (default 1/3) of the scope's requests at random (RNG seeded by `seed`, else the
+        simulator's seed) the `kind` way (default "503"; any other outage mode); the rest answer."""
         if mode not in OUTAGES:
             raise ValueError(f"unknown outage mode {mode!r}; choose one of {', '.join(OUTAGES)}")
-        if scope not in ("all", "graph", "login"):
-            raise ValueError("scope must be all, graph or login")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
         if delay is not None:
             if delay < 0:
                 raise ValueError("delay must not be negative")
             self.slow_delay = float(delay)
-        self.outage_scope = scope
-        self.outage = mode
-        if mode == "hang":
+        if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
+            raise ValueError("fraction must be between 0 and 1")
+        if kind is not None and kind not in FAILURES:
+            raise ValueError(f"a flaky request fails as one of {', '.join(FAILURES)}, not {kind!r}")
+        with self._flaky_lock:
+            if mode == "flaky":
+                self.flaky_fraction = FLAKY_FRACTION if fraction is None else float(fraction)
+                self.flaky_kind = kind or "503"
+                self._flaky_rng = random.Random(self.seed if seed is None else int(seed))
+                self.flaky_counts = {"failed": 0, "passed": 0}
+            self.outage_scope = scope
+            self.outage = mode
+        if mode == "hang" or (mode == "flaky" and self.flaky_kind == "hang"):
             self._normal.clear()
         else:
             self._normal.set()
-        if mode in LISTENER_DOWN:
+        if mode in LISTENER_DOWN and scope == "all":
             self._close_listener(drop_connections=mode == "stop")
         elif self._provider is None and not self._stop.is_set():
             self._provider = _ProviderServer(("127.0.0.1", self.port), self)
             self._serve(self._provider)
+
+    def _mode_for(self, kind: str) -> str:
+        """The outage this one request meets ("normal" if none); a flaky outage draws it here."""
+        with self._flaky_lock:
+            mode, scope = self.outage, self.outage_scope
+            if mode == "normal" or not in_scope(scope, kind):
+                return "normal"
+            if mode != "flaky":
+                return mode
+            hit = self._flaky_rng.random() < self.flaky_fraction
+            self.flaky_counts["failed" if hit else "passed"] += 1
+            return self.flaky_kind if hit else "normal"
+
+    def outage_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.outage, "scope": self.outage_scope, "delay": self.slow_delay}
+        if self.outage == "flaky":
+            out |= {"fraction": self.flaky_fraction, "kind": self.flaky_kind, **self.flaky_counts}
+        return out
 
     def _close_listener(self, *, drop_connections: bool) -> None:
         srv, self._provider = self._provider, None
@@ -460,16 +532,18 @@ class Simulator:
                 with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
 
-    def _wait_out_hang(self, scope: str | None) -> bool:
-        """Block while a hang outage applies; True if the connection should then be dropped."""
-        if self.outage != "hang" or (scope is not None and self.outage_scope not in ("all", scope)):
+    def _wait_out_hang(self) -> bool:
+        """Before TLS: block while a hang outage of scope "all" holds (True: then drop the connection)."""
+        if self.outage != "hang" or self.outage_scope != "all":
             return False
-        if scope is None and self.outage_scope != "all":
-            return False
+        self._hold()
+        return True
+
+    def _hold(self) -> None:
+        """Block until the hang ends (the outage is switched) or the simulator stops."""
         while not self._normal.wait(0.2):
             if self._stop.is_set():
                 break
-        return True
 
     def _track(self, sock: socket.socket, add: bool) -> None:
         with self._conns_lock:
@@ -685,16 +759,22 @@ class Simulator:
 
     # The admin API (plain HTTP on admin_port; JSON in and out; errors are {"error": "..."} with 400/404):
     #   GET  /_sim/state      {"folders": [{id, displayName, parentFolderId, wellKnownName, path}],
-    #                          "state": {folder_id: {provider_id: sha256}}, "epoch", "outage", "limits",
-    #                          "requests", "transport"}
+    #                          "state": {folder_id: {provider_id: sha256}}, "epoch", "outage",
+    #                          "outage_detail" (as GET /_sim/outage), "limits", "requests", "transport"}
     #   GET  /_sim/sent       [{message_id, subject, to, sent, sha256, mime (base64)}]   what the tenant sent
     #   GET  /_sim/requests   {"count": N, "recent": [[method, path], ...]};  GET /_sim/urls
     #   POST /_sim/messages   {"folder": "inbox"|id|"Inbox/Projects", "mime_b64": ... | "mime": text,
     #                          "isRead"} -> {"id"}
     #   PATCH /_sim/messages/{id} {"isRead", "flag", "categories", "mime_b64"};  DELETE /_sim/messages/{id}
     #   POST /_sim/messages/{id}/move {"folder": ...};  POST /_sim/folders {"name", "parent"}
-    #   POST /_sim/outage     {"mode": normal|refuse|stop|hang|503|slow|truncate|drop, "delay": s,
-    #                          "scope": all|graph|login}
+    #   POST /_sim/outage     {"mode": normal|refuse|stop|hang|503|slow|truncate|drop|flaky, "delay": s,
+    #                          "scope": all|graph|login|mail, "fraction": 0.33, "kind": 503|refuse|...,
+    #                          "seed": N}  scope mail: Exchange Online down (mailFolders, messages,
+    #                          sendMail, $batch), `/me` and sign-in up; refuse/stop/hang then act per
+    #                          request (reset / close / hold). flaky: `fraction` of the scope's requests
+    #                          fail the `kind` way (default 503), at random from `seed`.
+    #                          -> {"outage": mode, "scope", "delay", and for flaky "fraction", "kind",
+    #                          "failed", "passed"};  GET /_sim/outage -> the same
     #   POST /_sim/limits     {"on": bool, "concurrent", "window_requests", "window_seconds", "retry_after"}
     #   POST /_sim/throttle   {"count": N, "retry_after": 2.128}      the next N Graph requests get 429
     #   GET|POST /_sim/sizes  {"max_request", "request_status": 413|400, "attachment_post_max",
@@ -739,6 +819,7 @@ class Simulator:
                 "state": self.state(),
                 "epoch": self.mailbox.epoch,
                 "outage": self.outage,
+                "outage_detail": self.outage_json(),
                 "limits": self.limits.on,
                 "requests": self.requests_count,
                 "transport": self.transport(),
@@ -785,9 +866,14 @@ class Simulator:
             return 201, {"id": self.add_folder(str(data["name"]), data.get("parent"))}
         if method == "POST" and segs == ["outage"]:
             self.set_outage(
-                str(data.get("mode", "normal")), delay=data.get("delay"), scope=str(data.get("scope", "all"))
+                str(data.get("mode", "normal")), delay=data.get("delay"), scope=str(data.get("scope", "all")),
+                fraction=None if data.get("fraction") is None else float(data["fraction"]),
+                kind=None if data.get("kind") is None else str(data["kind"]),
+                seed=None if data.get("seed") is None else int(data["seed"]),
             )
-            return 200, {"outage": self.outage}
+            return 200, {"outage": self.outage, **self.outage_json()}
+        if method == "GET" and segs == ["outage"]:
+            return 200, {"outage": self.outage, **self.outage_json()}
         if method == "POST" and segs == ["limits"]:
             self.set_limits(
                 bool(data.get("on", True)),

@@ -2,15 +2,19 @@
 
 Main types: Policy (thresholds, overridable by machine policy), State (mode + counters + the
 `offline`/`sign_in_needed` conditions), past-tense events, imperative effects. Invariants: one
-failed probe never enters CONTINUITY; a provider failure counts only while an unrelated reference
-answers; 429 and sign-in failures never change the mode; the send route is BACKUP exactly in CONTINUITY.
+failed probe never enters CONTINUITY; a provider failure (a failed probe round, or a failed mail
+request reported as passive evidence with a reference checked) counts only while an unrelated
+reference answers, and only a good probe round ends a run of failures; 429 and sign-in failures never
+change the mode; the send route is BACKUP exactly in CONTINUITY. `entry_probability` computes, over
+these very steps, how likely random mail failures at a given rate are to enter CONTINUITY.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +33,10 @@ class Policy:
     successes_to_leave: int = 3  # RECOVERING needs this many successes...
     recover_after: float = 30.0  # ...spread over at least this many seconds
     forced: str = "auto"  # machine policy: "auto" | "continuity" | "normal"
+    # Provider probe requests sent at once in one round; the round fails only if every one fails.
+    # Two make random (flaky) failures far less likely to look like an outage (see entry_probability)
+    # at no cost in detection time. Not a setting: a property of the probe.
+    probe_requests: int = 2
 
     def __post_init__(self) -> None:
         if self.probe_interval <= 0 or self.suspect_probe_interval <= 0:
@@ -42,6 +50,8 @@ class Policy:
             raise ConfigError(
                 f"failover: successes_to_leave must be at least 1 (got {self.successes_to_leave})"
             )
+        if self.probe_requests < 1:
+            raise ConfigError(f"failover: probe_requests must be at least 1 (got {self.probe_requests})")
         if self.failover_after < 0 or self.recover_after < 0:
             raise ConfigError("failover: failover_after and recover_after must not be negative")
         if self.forced not in FORCE_CHOICES:
@@ -168,20 +178,33 @@ class UserForced:
     mode: str  # "continuity" | "normal" | "auto" (hand control back to the probes)
 
 
+def round_status(statuses: list[ProviderStatus]) -> ProviderStatus:
+    """One probe round of several requests sent at once: OK if any answered OK; else the provider did
+    answer if any was throttled or refused our sign-in (not an outage); FAILED only if all failed."""
+    for status in (ProviderStatus.OK, ProviderStatus.THROTTLED, ProviderStatus.AUTH_FAILED):
+        if status in statuses:
+            return status
+    return ProviderStatus.FAILED
+
+
 @dataclass(frozen=True)
 class SendFailed:
-    """Passive evidence: a primary-route send could not reach the provider."""
+    """Passive evidence: a primary-route send could not reach the provider (an outage reason: no
+    answer, timeout, reset, 5xx). With `reference_ok` set (the references were probed right after), it
+    counts exactly like a failed probe round; with None it only moves NORMAL to SUSPECT."""
 
     at: datetime
     reason: str = ""
+    reference_ok: bool | None = None
 
 
 @dataclass(frozen=True)
 class SyncFailed:
-    """Passive evidence: a sync tick could not reach the provider."""
+    """Passive evidence: a sync (or reconcile) request could not reach the provider; as SendFailed."""
 
     at: datetime
     reason: str = ""
+    reference_ok: bool | None = None
 
 
 Event = ProbeResult | Started | ReconcileDone | UserForced | SendFailed | SyncFailed
@@ -262,9 +285,12 @@ def step(state: State, event: Event, policy: Policy) -> tuple[State, list[Effect
             effects.append(LogEvent("ignored", f"reconcile finished while in {new.mode.value}"))
     elif isinstance(event, SendFailed | SyncFailed):
         what = "send" if isinstance(event, SendFailed) else "sync"
-        if new.mode is Mode.NORMAL and new.forced == "auto":
-            new = _move(new, Mode.SUSPECT, event.at, f"{what} failed: {event.reason}")
         effects.append(LogEvent(f"{what}_failed", event.reason or "the provider did not answer"))
+        if event.reference_ok is not None:  # counted the same way as a failed probe round
+            new = _on_failure(new, event.at, event.reference_ok, f"{what} failed: {event.reason}",
+                              policy, effects)
+        elif new.mode is Mode.NORMAL and new.forced == "auto":
+            new = _move(new, Mode.SUSPECT, event.at, f"{what} failed: {event.reason}")
     elif isinstance(event, Started):
         effects.append(LogEvent("started", f"resuming in {new.mode.value}"))
         if new.mode is Mode.RECOVERING:
@@ -354,17 +380,24 @@ def _on_probe(state: State, ev: ProbeResult, policy: Policy, effects: list[Effec
                 return _move(new, Mode.RECOVERING, ev.at, f"provider answered {new.successes} times")
             return new
         return _reset(new)  # NORMAL or RECOVERING: a success ends any failure run
-    # FAILED: it counts only while an unrelated reference answers.
-    if ev.reference_ok is False:
+    return _on_failure(new, ev.at, ev.reference_ok, f"provider failed: {ev.reason}", policy, effects)
+
+
+def _on_failure(state: State, at: datetime, reference_ok: bool | None, reason: str, policy: Policy,
+                effects: list[Effect]) -> State:
+    """A failed probe round or a failed mail request: it counts only while an unrelated reference
+    answers; N counted failures spanning T seconds with no good probe round between enter CONTINUITY."""
+    new = state
+    if reference_ok is False:
         if not new.offline:
             effects.append(Notify(
                 "This computer is offline",
                 "Neither Microsoft 365 nor the reference answers, so this is not a provider outage.",
             ))
-            effects.append(LogEvent("offline", ev.reason or "no network"))
+            effects.append(LogEvent("offline", reason or "no network"))
         return dataclasses.replace(new, offline=True)
-    if ev.reference_ok is None:
-        effects.append(LogEvent("uncounted", f"provider failed but no reference was probed: {ev.reason}"))
+    if reference_ok is None:
+        effects.append(LogEvent("uncounted", f"provider failed but no reference was probed: {reason}"))
         return new
     new = dataclasses.replace(new, offline=False)
     if new.forced != "auto":
@@ -372,15 +405,50 @@ def _on_probe(state: State, ev: ProbeResult, policy: Policy, effects: list[Effec
     if new.mode is Mode.CONTINUITY:  # a failure breaks a recovery run
         return dataclasses.replace(new, successes=0, first_success_at=None)
     if new.mode is Mode.NORMAL:
-        new = _move(new, Mode.SUSPECT, ev.at, f"provider failed: {ev.reason}")
-    first = new.first_failure_at or ev.at
+        new = _move(new, Mode.SUSPECT, at, reason)
+    first = new.first_failure_at or at
     new = dataclasses.replace(new, failures=new.failures + 1, first_failure_at=first)
-    elapsed = (ev.at - first).total_seconds()
+    elapsed = (at - first).total_seconds()
     if new.failures >= policy.failures_to_enter and elapsed >= policy.failover_after:
         effects.append(Notify(
             "Continuity mode",
-            f"Microsoft 365 has not answered for {elapsed:.0f} s. Your saved mail stays readable and new "
-            "mail goes out through the backup route.",
+            f"Microsoft 365 mail has not answered for {elapsed:.0f} s. Your saved mail stays readable and "
+            "new mail goes out through the backup route.",
         ))
-        return _move(new, Mode.CONTINUITY, ev.at, f"{new.failures} failed probes over {elapsed:.0f} s")
+        return _move(new, Mode.CONTINUITY, at, f"{new.failures} failed mail checks over {elapsed:.0f} s")
     return new
+
+
+# ---- analysis -----------------------------------------------------------------------------
+
+
+def entry_probability(policy: Policy, fail_fraction: float, seconds: float) -> float:
+    """The exact probability that mail requests failing independently at random with `fail_fraction`
+    (a flaky provider, the references up) enter CONTINUITY within `seconds`, starting NORMAL and probing
+    at the policy's own pace, computed over `step` itself (probe rounds only, no passive evidence).
+    A round fails with fail_fraction ** probe_requests."""
+    q = min(1.0, max(0.0, fail_fraction)) ** policy.probe_requests
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    entered = 0.0
+    by_time: dict[float, dict[State, float]] = {0.0: {State.initial(t0): 1.0}}
+    times = [0.0]
+    while times:
+        t = heapq.heappop(times)
+        states = by_time.pop(t)
+        if t > seconds:
+            continue
+        for state, prob in states.items():
+            for status, chance in ((ProviderStatus.FAILED, q), (ProviderStatus.OK, 1.0 - q)):
+                if chance <= 0.0:
+                    continue
+                new, _ = step(state, ProbeResult(t0 + timedelta(seconds=t), status, True), policy)
+                if new.mode is Mode.CONTINUITY:
+                    entered += prob * chance
+                    continue
+                nxt = t + next_probe_delay(new, policy)
+                if nxt not in by_time:
+                    by_time[nxt] = {}
+                    heapq.heappush(times, nxt)
+                key = dataclasses.replace(new, since=t0, reason="")  # never steer a step: merge paths
+                by_time[nxt][key] = by_time[nxt].get(key, 0.0) + prob * chance
+    return entered

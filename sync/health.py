@@ -105,6 +105,18 @@ def provider_status(source: Probe) -> tuple[ProviderStatus, str]:
     return ProviderStatus.OK, ""
 
 
+def probe_round(source: Probe, requests: int = 1) -> tuple[ProviderStatus, str]:
+    """`requests` provider probes sent at once; their combined status (failover.round_status: FAILED
+    only if every one failed) and the reasons of those that did not answer OK."""
+    if requests <= 1:
+        return provider_status(source)
+    with ThreadPoolExecutor(max_workers=requests, thread_name_prefix="provider-probe") as pool:
+        results = list(pool.map(lambda _: provider_status(source), range(requests)))
+    status = failover.round_status([s for s, _ in results])
+    reasons = sorted({r for s, r in results if r and s is status})
+    return status, "; ".join(reasons)
+
+
 def any_reference_ok(references: Sequence[Probe], timeout: float = 10.0) -> tuple[bool | None, str]:
     """(True, which) as soon as one reference answers, (False, why) if none does, (None, "") if there
     are none. They run in parallel, so the wait is the slowest probe's own timeout at most."""
@@ -227,16 +239,18 @@ class Monitor:
         return self.apply(failover.Started(at=self.clock.now()))
 
     def observe(self) -> ProbeResult:
-        """One probe round: the provider, and the references only when the provider failed."""
+        """One probe round: `policy.probe_requests` provider probes at once (the round fails only if all
+        fail), and the references only when it failed."""
         if self.source is None:
             raise ConfigError("this monitor has no provider to probe (it only records commands)")
-        status, reason = provider_status(self.source)
+        at = self.clock.now()  # when the requests went out: a hang then counts from its start
+        status, reason = probe_round(self.source, self.policy.probe_requests)
         reference_ok: bool | None = None
         if status is ProviderStatus.FAILED:
             reference_ok, why = any_reference_ok(self.references, self.reference_timeout)
             if reference_ok is False:
                 reason = f"{reason}; no reference answered either ({why})"
-        return ProbeResult(at=self.clock.now(), provider=status, reference_ok=reference_ok, reason=reason)
+        return ProbeResult(at=at, provider=status, reference_ok=reference_ok, reason=reason)
 
     def tick(self) -> list[Effect]:
         """Probe, step, persist: the health worker's tick."""
@@ -244,13 +258,16 @@ class Monitor:
         return self.apply(self.observe())
 
     def report(self, exc: BaseException, what: str = "sync") -> list[Effect]:
-        """Passive evidence from a sync or send failure. Only "did not answer" counts (a 429 or a
-        rejected sign-in is not an outage); it moves NORMAL to SUSPECT and asks for a probe now."""
+        """Passive evidence from a failed mail request (sync, send, reconcile). Only "did not answer"
+        counts (no answer, timeout, reset, 5xx: Unreachable; a 429 or a rejected sign-in is not an
+        outage). The references are probed as for a failed probe round, and the failure then counts the
+        same way (failover.step); a probe round is asked for at once, so a good one ends the run."""
         if not isinstance(exc, Unreachable):
             return []
-        at = self.clock.now()
+        reference_ok, why = any_reference_ok(self.references, self.reference_timeout)
+        reason = str(exc) if reference_ok is not False else f"{exc}; no reference answered either ({why})"
         kind = failover.SendFailed if what == "send" else failover.SyncFailed
-        event: Event = kind(at, str(exc))
+        event: Event = kind(self.clock.now(), reason, reference_ok)
         effects = self.apply(event)
         self.wake.set()
         return effects

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -25,7 +26,9 @@ from sync.failover import (
     State,
     SyncFailed,
     UserForced,
+    entry_probability,
     next_probe_delay,
+    round_status,
     route_for,
     step,
 )
@@ -140,9 +143,24 @@ ROWS = [
      Mode.NORMAL, (False, False), set()),
     ("passive evidence: a failed sync moves normal to suspect (probe faster)",
      st_(Mode.NORMAL), [SyncFailed(at(0), "timeout")], P, Mode.SUSPECT, (False, False), {SetProbeInterval}),
-    ("passive evidence alone never enters continuity",
+    ("passive evidence with no reference probed never enters continuity",
      st_(Mode.NORMAL), [SendFailed(at(s), "timeout") for s in range(0, 300, 5)], P, Mode.SUSPECT,
      (False, False), set()),
+    # (changed, issue 9) a failed mail request with a reference answering counts like a failed probe round
+    ("passive evidence with a reference answering counts like a failed probe",
+     st_(Mode.NORMAL), [SyncFailed(at(0), "503", True), fail(15), SendFailed(at(30), "reset", True)], P,
+     Mode.CONTINUITY, (False, False), {Notify}),
+    ("passive evidence: a good probe round still ends the run",
+     st_(Mode.NORMAL), [SyncFailed(at(0), "503", True), ok(5), SyncFailed(at(20), "503", True),
+                        SendFailed(at(30), "503", True)], P, Mode.SUSPECT, (False, False), set()),
+    ("passive evidence with the reference down -> offline, mode unchanged",
+     st_(Mode.NORMAL), [SyncFailed(at(0), "timeout", False)], P, Mode.NORMAL, (True, False), {Notify}),
+    ("continuity: a failed mail request breaks the recovery run",
+     st_(Mode.CONTINUITY), [ok(0), ok(15), SyncFailed(at(20), "503", True), ok(30)], P, Mode.CONTINUITY,
+     (False, False), set()),
+    ("recovering: failed mail requests and probes (N over T) -> continuity",
+     st_(Mode.RECOVERING), [SyncFailed(at(0), "503", True), fail(15), fail(30)], P, Mode.CONTINUITY,
+     (False, False), {Notify}),
     ("start-up in recovering restarts the reconcile",
      st_(Mode.RECOVERING), [Started(at(0))], P, Mode.RECOVERING, (False, False),
      {StartReconcile, SetProbeInterval}),
@@ -171,6 +189,100 @@ def test_defaults_detect_an_outage_within_a_minute():
         t += next_probe_delay(state, P)
         assert t < 60
     assert route_for(state.mode) is Route.BACKUP
+
+
+def test_a_probe_round_fails_only_when_every_request_fails():
+    """Tried: the round's status from its requests' statuses: any OK wins; a 429 or a rejected sign-in
+    means the provider answered (not an outage); FAILED only when all failed."""
+    F, G, T, A = (ProviderStatus.FAILED, ProviderStatus.OK, ProviderStatus.THROTTLED,
+                  ProviderStatus.AUTH_FAILED)
+    assert round_status([F, F]) is F and round_status([F]) is F
+    assert round_status([F, G]) is G and round_status([G, G]) is G
+    assert round_status([F, T]) is T and round_status([A, F]) is A and round_status([T, G]) is G
+    assert P.probe_requests == 2
+
+
+def flaky_run(seed: int, fraction: float, seconds: float, policy: Policy = P, *, outage_at: float = 0.0,
+              sync_every: float = 60.0, sync_requests: int = 8) -> list[tuple[float, Mode]]:
+    """Drive `step` the way the Monitor and the sync loop do, in simulated time: a probe round of
+    `policy.probe_requests` mail requests at the policy's pace (the round fails only if all fail), and
+    every `sync_every` s a sync of `sync_requests` mail requests, each retried by the governor up to 4
+    times, whose failure is reported as counted passive evidence (reference up). From `outage_at` on,
+    each mail request fails independently with `fraction` (seeded). Returns the mode changes."""
+    rng = random.Random(seed)
+    state, t, next_sync = State.initial(at(0)), 0.0, sync_every / 2
+    changes = [(0.0, state.mode)]
+
+    def fails() -> bool:
+        return t >= outage_at and rng.random() < fraction
+
+    while t < seconds:
+        before = state.mode
+        if next_sync <= t:
+            if any(all(fails() for _ in range(4)) for _ in range(sync_requests)):
+                state, _ = step(state, SyncFailed(at(t), "503", True), policy)
+            next_sync = t + sync_every
+        if state.mode is not Mode.CONTINUITY or before is Mode.CONTINUITY:
+            bad = all(fails() for _ in range(policy.probe_requests))
+            state, _ = step(state, fail(t) if bad else ok(t), policy)
+        if state.mode is not changes[-1][1]:
+            changes.append((t, state.mode))
+        if state.mode is Mode.RECOVERING:
+            state, _ = step(state, ReconcileDone(at(t), "done"), policy)
+            changes.append((t, state.mode))
+        t += next_probe_delay(state, policy)
+    return changes
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_one_mail_request_in_three_failing_never_enters_continuity(seed):
+    """Tried: a seeded random third of every mail request failing (probes and syncs with their passive
+    evidence) for 10 simulated minutes, twelve seeds: SUSPECT comes and goes, CONTINUITY never."""
+    modes = {m for _, m in flaky_run(seed, 1 / 3, 600)}
+    assert Mode.SUSPECT in modes and Mode.CONTINUITY not in modes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_all_mail_failing_enters_within_a_minute_and_recovery_within_a_minute(seed):
+    """Tried: every mail request failing from a random moment on (seeded), then working again: CONTINUITY
+    within 60 s of the outage and NORMAL within 60 s of its end, with no flapping in between."""
+    start = random.Random(seed).uniform(20, 40)
+    changes = flaky_run(seed, 1.0, start + 120, outage_at=start)
+    entered = next(t for t, m in changes if m is Mode.CONTINUITY)
+    assert start < entered <= start + 60
+    assert [m for _, m in changes] == [Mode.NORMAL, Mode.SUSPECT, Mode.CONTINUITY]
+    state = State.initial(at(0))
+    state = dataclasses.replace(state, mode=Mode.CONTINUITY)
+    t = random.Random(seed).uniform(0, P.probe_interval)  # the outage ends between two probe rounds
+    while state.mode is Mode.CONTINUITY:
+        state, _ = step(state, ok(t), P)
+        t += next_probe_delay(state, P)
+    assert state.mode is Mode.RECOVERING and t - next_probe_delay(state, P) <= 60
+
+
+def test_entry_probability_under_flaky_mail_has_a_wide_margin():
+    """Tried: the exact chance (over `step` itself) that random mail failures enter CONTINUITY. At 1 in 3
+    for 10 minutes it is below 1e-5 with two requests per probe round (one round alone: over 1%, which is
+    why the round changed); all failing enters within 60 s for sure; 90% failing still enters soon."""
+    assert entry_probability(P, 1 / 3, 600) < 1e-5
+    assert entry_probability(dataclasses.replace(P, probe_requests=1), 1 / 3, 600) > 0.01
+    assert entry_probability(P, 1.0, 60) == pytest.approx(1.0)
+    assert entry_probability(P, 0.9, 600) > 0.99
+
+
+def test_entry_probability_matches_a_seeded_simulation():
+    """Tried: the exact computation against 3,000 seeded random runs of the same machine at 80% failing
+    rounds over 60 s (frequent enough to measure): they agree within sampling error."""
+    policy = dataclasses.replace(P, probe_requests=1)
+    exact = entry_probability(policy, 0.8, 60)
+    rng, hits = random.Random(5), 0
+    for _ in range(3000):
+        state, t = State.initial(at(0)), 0.0
+        while t <= 60 and state.mode is not Mode.CONTINUITY:
+            state, _ = step(state, fail(t) if rng.random() < 0.8 else ok(t), policy)
+            t += next_probe_delay(state, policy)
+        hits += state.mode is Mode.CONTINUITY
+    assert abs(hits / 3000 - exact) < 4 * (exact * (1 - exact) / 3000) ** 0.5 + 1e-3
 
 
 def test_route_is_backup_exactly_in_continuity():
@@ -222,7 +334,7 @@ probe_events = st.builds(
 )
 policies = st.builds(
     Policy, st.floats(1, 60), st.floats(0.5, 30), st.integers(2, 6), st.floats(0, 120), st.integers(1, 6),
-    st.floats(0, 120), st.just("auto"),
+    st.floats(0, 120), st.just("auto"), st.integers(1, 3),
 )
 modes = st.sampled_from(list(Mode))
 

@@ -260,3 +260,27 @@ def test_revoked_sign_in_is_auth_required(sim: SimProcess, tokens: SimTokens, so
     time.sleep(1.2)  # the simulator also rejects tokens issued within 1 s of a revocation
     tokens.auth.login_device_code(lambda _t: None)  # sign in again for later tests
     source.probe()
+
+
+@pytest.mark.parametrize("mode", ["refuse", "stop", "hang", "503", "slow", "truncate", "drop"])
+def test_probe_touches_mail_so_an_exchange_only_outage_fails_it(sim: SimProcess, source: GraphSource,
+                                                                mode: str) -> None:
+    """Tried: the simulator (own process) with mail down and the directory up (scope=mail), in each mode
+    (slow: 4 s, past the probe's read timeout). The old probe, `GET /me?$select=id`, stays green (it
+    would never have failed over); the new probe (`/me/mailFolders/inbox?$select=id`) raises Unreachable
+    in every mode, a mail sync request does too, and both work again once mail is back."""
+    source.probe_timeout = (2.0, 2.0)
+    source.probe()
+    sim.outage(mode, scope="mail", delay=4.0)
+    try:
+        old = source._send("GET", "/me?$select=id", what="old probe", bad=Unreachable, timeout=(2.0, 2.0))
+        assert old.json()["id"]  # the directory answers: the old probe would say "all is well"
+        with pytest.raises(Unreachable):
+            source.probe()
+        if mode not in ("hang", "slow"):  # (those only wait out the governor's read timeouts)
+            with pytest.raises(Unreachable):
+                source.folders()
+    finally:
+        sim.outage("normal")
+    source.probe()
+    assert source.folders()

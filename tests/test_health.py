@@ -10,10 +10,11 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from continuity_kit import FakeClock, Provider, env, provider, relay, relay_route, store, store_key
+from continuity_kit import START, FakeClock, Provider, env, provider, relay, relay_route, store, store_key
 from mailservers import FaultySmtp, free_port
 
 from sync import failover, health
@@ -169,6 +170,58 @@ def test_one_dropped_probe_in_three_never_fails_over(store: Store, provider: Pro
         mon.tick()
         modes.append(mon.mode)
     assert Mode.SUSPECT in modes and Mode.CONTINUITY not in modes and modes[-1] is Mode.NORMAL
+
+
+MAIL_MODES = ["refuse", "stop", "hang", "503", "slow", "truncate", "drop"]
+
+
+@pytest.mark.parametrize("mode", MAIL_MODES)
+def test_exchange_only_outage_enters_continuity_and_recovers(store: Store, provider: Provider,
+                                                             relay: FaultySmtp, mode: str) -> None:
+    """Tried: an Exchange-only outage (scope=mail: mail paths fail the mode's way, `/me` and sign-in
+    answer; slow answers after 5 s, past the probe's 3 s read timeout) with the default policy on a fake
+    clock. The old probe (`/me`) would have stayed green all along (checked here); the monitor probes the
+    inbox, enters CONTINUITY after 3 failed rounds spanning 30 s, and once mail answers again it moves to
+    RECOVERING after 3 good rounds spanning 30 s, each within 60 s of policy time."""
+    clock = FakeClock()
+    mon = Monitor(store, provider.source, [relay_route(relay)], Policy(), clock)
+    mon.start()
+    run_for(mon, clock, 30)
+    provider.sim.set_outage(mode, scope="mail", delay=5.0)
+    provider.source._send("GET", "/me?$select=id", what="old probe", timeout=(2, 3))  # /me: still up
+    down_at = clock.now()
+    assert run_for(mon, clock, 120, until=Mode.CONTINUITY)[-1] is Mode.CONTINUITY
+    assert (clock.now() - down_at).total_seconds() <= 60
+    assert "failed mail checks" in mon.state.reason
+    provider.sim.set_outage("normal")
+    back_at = clock.now()
+    assert run_for(mon, clock, 120, until=Mode.RECOVERING)[-1] is Mode.RECOVERING
+    assert (clock.now() - back_at).total_seconds() <= 60
+
+
+def test_one_mail_request_in_three_failing_never_fails_over(store: Store, provider: Provider,
+                                                            relay: FaultySmtp) -> None:
+    """Tried: the simulator's flaky mode failing a seeded third of the mail requests (503) for 10 minutes
+    of policy time, with the real probe rounds and, every 60 s, a folder listing through the governor
+    whose failure is reported as passive evidence: no CONTINUITY, and the simulator did fail requests."""
+    clock = FakeClock()
+    mon = Monitor(store, provider.source, [relay_route(relay)], Policy(), clock)
+    mon.start()
+    provider.sim.set_outage("flaky", scope="mail", fraction=1 / 3, seed=9)
+    modes, next_sync = [], clock.now()
+    while (clock.now() - START).total_seconds() < 600:
+        if clock.now() >= next_sync:
+            try:
+                provider.source.folders()
+            except Unreachable as exc:
+                mon.report(exc)
+            next_sync = clock.advance(0) + timedelta(seconds=60)
+        clock.advance(mon.delay())
+        mon.tick()
+        modes.append(mon.mode)
+    assert Mode.CONTINUITY not in modes
+    counts = provider.sim.outage_json()
+    assert counts["failed"] > 20 and 0.2 < counts["failed"] / (counts["failed"] + counts["passed"]) < 0.5
 
 
 def test_passive_evidence_speeds_detection_but_only_for_real_failures(store: Store, provider: Provider,

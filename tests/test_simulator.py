@@ -943,3 +943,118 @@ def test_generator_is_seeded_and_varied() -> None:
         shape.summarize(a.items[i].mime).sender[0]["emailAddress"]["address"] == "adele@contoso.test"
         for i in sent
     )
+
+
+# --- Exchange-only outages (scope "mail") -------------------------------------------------------------
+
+MAIL_MODES = ["refuse", "stop", "hang", "503", "slow", "truncate", "drop"]
+
+
+def mail_request_fails(s: requests.Session, mode: str, method: str, url: str, **kw: object) -> None:
+    """One request to a mail path meets the outage the `mode` way (the read timeout of 1 s stands for
+    the client's patience: hang never answers, slow answers after 3 s)."""
+    if mode in ("refuse", "stop", "drop"):
+        with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            s.request(method, url, timeout=(5, 10), **kw).content  # noqa: B018
+    elif mode in ("hang", "slow"):
+        with pytest.raises(requests.exceptions.Timeout):
+            s.request(method, url, timeout=(5, 1.0), **kw)
+    elif mode == "503":
+        r = s.request(method, url, timeout=(5, 10), **kw)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "serviceNotAvailable"
+    else:  # truncate: a 200 whose JSON is cut in half
+        r = s.request(method, url, timeout=(5, 10), **kw)
+        assert r.status_code == 200
+        with pytest.raises(ValueError):
+            json.loads(r.content)
+
+
+@pytest.mark.parametrize("mode", MAIL_MODES)
+def test_mail_outage_fails_mail_paths_while_me_and_sign_in_answer(sim: Simulator, mode: str) -> None:
+    """Tried: scope=mail (Exchange Online down, Entra ID up) in every outage mode. The user resource
+    (`/me`, `/users/{upn}`) and the whole sign-in (discovery + device flow + token) answer normally, while
+    mailFolders, messages, `$batch` (and sendMail, where the mode drops the request before it is
+    processed) fail the mode's way. The listener stays open (refuse/stop act per request on the shared
+    port), the admin port reports the scope, and switching back to normal restores mail."""
+    s = graph(sim)
+    g = sim.graph_url
+    sim.set_outage(mode, scope="mail", delay=3.0)
+    assert requests.get(f"{sim.admin_url}/outage").json() == {
+        "outage": mode, "mode": mode, "scope": "mail", "delay": 3.0}
+    assert s.get(f"{g}/me?$select=id", timeout=(5, 10)).json()["id"] == sim.user.oid
+    assert s.get(f"{g}/users/{sim.user.upn}", timeout=(5, 10)).status_code == 200
+    socket.create_connection(("127.0.0.1", sim.port), timeout=5).close()  # the port still accepts
+    sign_in(sim)  # sign-in is not Exchange: it still works
+    batch = {"requests": [{"id": "1", "method": "GET", "url": "/me/mailFolders/inbox?$select=id"}]}
+    for method, url, kw in [
+        ("GET", f"{g}/me/mailFolders/inbox?$select=id", {}),
+        ("GET", f"{g}/me/messages?$top=2", {}),
+        ("GET", f"{g}/users/{sim.user.upn}/mailFolders", {}),
+        ("POST", f"{g}/$batch", {"json": batch}),
+    ]:
+        mail_request_fails(s, mode, method, url, **kw)
+    if mode in ("refuse", "stop", "hang", "503"):  # these never reach the mailbox: nothing is sent
+        mail_request_fails(s, mode, "POST", f"{g}/me/sendMail", json={"message": {"subject": "x"}})
+        assert sim.sent_items() == []
+    sim.set_outage("normal")
+    assert s.get(f"{g}/me/mailFolders/inbox?$select=id", timeout=(5, 10)).json()["id"]
+
+
+def test_flaky_mail_fails_a_seeded_fraction_of_mail_requests(sim: Simulator) -> None:
+    """Tried: the flaky mode at 1/3 (scope mail) over 150 mail requests and 30 `/me` requests: about a
+    third of the mail requests fail (503 by default), `/me` never does, the admin API counts them, and the
+    same seed gives the same sequence. With kind=drop the failures are dropped connections instead; a
+    bad fraction or kind is a 400."""
+    s = graph(sim)
+    url = f"{sim.graph_url}/me/mailFolders/inbox?$select=id"
+
+    def pattern(n: int, **kw: object) -> list[int]:
+        requests.post(f"{sim.admin_url}/outage", json={"mode": "flaky", "scope": "mail", **kw}
+                      ).raise_for_status()
+        out = []
+        for _ in range(n):
+            try:
+                out.append(s.get(url, timeout=(5, 10)).status_code)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                out.append(0)
+        return out
+
+    first = pattern(150, seed=3)
+    assert set(first) == {200, 503} and 0.22 <= first.count(503) / 150 <= 0.45
+    state = requests.get(f"{sim.admin_url}/outage").json()
+    assert state["fraction"] == pytest.approx(1 / 3) and state["kind"] == "503"
+    assert (state["failed"], state["passed"]) == (first.count(503), first.count(200))
+    assert all(s.get(f"{sim.graph_url}/me", timeout=(5, 10)).status_code == 200 for _ in range(30))
+    assert requests.get(f"{sim.admin_url}/outage").json()["failed"] == first.count(503)  # /me not drawn
+    assert pattern(150, seed=3) == first  # seeded: the same draws again
+    dropped = pattern(60, seed=4, fraction=0.5, kind="drop")
+    assert set(dropped) == {0, 200}
+    assert pattern(20, fraction=1.0) == [503] * 20
+    a = sim.admin_url
+    assert requests.post(f"{a}/outage", json={"mode": "flaky", "fraction": 1.5}).status_code == 400
+    assert requests.post(f"{a}/outage", json={"mode": "flaky", "kind": "flaky"}).status_code == 400
+    assert requests.post(f"{a}/outage", json={"mode": "503", "scope": "exchange"}).status_code == 400
+    sim.set_outage("normal")
+
+
+def test_listener_modes_act_per_request_for_scopes_graph_and_login(sim: Simulator) -> None:
+    """Tried: refuse/stop/hang scoped to login, then to graph: only that side's requests are reset,
+    closed or held (the other side, on the same port, answers), and path_kind sorts the paths."""
+    from simulator.server import path_kind
+
+    assert [path_kind(p) for p in ("/v1.0/me?$select=id", "/v1.0/users/x", "/v1.0/users", "/v1.0/$batch",
+                                   "/v1.0/me/mailFolders/inbox", "/v1.0/users/x/messages", "/t/v2.0/x")] == [
+        "directory", "directory", "directory", "mail", "mail", "mail", "login"]
+    s = graph(sim)
+    discovery = f"{sim.oidc_authority}/.well-known/openid-configuration"
+    for mode in ("refuse", "stop", "hang"):
+        sim.set_outage(mode, scope="login")
+        assert s.get(f"{sim.graph_url}/me/mailFolders", timeout=(5, 10)).status_code == 200
+        with pytest.raises(requests.RequestException):
+            requests.get(discovery, verify=str(sim.ca_path), timeout=(5, 1.0))
+        sim.set_outage(mode, scope="graph")
+        assert requests.get(discovery, verify=str(sim.ca_path), timeout=(5, 10)).status_code == 200
+        with pytest.raises(requests.RequestException):
+            s.get(f"{sim.graph_url}/me", timeout=(5, 1.0))
+    sim.set_outage("normal")
+    assert s.get(f"{sim.graph_url}/me", timeout=(5, 10)).status_code == 200

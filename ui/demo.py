@@ -1,7 +1,8 @@
 """The demo panel's door to the simulator: `DemoBridge`, the js_api of the window in `lifeboat demo` only.
 
 It is `Bridge` plus two methods that call the local simulator's admin API (plain HTTP on loopback) to
-cut or restore the stand-in provider; it never talks to the provider itself. The app hands the window
+cut or restore the stand-in provider's mail (an Exchange-only outage: sign-in and `/me` stay up); it
+never talks to the provider itself. The app hands the window
 this class only in demo mode, so a real window has no such methods and the page shows no demo panel.
 """
 
@@ -17,13 +18,16 @@ from urllib.parse import urlsplit
 from sync.errors import ConfigError, Unreachable
 from ui.bridge import BadArgument, Bridge, _api, _str
 
-# the outages a newcomer can pick in the panel (the simulator knows a few more)
+# the outages a newcomer can pick in the panel (the simulator knows a few more). Each is an
+# Exchange-only outage (simulator scope "mail"), the most common kind of Microsoft 365 incident: mail
+# requests fail while sign-in and the directory (`/me`) keep answering.
 OUTAGES = {
-    "refuse": "connections refused",
-    "503": "HTTP 503 for every request",
-    "hang": "requests hang (timeouts)",
-    "stop": "the server vanishes mid-request",
+    "refuse": "Exchange Online resets every mail request; sign-in still works",
+    "503": "Exchange Online answers HTTP 503 to every mail request",
+    "hang": "mail requests hang (timeouts); sign-in still works",
+    "stop": "mail requests are closed without an answer",
 }
+SCOPE = "mail"
 ADMIN_TIMEOUT = 10.0  # seconds: the admin port is local and always answers
 
 
@@ -74,5 +78,5 @@ class DemoBridge(Bridge):
         mode = _str(mode, "mode", 20)
         if mode != "normal" and mode not in OUTAGES:
             raise BadArgument(f"outage must be normal or one of {', '.join(OUTAGES)}, not {mode!r}")
-        self._admin_call("POST", "outage", {"mode": mode})
+        self._admin_call("POST", "outage", {"mode": mode, "scope": SCOPE})
         return {"outage": mode}

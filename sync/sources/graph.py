@@ -306,8 +306,14 @@ class GraphSource:
     # -- MailSource -------------------------------------------------------------------------
 
     def probe(self) -> None:
-        """One cheap request with a short timeout and no retries."""
-        self._send("GET", "/me?$select=id", what="probe", bad=Unreachable, timeout=self.probe_timeout)
+        """One cheap request to a mail endpoint, short timeout, no retries: the inbox folder's id.
+        Not `/me`: the user resource is served by the directory (Entra ID), which keeps answering
+        while Exchange Online (mail) is down. A 200 whose body is not the folder (cut short) fails."""
+        resp = self._send("GET", "/me/mailFolders/inbox?$select=id", what="probe", bad=Unreachable,
+                          timeout=self.probe_timeout)
+        body = self._json(resp, "probe")
+        if not isinstance(body, dict) or not body.get("id"):
+            raise Unreachable("probe: Graph answered the inbox request without the folder's id")
 
     def well_known_ids(self, names: Iterable[str] = WELL_KNOWN + SYSTEM) -> dict[str, str]:
         """{folder id: well-known name} for the names this mailbox has, in one $batch."""

@@ -67,13 +67,15 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_demo_bridge_cuts_and_restores_the_simulator_only(sim: Simulator) -> None:
-    """Tried: the demo panel's two calls against a real simulator's admin port: cut (refused
-    connections), a made-up outage (refused with a clear error, nothing changed), restore. A non-local
+    """Tried: the demo panel's two calls against a real simulator's admin port: cut (an Exchange-only
+    outage: mail requests reset, scope mail), a made-up outage (refused with a clear error, nothing
+    changed), restore. A non-local
     or non-admin URL is refused at construction, and the ordinary Bridge has no demo methods at all."""
     bridge = DemoBridge(None, me="me@example.org", admin_url=sim.admin_url)
     assert bridge.demo_state()["outage"] == "normal"
     assert bridge.demo_outage("refuse") == {"outage": "refuse"}
     assert sim.outage == "refuse" and bridge.demo_state()["outage"] == "refuse"
+    assert sim.outage_scope == "mail"  # mail down, sign-in and /me up
     refused = bridge.demo_outage("everything")
     assert "outage must be normal or one of" in refused["error"] and sim.outage == "refuse"
     assert bridge.demo_outage(["refuse"])["kind"] == "BadArgument"

@@ -154,7 +154,7 @@ def test_headless_app_fails_over_sends_through_postfix_and_reconciles(app: App, 
     app.sim.outage("refuse")
     wait("continuity mode", lambda: app.mode() == "continuity")
     status = app.json("status")["failover"]
-    assert status["route"] == "backup" and "failed probes" in status["reason"] and status["since"]
+    assert status["route"] == "backup" and "failed mail checks" in status["reason"] and status["since"]
     report = tmp_path / "report.txt"
     report.write_text("all fine\n")
     second = app.send("--to", f"bob@{POSTFIX_DOMAIN}", "--bcc", f"hidden@{POSTFIX_DOMAIN}",

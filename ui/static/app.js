@@ -391,7 +391,7 @@ async function refreshDemo() {
   $("demo-restore").disabled = !down;
   $("demo-text").textContent = down
     ? "The simulated provider is cut (" + (st.choices[st.outage] || st.outage) + "). Wait for the banner to turn to continuity, then send a message: it leaves through the backup relay. Then restore the provider."
-    : "The provider is a local simulator. Cut it, watch the banner turn to continuity, send a message, then restore it.";
+    : "The provider is a local simulator. Cut its mail (Exchange Online down, sign-in still up), watch the banner turn to continuity, send a message, then restore it.";
 }
 async function startDemo() {
   if (!api || typeof api.demo_outage !== "function") return;
