@@ -45,8 +45,8 @@ def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def make_source(sim: SimProcess, tokens: SimTokens, **kw: Any) -> GraphSource:
     gov = kw.pop("governor", None) or Governor(base_delay=0.05, max_delay=0.3)
-    return GraphSource(sim.graph_url, tokens, ca_file=sim.ca_path, timeout=(3, 20), page_size=20, governor=gov,
-                       **kw)
+    return GraphSource(sim.graph_url, tokens, ca_file=sim.ca_path, timeout=(3, 20), page_size=20,
+                       governor=gov, **kw)
 
 
 @pytest.fixture
@@ -69,7 +69,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def cached_folder(store: Store, folder_id: str) -> dict[str, str | None]:
-    rows = store.db.execute("SELECT provider_id, raw FROM messages WHERE folder_id = ?", [folder_id]).fetchall()
+    rows = store.db.execute("SELECT provider_id, raw FROM messages WHERE folder_id = ?",
+                            [folder_id]).fetchall()
     return {p: hashlib.sha256(zlib.decompress(raw)).hexdigest() if raw else None for p, raw in rows}
 
 
@@ -91,7 +92,9 @@ def throttled(sim: SimProcess) -> dict[str, int]:
 # -- item 4: filtered delta lists at most 5,000 messages ------------------------------------------------
 
 
-def test_a_folder_over_the_delta_cap_ends_fully_cached(sim: SimProcess, source: GraphSource, store: Store) -> None:
+def test_a_folder_over_the_delta_cap_ends_fully_cached(
+    sim: SimProcess, source: GraphSource, store: Store
+) -> None:
     """tried: a folder of 130 messages inside the window with the simulator's cap at 50. The filtered
     delta round really lists only 50 (so the client before issue 9 cached 50 of 130 and called the
     folder synced); the client notices the cap and lists the window through /messages: all 130 cached,
@@ -148,7 +151,8 @@ def test_two_overlapping_batches_draw_429_inside(sim: SimProcess, tokens: SimTok
 
     def post() -> None:
         start.wait()
-        r = requests.post(f"{sim.graph_url}/$batch", json=body, headers=headers, verify=sim.ca_path, timeout=60)
+        r = requests.post(f"{sim.graph_url}/$batch", json=body, headers=headers, verify=sim.ca_path,
+                          timeout=60)
         assert r.status_code == 200
         answers.append(r.json())
 
@@ -166,7 +170,9 @@ def test_two_overlapping_batches_draw_429_inside(sim: SimProcess, tokens: SimTok
     assert throttled(sim)["inner_concurrency"] - before["inner_concurrency"] == len(refused)
 
 
-def test_depends_on_runs_in_order_and_a_failed_dependency_answers_424(sim: SimProcess, tokens: SimTokens) -> None:
+def test_depends_on_runs_in_order_and_a_failed_dependency_answers_424(
+    sim: SimProcess, tokens: SimTokens
+) -> None:
     """tried: a chain 1 <- 2 <- 3 where 1 asks for a message that does not exist: 1 answers 404, and
     2 and 3 answer 424 Failed Dependency; a separate request 4 answers 200."""
     pid = sorted(next(iter(sim.state().values())))[0]
