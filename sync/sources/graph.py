@@ -62,7 +62,7 @@ LIST_PAGE = 500  # messages per page when a capped folder's window is listed thr
 # a $batch, so a batch of 20 answers at most about 20 MB (base64: 27 MB) of JSON.
 LARGE_MESSAGE = 1 << 20
 MAX_MESSAGE = 200 << 20  # a single message is streamed up to this size (Exchange Online allows 150 MB)
-LARGE_TTL = 30.0  # seconds a listing of the large messages is trusted (one listing per sync tick)
+LARGE_TTL = 300.0  # seconds a listing of the large messages is trusted
 LARGE_FILTER = ("singleValueExtendedProperties/any(ep: ep/id eq 'Integer 0x0E08' and "
                 "cast(ep/value, Edm.Int32) gt {size})")
 
@@ -482,7 +482,7 @@ class GraphSource:
         if self._large is not None and now - self._large_at < LARGE_TTL:
             return self._large
         flt = quote(LARGE_FILTER.format(size=self.large_message), safe="")
-        path: str | None = f"/me/messages?$select=id&$top=100&$filter={flt}"
+        path: str | None = f"/me/messages?$select=id&$top=1000&$filter={flt}"
         found: set[str] = set()
         try:
             while path:
