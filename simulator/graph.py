@@ -791,7 +791,8 @@ class GraphApi:
                     else:
                         resp = self._inner(r)
                     done[r["id"]] = self._entry(r["id"], resp)
-                delay = float(getattr(self.slots, "inner_delay", 0.0) or 0.0)
+                on = bool(getattr(self.slots, "on", False))  # the wave's run time is part of the limits model
+                delay = float(getattr(self.slots, "inner_delay", 0.0) or 0.0) if on else 0.0
                 if granted and delay:
                     time.sleep(delay)  # the wave's requests run (in parallel) this long, holding their slots
             finally:

@@ -61,7 +61,7 @@ class Limits:
         self.window_requests = 10_000
         self.window_seconds = 600.0
         self.retry_after = 2.128
-        self.inner_delay = 0.02  # seconds each wave of a $batch's requests runs, holding its slots
+        self.inner_delay = 0.02  # seconds a wave of a $batch's requests runs, holding its slots (limits on)
         self._lock = threading.Lock()
         self._inflight = 0
         self._stamps: deque[float] = deque()
