@@ -131,12 +131,14 @@ def sync_folder(
         log.info("%s", "; ".join(str(a) for a in actions[:1]))
         store.apply(actions)
         cursor = None
-    cap = getattr(source, "delta_cap", plan.DELTA_CAP)
+    cap = source.delta_cap
     while max_pages is None or rep.pages < max_pages:
         if state.filling:
             try:
                 listed = source.window_page(folder_id, state.fill_link, state.window_start)
-            except CursorExpired:  # the listing's link went stale: list again from the start
+            except CursorExpired as exc:  # the listing's link went stale: list again from the start, once
+                if state.fill_link is None:
+                    raise FolderBad(f"{name}: the provider refuses to list the folder ({exc})") from exc
                 state = replace(state, fill_link=None)
                 continue
             actions, state = plan.plan_fill_page(folder_id, listed, state, now, cache_days)
