@@ -120,10 +120,14 @@ def limited_sync(sim: SimProcess, tokens: SimTokens, work: Path, window_s: float
     window_requests = max(4, round(rate * window_s))
     sim.admin("POST", "limits", {"on": True, "concurrent": 4, "window_requests": window_requests,
                                  "window_seconds": window_s})
+    before = sim.admin("GET", "requests")["throttled"]
     try:
         run = initial_sync(sim, tokens, work, "limited")
     finally:
         sim.admin("POST", "limits", {"on": False})
+    after = sim.admin("GET", "requests")["throttled"]
+    # 429s by cause, as the simulator counted them: the window (expected at the ceiling) vs concurrency
+    run["simulator_429s"] = {k: after[k] - before[k] for k in after}
     run.pop("_store").close()
     src = run.pop("_source")
     admitted = src.requests_ok + src.inner_ok  # what counted against the window
