@@ -15,6 +15,7 @@ import datetime as dt
 import email.utils
 import hashlib
 import json
+import random
 import re
 import threading
 import time
@@ -36,6 +37,10 @@ MAX_PAGE = 1000
 BATCH_MAX = 20
 DEFAULT_SENT_DELAY = 3.0  # seconds from sendMail's 202 to the copy in Sent Items (minutes under load)
 SENT_COPY = ("keep", "drop")
+# "Applying $filter in a delta query returns only up to 5,000 messages" (Get incremental changes to
+# messages in a folder); without $orderby=receivedDateTime desc "the return order isn't guaranteed".
+DELTA_FILTER_CAP = 5000
+BATCH_VALUE_MODES = ("base64", "text")
 # whether the request being answered asked for Prefer: IdType="ImmutableId" (per thread/request)
 _IMMUTABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("immutable", default=False)
 
@@ -113,6 +118,19 @@ def _decode_token(token: str) -> dict[str, Any]:
 
 
 _DATE_FILTER = re.compile(r"^\s*receivedDateTime\s+ge\s+(\S+)\s*$", re.I)
+# singleValueExtendedProperties/any(ep: ep/id eq 'Integer 0x0E08' and cast(ep/value, Edm.Int32) gt N)
+_SIZE_FILTER = re.compile(
+    r"^\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+'Integer\s+0x0E08'\s+and\s+"
+    r"cast\(\s*\1/value\s*,\s*'?Edm\.Int(?:32|64)'?\s*\)\s+(gt|ge|lt|le|eq|ne)\s+(\d+)\s*\)\s*$",
+    re.I,
+)
+_SIZE_EXPAND = re.compile(
+    r"^\s*singleValueExtendedProperties\(\s*\$filter=id\s+eq\s+'Integer\s+0x0E08'\s*\)\s*$", re.I
+)
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
+}
 _MID_FILTER = re.compile(r"^\s*internetMessageId\s+eq\s+'((?:[^']|'')*)'\s*$", re.I)
 
 
@@ -168,10 +186,25 @@ class GraphApi:
         self.denied: set[str] = set()
         self.sizes = Sizes()
         self.uploads = Uploads(mailbox, self.sizes, base_url, user_oid)
+        self.delta_cap: int | None = DELTA_FILTER_CAP  # None: filtered delta lists everything
+        self.delta_seed = 1  # seeds the order of a filtered first round without $orderby
+        self._rounds: dict[str, list[str]] = {}  # listing of each filtered first round (by round id)
+        # how a text/* body (a message's $value) comes back inside $batch: base64 or a plain string
+        self.batch_values = "base64"
+        # Outlook's per-mailbox concurrency as seen by the requests inside a $batch (see _batch)
+        self.slots: Any = None  # object with acquire(n) -> granted, release(n), inner_delay
+        self.inner_throttled = {"concurrency": 0, "window": 0}  # 429s answered inside $batch
 
     @property
     def graph_url(self) -> str:
         return f"{self.base_url}/v1.0"
+
+    @staticmethod
+    def _size_prop(item: Item, q: dict[str, str]) -> dict[str, Any]:
+        """`$expand=singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')`: PidTagMessageSize."""
+        if not _SIZE_EXPAND.match(q.get("$expand", "")):
+            return {}
+        return {"singleValueExtendedProperties": [{"id": "Integer 0x0e08", "value": str(len(item.mime))}]}
 
     def _msg(self, item: Item, select: list[str] | None = None) -> dict[str, Any]:
         return shape.message_json(self.mb, item, select, immutable=_IMMUTABLE.get())
@@ -396,6 +429,7 @@ class GraphApi:
                     {
                         "@odata.context": f"{self.graph_url}/$metadata#users('{self.oid}')/messages/$entity",
                         **self._msg(item, sel),
+                        **self._size_prop(item, q),
                     },
                 )
             if method == "PATCH":
@@ -476,16 +510,20 @@ class GraphApi:
         where = f"mailFolders('{folder_id}')/messages" if folder_id else "messages"
         out: dict[str, Any] = {
             "@odata.context": f"{self.graph_url}/$metadata#users('{self.oid}')/{where}",
-            "value": [self._msg(i, sel) for i in page],
+            "value": [{**self._msg(i, sel), **self._size_prop(i, q)} for i in page],
         }
         if skip + top < len(items):
             extra = "".join(
-                f"&{k}={quote(v)}" for k, v in q.items() if k in ("$filter", "$select", "$orderby")
+                f"&{k}={quote(v)}" for k, v in q.items() if k in ("$filter", "$select", "$orderby", "$expand")
             )
             out["@odata.nextLink"] = f"{self.graph_url}/me/{where}?$top={top}&$skip={skip + top}{extra}"
         return json_response(200, out)
 
     def _filter(self, items: list[Item], flt: str, *, allow_mid: bool) -> list[Item]:
+        m = _SIZE_FILTER.match(flt)
+        if m:  # PidTagMessageSize: the simulator reports the size of the raw MIME
+            op, limit = _COMPARE[m.group(2).lower()], int(m.group(3))
+            return [i for i in items if op(len(i.mime), limit)]
         m = _DATE_FILTER.match(flt)
         if m:
             since = _parse_date(m.group(1))
@@ -502,13 +540,15 @@ class GraphApi:
     def _delta(self, folder_id: str, q: dict[str, str], prefer: dict[str, str]) -> Response:
         mb = self.mb
         size = self._page_size(prefer)
+        rid: str | None = None
+        by_date = False
         if "$deltatoken" in q or "$skiptoken" in q:
             tok = _decode_token(q.get("$deltatoken") or q["$skiptoken"])
             self._check_epoch(tok, f"mailFolders/{folder_id}/messages/delta")
             if tok.get("f") != folder_id:
                 raise GraphError(400, "BadRequest", "This delta token belongs to another folder.")
             since, upto, offset = tok["a"], tok.get("b"), tok.get("o", 0)
-            flt, sel = tok.get("flt"), tok.get("sel")
+            flt, sel, rid = tok.get("flt"), tok.get("sel"), tok.get("r")
         else:
             since, upto, offset = 0, None, 0
             flt_text = q.get("$filter", "").strip()
@@ -522,12 +562,30 @@ class GraphApi:
                         f"Message delta supports only $filter=receivedDateTime ge <date>; got {flt_text!r}.",
                     )
                 flt = iso(_parse_date(m.group(1)))
+            order = q.get("$orderby", "").strip()
+            if order and order.lower().split() != ["receiveddatetime", "desc"]:
+                raise GraphError(
+                    400, "BadRequest",
+                    f"Message delta supports only $orderby=receivedDateTime desc; got {order!r}.",
+                )
+            by_date = bool(order)
             sel = q["$select"].split(",") if q.get("$select") else None
         since_dt = _parse_date(flt) if flt else None
         with mb.lock:
             if upto is None:
                 upto = mb.seq
-            changes = mb.changes(folder_id, since, upto)
+            if since == 0 and since_dt is not None and rid is None:
+                rid = self._first_round(folder_id, upto, since_dt, by_date)
+            if rid is not None:
+                listing = self._rounds.get(rid)
+                if listing is None:  # e.g. the simulator restarted in the middle of a round
+                    raise GraphError(
+                        self.expired_status, "syncStateNotFound",
+                        "The sync state generation is not found. Start a new delta round.",
+                    )
+                changes = [(iid, "upsert") for iid in listing]
+            else:
+                changes = mb.changes(folder_id, since, upto)
             page = changes[offset : offset + size]
             value = []
             for iid, _kind in page:
@@ -554,6 +612,7 @@ class GraphApi:
                     "e": mb.epoch,
                     "flt": flt,
                     "sel": sel,
+                    **({"r": rid} if rid else {}),
                 }
             )
             out["@odata.nextLink"] = f"{base}?$skiptoken={link}"
@@ -562,6 +621,26 @@ class GraphApi:
             out["@odata.deltaLink"] = f"{base}?$deltatoken={link}"
         out["value"] = value
         return json_response(200, out)
+
+    def _first_round(self, folder_id: str, upto: int, since: dt.datetime, by_date: bool) -> str:
+        """Fix the listing of a filtered first round: at most `delta_cap` messages, shuffled unless
+        $orderby=receivedDateTime desc was asked for. Later (incremental) rounds are not capped: Microsoft
+        documents no cap for them (docs/graph-notes.md section 4)."""
+        mb = self.mb
+        found = [mb.items.get(iid) for iid, kind in mb.changes(folder_id, 0, upto) if kind == "upsert"]
+        items = [i for i in found if i is not None and i.folder_id == folder_id and i.received >= since]
+        if by_date:
+            items.sort(key=lambda i: (i.received, i.id), reverse=True)
+        else:
+            random.Random(f"{self.delta_seed}:{folder_id}:{upto}").shuffle(items)
+        if self.delta_cap is not None:
+            items = items[: self.delta_cap]
+        rid = uuid.uuid4().hex[:12]
+        with self._lock:
+            self._rounds[rid] = [i.id for i in items]
+            while len(self._rounds) > 256:  # rounds abandoned half-way
+                self._rounds.pop(next(iter(self._rounds)))
+        return rid
 
     def _check_epoch(self, tok: dict[str, Any], what: str) -> None:
         if tok.get("e") != self.mb.epoch:
@@ -779,6 +858,10 @@ class GraphApi:
 
     # --- batch ------------------------------------------------------------------------------------
     def _batch(self, body: bytes) -> Response:
+        """Up to 20 requests. Like Graph, they go to Outlook in waves of at most 4 at a time, and each
+        needs one of the mailbox's concurrent-request slots while it runs (`self.slots`): a request
+        that finds none free (another batch or request holds them) answers 429 inside the batch.
+        A request with `dependsOn` waits for those requests and answers 424 if one of them failed."""
         data = self._json_body(body)
         reqs = data.get("requests")
         if not isinstance(reqs, list) or not reqs:
@@ -790,37 +873,74 @@ class GraphApi:
         ids = [r.get("id") if isinstance(r, dict) else None for r in reqs]
         if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
             raise GraphError(400, "BadRequest", "Each $batch request needs a unique string 'id'.")
-        responses = []
         for r in reqs:
-            method, url = str(r.get("method", "GET")).upper(), r.get("url")
-            if not isinstance(url, str) or not url:
+            if not isinstance(r.get("url"), str) or not r["url"]:
                 raise GraphError(400, "BadRequest", f"$batch request {r['id']!r} has no url.")
-            hdrs = {str(k).lower(): str(v) for k, v in (r.get("headers") or {}).items()}
-            inner_body = r.get("body")
-            raw = b""
-            if inner_body is not None:
-                if hdrs.get("content-type", "application/json").startswith("application/json"):
-                    raw = json.dumps(inner_body).encode()
-                    hdrs.setdefault("content-type", "application/json")
-                else:
-                    raw = str(inner_body).encode()
-            retry = self.gate()
-            if retry is not None:
-                resp = throttled_response(retry)
+            deps = r.get("dependsOn", [])
+            if not isinstance(deps, list) or any(d not in ids or d == r["id"] for d in deps):
+                raise GraphError(400, "BadRequest", f"$batch request {r['id']!r} has an invalid dependsOn.")
+        waves: list[list[dict[str, Any]]] = [[]]
+        for r in reqs:  # a request joins the current wave unless it is full or depends on a member
+            if len(waves[-1]) >= 4 or set(r.get("dependsOn", [])) & {w["id"] for w in waves[-1]}:
+                waves.append([])
+            waves[-1].append(r)
+        done: dict[str, dict[str, Any]] = {}
+        for wave in waves:
+            granted = self.slots.acquire(len(wave)) if self.slots is not None else len(wave)
+            try:
+                for k, r in enumerate(wave):
+                    if any(done[d]["status"] >= 400 for d in r.get("dependsOn", []) if d in done):
+                        resp = error_response(424, "FailedDependency", "A request it depends on failed.")
+                    elif k >= granted:
+                        with self._lock:
+                            self.inner_throttled["concurrency"] += 1
+                        wait = float(getattr(self.slots, "retry_after", 1.0))
+                        resp = throttled_response(max(0.5, wait / 2))
+                        resp.headers["x-ms-throttle-reason"] = "MailboxConcurrency"  # simulator's label
+                    else:
+                        resp = self._inner(r)
+                    done[r["id"]] = self._entry(r["id"], resp)
+                on = bool(getattr(self.slots, "on", False))  # the wave's run time is part of the limits model
+                delay = float(getattr(self.slots, "inner_delay", 0.0) or 0.0) if on else 0.0
+                if granted and delay:
+                    time.sleep(delay)  # the wave's requests run (in parallel) this long, holding their slots
+            finally:
+                if self.slots is not None and granted:
+                    self.slots.release(granted)
+        return json_response(200, {"responses": [done[r["id"]] for r in reqs]})
+
+    def _inner(self, r: dict[str, Any]) -> Response:
+        method, url = str(r.get("method", "GET")).upper(), str(r["url"])
+        hdrs = {str(k).lower(): str(v) for k, v in (r.get("headers") or {}).items()}
+        inner_body = r.get("body")
+        raw = b""
+        if inner_body is not None:
+            if hdrs.get("content-type", "application/json").startswith("application/json"):
+                raw = json.dumps(inner_body).encode()
+                hdrs.setdefault("content-type", "application/json")
             else:
-                resp = self.handle(method, "/" + url.lstrip("/"), hdrs, raw)
-            ctype = resp.headers.get("Content-Type", "")
-            if not resp.body:
-                rbody: Any = None
-            elif ctype.startswith("application/json"):
-                rbody = json.loads(resp.body)
-            else:
-                rbody = base64.b64encode(resp.body).decode()
-            entry: dict[str, Any] = {"id": r["id"], "status": resp.status, "headers": resp.headers}
-            if rbody is not None:
-                entry["body"] = rbody
-            responses.append(entry)
-        return json_response(200, {"responses": responses})
+                raw = str(inner_body).encode()
+        retry = self.gate()
+        if retry is not None:
+            with self._lock:
+                self.inner_throttled["window"] += 1
+            return throttled_response(retry)
+        return self.handle(method, "/" + url.lstrip("/"), hdrs, raw)
+
+    def _entry(self, rid: str, resp: Response) -> dict[str, Any]:
+        ctype = resp.headers.get("Content-Type", "")
+        if not resp.body:
+            rbody: Any = None
+        elif ctype.startswith("application/json"):
+            rbody = json.loads(resp.body)
+        elif ctype.startswith("text/") and self.batch_values == "text":  # a plain (JSON) string
+            rbody = resp.body.decode("utf-8", "replace")
+        else:
+            rbody = base64.b64encode(resp.body).decode()
+        entry: dict[str, Any] = {"id": rid, "status": resp.status, "headers": resp.headers}
+        if rbody is not None:
+            entry["body"] = rbody
+        return entry
 
     # --- small helpers ------------------------------------------------------------------------------
     @staticmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import email.utils
 import html
 import json
 import logging
@@ -34,6 +35,8 @@ from simulator.attachments import SizeError
 from simulator.authority import DISCOVERY_CACHE_CONTROL, Authority, TokenInvalid, User
 from simulator.ca import LocalCA
 from simulator.graph import (
+    BATCH_VALUE_MODES,
+    DELTA_FILTER_CAP,
     SENT_COPY,
     GraphApi,
     Response,
@@ -66,6 +69,7 @@ class Limits:
         self.window_requests = 10_000
         self.window_seconds = 600.0
         self.retry_after = 2.128
+        self.inner_delay = 0.02  # seconds a wave of a $batch's requests runs, holding its slots (limits on)
         self._lock = threading.Lock()
         self._inflight = 0
         self._stamps: deque[float] = deque()
@@ -74,6 +78,10 @@ class Limits:
     def configure(self, on: bool, **kw: Any) -> None:
         with self._lock:
             self.on = on
+            if kw.get("inner_delay") is not None:
+                if float(kw["inner_delay"]) < 0:
+                    raise ValueError("inner_delay must not be negative")
+                self.inner_delay = float(kw["inner_delay"])
             for k in ("concurrent", "window_requests", "window_seconds", "retry_after"):
                 if kw.get(k) is not None:
                     value = float(kw[k]) if k in ("window_seconds", "retry_after") else int(kw[k])
@@ -112,6 +120,18 @@ class Limits:
     def leave(self) -> None:
         with self._lock:
             self._inflight -= 1
+
+    def acquire(self, n: int) -> int:
+        """Take up to n of the mailbox's concurrent-request slots for requests inside a $batch; return
+        how many were free (all n when limits are off). Give them back with release()."""
+        with self._lock:
+            granted = n if not self.on else max(0, min(n, self.concurrent - self._inflight))
+            self._inflight += granted
+            return granted
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self._inflight -= n
 
 
 def path_kind(path: str) -> str:
@@ -259,7 +279,8 @@ class _ProviderHandler(_Handler):
         if mode == "503":
             self._send(
                 error_response(
-                    503, "serviceNotAvailable", "The service is temporarily unavailable (simulated outage)."
+                    503, "serviceNotAvailable", "The service is temporarily unavailable (simulated outage).",
+                    sim.unavailable_headers(),
                 )
             )
             return
@@ -269,8 +290,11 @@ class _ProviderHandler(_Handler):
                 sim._stop.wait(sim.slow_delay)
             self._send(sim._login(self.command, path, body), cut=cut)
             return
-        if not sim.limits.enter():
+        # a $batch itself takes no slot: the requests inside it do, while they run (GraphApi._batch)
+        slot = not urlsplit(path).path.rstrip("/").endswith("/$batch")
+        if slot and not sim.limits.enter():
             sim.limits.leave()
+            sim._count_throttled()
             self._send(throttled_response(max(0.5, sim.limits.retry_after / 2)), cut=cut)
             return
         try:
@@ -280,7 +304,8 @@ class _ProviderHandler(_Handler):
                 sim._graph(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body), cut=cut
             )
         finally:
-            sim.limits.leave()
+            if slot:
+                sim.limits.leave()
 
 
 class _AdminHandler(_Handler):
@@ -330,6 +355,8 @@ class Simulator:
         self._flaky_lock = threading.Lock()
         self.limits = Limits()
         self.requests_count = 0
+        self.throttled_count = 0  # 429s answered to whole requests (inner ones: api.inner_throttled)
+        self.retry_after_503: float | None = None  # Retry-After on the 503 outage answers (None: none)
         self.request_log: deque[tuple[str, str]] = deque(maxlen=5000)
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
@@ -424,6 +451,7 @@ class Simulator:
             user_oid=self.user.oid,
             gate=self.limits.admit,
         )
+        self.api.slots = self.limits
         self._serve(self._provider)
         self._serve(self._admin_srv)
         return self
@@ -554,6 +582,65 @@ class Simulator:
             self.requests_count += 1
             self.request_log.append((method, path.split("?", 1)[0]))
 
+    def _count_throttled(self) -> None:
+        with self._count_lock:
+            self.throttled_count += 1
+
+    def throttled(self) -> dict[str, int]:
+        """429s answered so far: to whole requests, and inside $batch by cause (concurrency, window)."""
+        with self.api._lock:
+            inner = dict(self.api.inner_throttled)
+        return {"outer": self.throttled_count, "inner_concurrency": inner["concurrency"],
+                "inner_window": inner["window"]}
+
+    def unavailable_headers(self) -> dict[str, str]:
+        if self.retry_after_503 is None:
+            return {}
+        return {"Retry-After": f"{self.retry_after_503:g}"}
+
+    def set_unavailable_retry_after(self, seconds: float | None) -> None:
+        """Whether 503 outage answers carry Retry-After (seconds), or none (None; the default)."""
+        if seconds is not None and float(seconds) < 0:
+            raise ValueError("retry_after must not be negative")
+        self.retry_after_503 = None if seconds is None else float(seconds)
+
+    def set_delta(self, cap: int | None = DELTA_FILTER_CAP, seed: int | None = None) -> None:
+        """The cap on a filtered first delta round (Graph: 5,000; None lists everything) and the seed of
+        its order when no $orderby is given."""
+        if cap is not None and int(cap) < 1:
+            raise ValueError("cap must be at least 1 (or null for no cap)")
+        self.api.delta_cap = None if cap is None else int(cap)
+        if seed is not None:
+            self.api.delta_seed = int(seed)
+
+    def set_batch_values(self, mode: str) -> None:
+        """How a text/* body (a message's $value) comes back inside $batch: "base64" or "text"."""
+        if mode not in BATCH_VALUE_MODES:
+            raise ValueError(f"values must be one of {', '.join(BATCH_VALUE_MODES)}")
+        self.api.batch_values = mode
+
+    def bulk_add(self, folder: str, count: int, days: float = 30.0, seed: int = 1, size: int = 0) -> str:
+        """Create `folder` under the root if it does not exist, then add `count` small messages received
+        over the last `days` days (each padded to about `size` bytes when given); returns the folder id."""
+        import datetime as dt
+        import random
+
+        try:
+            fid = self.mailbox.folder(folder).id
+        except NotFound:
+            fid = self.mailbox.add_folder(folder, None).id
+        rng = random.Random(seed)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        pad = "x" * 75 + "\r\n"
+        for n in range(int(count)):
+            when = now - dt.timedelta(seconds=rng.randint(60, max(61, int(days * 86400) - 3600)))
+            body = f"bulk message {n}\r\n" + pad * max(0, size // len(pad))
+            raw = (f"From: Zoe <zoe@example.com>\r\nTo: {self.user.upn}\r\nSubject: bulk {n}\r\n"
+                   f"Message-ID: <bulk.{seed}.{n}@example.com>\r\n"
+                   f"Date: {email.utils.format_datetime(when)}\r\n\r\n{body}").encode()
+            self.mailbox.add(fid, raw, received=when, is_read=rng.random() < 0.5)
+        return fid
+
     # --- throttling and tokens --------------------------------------------------------------------
     def set_limits(self, on: bool, **kw: Any) -> None:
         """Graph's limits on/off; optional concurrent, window_requests, window_seconds, retry_after."""
@@ -672,6 +759,7 @@ class Simulator:
             )
         retry = self.limits.admit()
         if retry is not None:
+            self._count_throttled()
             return throttled_response(retry)
         return self.api.handle(method, path[len("/v1.0") :], headers, body)
 
@@ -762,7 +850,8 @@ class Simulator:
     #                          "state": {folder_id: {provider_id: sha256}}, "epoch", "outage",
     #                          "outage_detail" (as GET /_sim/outage), "limits", "requests", "transport"}
     #   GET  /_sim/sent       [{message_id, subject, to, sent, sha256, mime (base64)}]   what the tenant sent
-    #   GET  /_sim/requests   {"count": N, "recent": [[method, path], ...]};  GET /_sim/urls
+    #   GET  /_sim/requests   {"count": N, "recent": [[method, path], ...], "throttled": {"outer": N,
+    #                          "inner_concurrency": N, "inner_window": N}} (429s so far);  GET /_sim/urls
     #   POST /_sim/messages   {"folder": "inbox"|id|"Inbox/Projects", "mime_b64": ... | "mime": text,
     #                          "isRead"} -> {"id"}
     #   PATCH /_sim/messages/{id} {"isRead", "flag", "categories", "mime_b64"};  DELETE /_sim/messages/{id}
@@ -776,6 +865,15 @@ class Simulator:
     #                          -> {"outage": mode, "scope", "delay", and for flaky "fraction", "kind",
     #                          "failed", "passed"};  GET /_sim/outage -> the same
     #   POST /_sim/limits     {"on": bool, "concurrent", "window_requests", "window_seconds", "retry_after"}
+    #   POST /_sim/limits     {"on": bool, "concurrent", "window_requests", "window_seconds", "retry_after",
+    #                          "inner_delay": s}  (inside $batch: waves of 4, each request needs a free
+    #                          slot of `concurrent` while its wave runs `inner_delay` seconds, else 429)
+    #   POST /_sim/delta      {"cap": 5000|N|null, "seed": N}  a filtered first delta round lists at most
+    #                          `cap` messages, shuffled by `seed` unless $orderby=receivedDateTime desc
+    #   POST /_sim/batch      {"values": "base64"|"text"}  how a message's $value comes back in $batch
+    #   POST /_sim/unavailable {"retry_after": s|null}  Retry-After on the 503 outage answers
+    #   POST /_sim/bulk       {"folder", "count", "days": 30, "seed", "size": bytes} -> {"id"}  adds
+    #                          `count` messages received over the last `days` days (folder made if new)
     #   POST /_sim/throttle   {"count": N, "retry_after": 2.128}      the next N Graph requests get 429
     #   GET|POST /_sim/sizes  {"max_request", "request_status": 413|400, "attachment_post_max",
     #                          "session_min", "session_max", "chunk_max", "chunk_multiple", "session_seconds",
@@ -827,7 +925,8 @@ class Simulator:
         if method == "GET" and segs == ["sent"]:
             return 200, self.sent_items()
         if method == "GET" and segs == ["requests"]:
-            return 200, {"count": self.requests_count, "recent": list(self.request_log)[-200:]}
+            return 200, {"count": self.requests_count, "recent": list(self.request_log)[-200:],
+                         "throttled": self.throttled()}
         if method == "GET" and segs == ["urls"]:
             return 200, self.urls()
         if method == "POST" and segs == ["messages"]:
@@ -878,12 +977,26 @@ class Simulator:
             self.set_limits(
                 bool(data.get("on", True)),
                 **{
-                    k: data.get(k) for k in ("concurrent", "window_requests", "window_seconds", "retry_after")
+                    k: data.get(k)
+                    for k in ("concurrent", "window_requests", "window_seconds", "retry_after", "inner_delay")
                 },
             )
             return 200, {"limits": self.limits.on}
         if segs == ["sizes"] and method in ("GET", "POST"):
             return 200, self.set_sizes(**data) if method == "POST" else self.api.sizes.as_json()
+        if method == "POST" and segs == ["delta"]:
+            self.set_delta(data.get("cap", DELTA_FILTER_CAP), data.get("seed"))
+            return 200, {"cap": self.api.delta_cap, "seed": self.api.delta_seed}
+        if method == "POST" and segs == ["batch"]:
+            self.set_batch_values(str(data.get("values", "base64")))
+            return 200, {"values": self.api.batch_values}
+        if method == "POST" and segs == ["unavailable"]:
+            self.set_unavailable_retry_after(data.get("retry_after"))
+            return 200, {"retry_after": self.retry_after_503}
+        if method == "POST" and segs == ["bulk"]:
+            fid = self.bulk_add(str(data["folder"]), int(data["count"]), float(data.get("days", 30)),
+                                int(data.get("seed", 1)), int(data.get("size", 0)))
+            return 201, {"id": fid}
         if method == "POST" and segs == ["throttle"]:
             self.throttle_next(int(data.get("count", 1)), float(data.get("retry_after", 2.128)))
             return 200, {"throttle": int(data.get("count", 1))}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from sync.store import Store
 log = logging.getLogger(__name__)
 
 FOLDER_REFRESH = timedelta(minutes=15)  # re-list the folder tree at most this often
-MIME_CHUNK = 80  # messages fetched per round of $batch requests (4 batches of 20 in flight)
+MIME_CHUNK = 80  # messages per fetch_mime call: 4 $batch of 20, one after another (one in flight per mailbox)
 MIME_SCAN = 2000  # rows without MIME read from the store at a time
 MAX_RESETS = 2  # expired cursors tolerated per folder per tick before it is reported as bad
 
@@ -118,7 +118,11 @@ def sync_folder(
     store: Store, source: MailSource, folder_id: str, name: str, cache_days: int, now: datetime,
     progress: Progress | None = None, max_pages: int | None = None,
 ) -> FolderReport:
-    """Follow one folder's delta to the end of its round (or max_pages), committing page by page."""
+    """Follow one folder's delta to the end of its round (or max_pages), committing page by page.
+
+    A baseline whose delta hit Graph's cap (plan.plan_page sets `filling`) goes on with a complete
+    listing of the window (source.window_page, plan.plan_fill_page) before anything is removed.
+    """
     rep = FolderReport(name)
     state = _folder_state(store, folder_id)
     cursor = store.cursor(folder_id)
@@ -127,7 +131,26 @@ def sync_folder(
         log.info("%s", "; ".join(str(a) for a in actions[:1]))
         store.apply(actions)
         cursor = None
+    cap = source.delta_cap
     while max_pages is None or rep.pages < max_pages:
+        if state.filling:
+            try:
+                listed = source.window_page(folder_id, state.fill_link, state.window_start)
+            except CursorExpired as exc:  # the listing's link went stale: list again from the start, once
+                if state.fill_link is None:
+                    raise FolderBad(f"{name}: the provider refuses to list the folder ({exc})") from exc
+                state = replace(state, fill_link=None)
+                continue
+            actions, state = plan.plan_fill_page(folder_id, listed, state, now, cache_days)
+            store.apply(actions)
+            rep.pages += 1
+            rep.upserted += sum(isinstance(a, plan.UpsertSummary) for a in actions)
+            if progress:
+                progress(f"summaries {name}", rep.upserted, None)
+            if listed.complete:
+                rep.complete = True
+                break
+            continue
         try:
             page = source.changes(folder_id, cursor, state.window_start)
         except CursorExpired as exc:
@@ -141,7 +164,7 @@ def sync_folder(
             continue
         mentioned = [i.provider_id for i in page.items] + list(page.removed)
         actions, state = plan.plan_page(folder_id, page, _local_folders_of(store, mentioned), state, now,
-                                        cache_days)
+                                        cache_days, cap)
         store.apply(actions)
         rep.pages += 1
         rep.upserted += sum(isinstance(a, plan.UpsertSummary) for a in actions)
@@ -149,6 +172,10 @@ def sync_folder(
         cursor = page.cursor
         if progress:
             progress(f"summaries {name}", rep.upserted, None)
+        if page.complete and state.filling:
+            log.info("%s: the delta listed %d messages (Graph's cap): listing the window in full", name,
+                     state.listed)
+            continue
         if page.complete:
             rep.complete = True
             break

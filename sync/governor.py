@@ -3,9 +3,11 @@
 `Governor.run(attempt)` holds one of `max_in_flight` slots (Graph allows 4 concurrent requests per
 app and mailbox), waits out any shared `Retry-After` pause, and retries within bounds: Throttled
 (429) after its Retry-After (all callers pause together) until `max_retry_after` seconds of waiting,
-and Unreachable marked `retryable` (5xx, a dropped connection) `max_attempts` times after a
-jittered exponential backoff. Anything else, and the last failure, propagates: patience beyond
-these bounds belongs to policy, not here.
+and Unreachable marked `retryable` (5xx, a dropped connection) `max_attempts` times, after the
+server's `Retry-After` when a 503/504 carried one, else a jittered exponential backoff. A `$batch`
+runs with `slots=max_in_flight` (Outlook runs 4 of its requests at once, and they count toward the
+mailbox's 4), so one batch is in flight per mailbox and nothing else meanwhile. Anything else, and
+the last failure, propagates: patience beyond these bounds belongs to policy, not here.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ class Governor:
         self.max_delay = max_delay
         self.max_retry_after = max_retry_after
         self.max_throttled_attempts = max_throttled_attempts
-        self._slots = threading.BoundedSemaphore(max_in_flight)
         self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
+        self._in_use = 0
         self._paused_until = 0.0
         self._sleep = sleep
         self._clock = clock
@@ -73,6 +76,19 @@ class Governor:
         with self._lock:
             self._streak = max(0, self._streak - 1)
 
+    def _take(self, n: int) -> None:
+        """Wait until n slots are free at once, then hold them (a batch takes all of them)."""
+        n = min(n, self.max_in_flight)
+        with self._free:
+            while self._in_use + n > self.max_in_flight:
+                self._free.wait()
+            self._in_use += n
+
+    def _give(self, n: int) -> None:
+        with self._free:
+            self._in_use -= min(n, self.max_in_flight)
+            self._free.notify_all()
+
     def _wait_pause(self) -> None:
         while True:
             with self._lock:
@@ -81,8 +97,8 @@ class Governor:
                 return
             self._sleep(left)
 
-    def run(self, attempt: Callable[[int], T], *, retry: bool = True) -> T:
-        """Call attempt(n) for n = 1, 2, ... under a slot until it returns or the budget is spent.
+    def run(self, attempt: Callable[[int], T], *, retry: bool = True, slots: int = 1) -> T:
+        """Call attempt(n) for n = 1, 2, ... under `slots` slots until it returns or the budget is spent.
 
         With retry=False (requests that are not idempotent, like sendMail) only a 429 is retried:
         the provider did not act on a throttled request.
@@ -93,7 +109,8 @@ class Governor:
             n += 1
             self._wait_pause()
             delay = 0.0
-            with self._slots:
+            self._take(slots)
+            try:
                 try:
                     result = attempt(n)
                     self.note_success()
@@ -108,6 +125,12 @@ class Governor:
                     if not (retry and getattr(exc, "retryable", False)) or n >= self.max_attempts:
                         raise
                     self.retried += 1
-                    delay = self.backoff(n)
+                    told = getattr(exc, "retry_after", None)  # a 503/504's Retry-After: everyone waits
+                    if told is not None:
+                        self.pause(float(told))
+                    else:
+                        delay = self.backoff(n)
+            finally:
+                self._give(slots)
             if delay:
                 self._sleep(delay)  # outside the slot: others may go on meanwhile

@@ -1,6 +1,7 @@
 """PURE sync planning: one page of a folder's change feed + a local snapshot -> store actions.
 
-Main entry points: `plan_page(...)` and `plan_round_end(...)`; `FolderSync` is a folder's durable
+Main entry points: `plan_round_start(...)`, `plan_page(...)` and, for a folder whose filtered delta
+hit Graph's 5,000-message cap, `plan_fill_page(...)`; `FolderSync` is a folder's durable
 sync state. Actions are small frozen dataclasses whose str() reads like a log line; the store
 executes a page's actions (items + cursor) in one transaction. Upserts by provider_id are
 idempotent, so replaying a page after a crash changes nothing. No I/O, no clock: time is an argument.
@@ -18,6 +19,8 @@ from sync.model import Changes, Folder, RemoteItem
 # How often a folder's delta is re-baselined to move its `receivedDateTime ge` window forward (the
 # date is frozen into Graph's delta token) and to heal any drift.
 REBASELINE_EVERY = timedelta(days=7)
+# Graph's filtered message delta lists at most this many messages in a round (docs/graph-notes.md, 4).
+DELTA_CAP = 5000
 # Well-known system folders that "*" (every user folder) leaves out, with everything under them.
 SYSTEM_FOLDERS = frozenset({
     "deleteditems", "junkemail", "outbox", "conversationhistory", "syncissues", "clutter", "scheduled",
@@ -118,6 +121,9 @@ class FolderSync:
     baseline_at: datetime | None = None  # when the current/last baseline round started
     last_success_at: datetime | None = None  # when a round last completed
     rounds: int = 0  # completed rounds (0: never synced)
+    listed: int = 0  # messages the baseline round's delta has listed so far
+    filling: bool = False  # that delta hit the cap: the window is being listed through /messages
+    fill_link: str | None = None  # the next page of that listing (None: from the start)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -164,7 +170,8 @@ def start_baseline(
     folder_id: str, state: FolderSync, now: datetime, cache_days: int, reason: str,
 ) -> tuple[list[Action], FolderSync]:
     """Drop the cursor and begin a fresh baseline round; nothing is deleted until it completes."""
-    new = replace(state, baselining=True, window_start=window_start(now, cache_days), baseline_at=now)
+    new = replace(state, baselining=True, window_start=window_start(now, cache_days), baseline_at=now,
+                  listed=0, filling=False, fill_link=None)
     return [StartBaseline(folder_id, reason), SetCursor(folder_id, None), SaveFolderSync(folder_id, new)], new
 
 
@@ -175,8 +182,13 @@ def plan_page(
     state: FolderSync,
     now: datetime,
     cache_days: int,
+    cap: int = DELTA_CAP,
 ) -> tuple[list[Action], FolderSync]:
     """Actions for one page: upserts, removals, the cursor, and (at a round's end) the cleanup.
+
+    A baseline round whose delta listed `cap` messages or more may have been cut short by Graph
+    (filtered delta lists at most 5,000, in no set order): it ends WITHOUT RemoveUnseen and with
+    `filling` set, and plan_fill_page finishes the baseline from a complete listing of the window.
 
     `local` maps the provider_ids this page mentions to the folder each now sits in locally. A
     removal is applied only if the row is still in this folder (a move to another folder may have
@@ -207,13 +219,52 @@ def plan_page(
         actions.append(MarkSeen(folder_id, seen))
     actions.append(SetCursor(folder_id, page.cursor))
     new = state
+    if state.baselining and not state.filling:
+        new = replace(new, listed=state.listed + len(page.items))
     if page.complete:
-        if state.baselining:
-            actions.append(RemoveUnseen(folder_id))
         actions.append(PruneOlderThan(folder_id, keep_from))
-        new = replace(state, baselining=False, last_success_at=now, rounds=state.rounds + 1)
+        if state.baselining and not state.filling and new.listed >= cap:
+            new = replace(new, filling=True, fill_link=None)  # capped: unseen rows stay until the fill ends
+        elif state.baselining and state.filling:
+            pass  # a capped baseline still being filled: its end decides about unseen rows
+        else:
+            if state.baselining:
+                actions.insert(-1, RemoveUnseen(folder_id))
+            new = replace(new, baselining=False, last_success_at=now, rounds=state.rounds + 1, listed=0)
     if new != state:
         actions.append(SaveFolderSync(folder_id, new))
+    return actions, new
+
+
+def plan_fill_page(
+    folder_id: str,
+    page: Changes,
+    state: FolderSync,
+    now: datetime,
+    cache_days: int,
+) -> tuple[list[Action], FolderSync]:
+    """One page of the complete listing of a capped folder's window (newest first, no cap).
+
+    Upserts and marks seen what it lists; the last page ends the baseline: only then are rows that
+    neither the delta nor this listing named removed (they are gone from the folder or the window).
+    The delta cursor is left alone; the listing's own next link is kept in the folder's state.
+    """
+    keep_from = window_start(now, cache_days)
+    actions: list[Action] = []
+    for item in page.items:
+        if item.received_at is not None and item.received_at < keep_from:
+            continue
+        actions.append(UpsertSummary(folder_id, item))
+    seen = tuple(dict.fromkeys(a.item.provider_id for a in actions if isinstance(a, UpsertSummary)))
+    if seen:
+        actions.append(MarkSeen(folder_id, seen))
+    if page.complete:
+        actions += [RemoveUnseen(folder_id), PruneOlderThan(folder_id, keep_from)]
+        new = replace(state, baselining=False, filling=False, fill_link=None, listed=0, last_success_at=now,
+                      rounds=state.rounds + 1)
+    else:
+        new = replace(state, fill_link=page.cursor)
+    actions.append(SaveFolderSync(folder_id, new))
     return actions, new
 
 

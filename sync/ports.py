@@ -14,10 +14,17 @@ from sync.model import Changes, Folder, MessageCopy
 
 
 class MailSource(Protocol):
+    delta_cap: int  # the most messages a filtered first round of changes() may list (Graph: 5,000)
+
     def folders(self) -> list[Folder]: ...
 
     def changes(self, folder_id: str, cursor: str | None, window_start: datetime | None) -> Changes:
         """One page of the folder's change feed. cursor=None starts a new baseline from window_start."""
+        ...
+
+    def window_page(self, folder_id: str, link: str | None, window_start: datetime | None) -> Changes:
+        """One page of a complete (uncapped) listing of the folder's messages since window_start;
+        link=None starts it, `cursor` of the answer continues it, `complete` ends it."""
         ...
 
     def fetch_mime(self, provider_ids: Sequence[str]) -> Mapping[str, bytes | Exception]:

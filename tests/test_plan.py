@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,16 +38,17 @@ def kinds(actions: list[plan.Action]) -> list[str]:
 
 
 def test_first_sync_starts_a_baseline_and_mid_round_page_keeps_it_open() -> None:
-    """No cursor and never synced: a baseline starts; a nextLink page upserts, marks seen, sets cursor."""
+    """No cursor and never synced: a baseline starts; a nextLink page upserts, marks seen, sets cursor,
+    and saves how many messages the round has listed (Graph's 5,000 cap is judged at the round's end)."""
     acts, state = plan.plan_round_start(F, None, FolderSync(), NOW, 30)
     assert kinds(acts) == ["StartBaseline", "SetCursor", "SaveFolderSync"]
     assert state.baselining and state.window_start == datetime(2026, 10, 29, tzinfo=UTC)
     assert "first sync" in str(acts[0])
     page = Changes((item("1"), item("2")), (), "https://g/next", complete=False)
     acts, new = plan.plan_page(F, page, {}, state, NOW, 30)
-    assert kinds(acts) == ["UpsertSummary", "UpsertSummary", "MarkSeen", "SetCursor"]
-    assert new == state  # round not complete: nothing else changes
-    assert acts[-1] == SetCursor(F, "https://g/next")
+    assert kinds(acts) == ["UpsertSummary", "UpsertSummary", "MarkSeen", "SetCursor", "SaveFolderSync"]
+    assert new == replace(state, listed=2)  # round not complete: only the count changes
+    assert acts[-2] == SetCursor(F, "https://g/next")
 
 
 def test_round_end_removes_unseen_prunes_and_records_success() -> None:
@@ -213,3 +215,32 @@ def test_select_folders_by_well_known_name_path_and_star() -> None:
     chosen, unknown = plan.select_folders(folders, ["*"])
     assert [f.provider_id for f in chosen] == ["i", "s", "p", "q"] and unknown == []
     assert [f.provider_id for f in plan.select_folders(folders, ["Projects"])[0]] == ["p"]
+
+
+def test_a_capped_baseline_round_removes_nothing_and_asks_for_the_full_listing() -> None:
+    """tried: a baseline whose delta listed `cap` messages (Graph lists at most 5,000 with $filter, in
+    no set order) ends its round. Before issue 9 this round ended with RemoveUnseen, deleting every
+    cached row the capped listing happened to leave out; now it ends with `filling` set and no
+    RemoveUnseen, and only the last page of the complete /messages listing removes unseen rows."""
+    state = FolderSync(baselining=True, window_start=NOW - timedelta(days=30), baseline_at=NOW)
+    acts, state = plan.plan_page(F, Changes((item("1"), item("2")), (), "https://g/next", False), {}, state,
+                                 NOW, 30, cap=3)
+    acts, state = plan.plan_page(F, Changes((item("3"),), (), "https://g/delta", True), {}, state, NOW, 30,
+                                 cap=3)
+    assert "RemoveUnseen" not in kinds(acts) and state.filling and state.baselining and state.listed == 3
+    assert acts[-1] == SaveFolderSync(F, state) and state.rounds == 0
+    acts, state = plan.plan_fill_page(F, Changes((item("4"), item("1")), (), "https://g/list2", False), state,
+                                      NOW, 30)
+    assert kinds(acts) == ["UpsertSummary", "UpsertSummary", "MarkSeen", "SaveFolderSync"]
+    assert state.fill_link == "https://g/list2" and state.filling
+    acts, state = plan.plan_fill_page(F, Changes((item("5"),), (), None, True), state, NOW, 30)
+    assert kinds(acts) == ["UpsertSummary", "MarkSeen", "RemoveUnseen", "PruneOlderThan", "SaveFolderSync"]
+    assert not state.baselining and not state.filling and state.rounds == 1 and state.listed == 0
+
+
+def test_a_baseline_under_the_cap_ends_as_before() -> None:
+    """tried: a baseline that listed fewer than `cap` messages: RemoveUnseen at its end, no fill."""
+    state = FolderSync(baselining=True, window_start=NOW - timedelta(days=30), baseline_at=NOW)
+    acts, state = plan.plan_page(F, Changes((item("1"),), (), "https://g/delta", True), {}, state, NOW, 30,
+                                 cap=2)
+    assert "RemoveUnseen" in kinds(acts) and not state.filling and not state.baselining

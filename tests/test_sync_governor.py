@@ -117,3 +117,60 @@ def test_bad_arguments_are_refused() -> None:
     """A governor with no slot or no attempt would deadlock or never call: refused at construction."""
     with pytest.raises(ValueError):
         Governor(max_in_flight=0)
+
+
+def test_a_503_with_retry_after_waits_what_the_server_said() -> None:
+    """tried: two 503s carrying Retry-After 1.5, then success: the governor waits 1.5 s each time
+    (shared, like a 429's pause) instead of its own backoff (base 10 s here, so a mix-up shows)."""
+    t = FakeTime()
+    g = governor(t, base_delay=10.0)
+    answers = [Retryable("503", retry_after=1.5), Retryable("503", retry_after=1.5), "ok"]
+
+    def attempt(n: int) -> str:
+        a = answers[n - 1]
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    assert g.run(attempt) == "ok"
+    assert t.slept == [1.5, 1.5] and g.retried == 2
+
+
+def test_a_batch_takes_every_slot() -> None:
+    """tried: a caller holding one slot while a batch (slots=4) wants to start: the batch waits until
+    the slot is free, and while it runs no single request can start (one batch in flight per mailbox,
+    nothing beside it)."""
+    g = Governor(max_in_flight=4)
+    order: list[str] = []
+    single_in = threading.Event()
+    release_single = threading.Event()
+    batch_in = threading.Event()
+    release_batch = threading.Event()
+
+    def single(n: int) -> None:
+        order.append("single")
+        single_in.set()
+        release_single.wait(10)
+
+    def batch(n: int) -> None:
+        order.append("batch")
+        batch_in.set()
+        release_batch.wait(10)
+
+    t1 = threading.Thread(target=g.run, args=(single,))
+    t1.start()
+    assert single_in.wait(10)
+    t2 = threading.Thread(target=lambda: g.run(batch, slots=4))
+    t2.start()
+    assert not batch_in.wait(0.2)  # safety-net wait: the batch must not start beside the single request
+    release_single.set()
+    t1.join(10)
+    assert batch_in.wait(10)
+    late = threading.Event()
+    t3 = threading.Thread(target=lambda: g.run(lambda n: late.set()))
+    t3.start()
+    assert not late.wait(0.2)  # no request runs beside the batch
+    release_batch.set()
+    t2.join(10)
+    t3.join(10)
+    assert late.is_set() and order == ["single", "batch"]

@@ -17,9 +17,10 @@ import email.utils
 import json
 import logging
 import os
+import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -60,12 +61,28 @@ CURSOR_GONE = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 BATCH_MAX = 20
 MIN_BUDGET = 256 * 1024  # after a 413, requests are made smaller down to this, then given up
 SEND_TIMEOUT = (5.0, 120.0)
+# "Applying $filter in a delta query returns only up to 5,000 messages" (Get incremental changes to
+# messages in a folder): a filtered first round that listed this many may have left messages out.
+DELTA_CAP = 5000
+LIST_PAGE = 500  # messages per page when a capped folder's window is listed through /messages
+# Messages whose PidTagMessageSize (`Integer 0x0E08`) is above this are fetched one by one, never in
+# a $batch, so a batch of 20 answers at most about 20 MB (base64: 27 MB) of JSON.
+LARGE_MESSAGE = 1 << 20
+MAX_MESSAGE = 200 << 20  # a single message is streamed up to this size (Exchange Online allows 150 MB)
+LARGE_TTL = 300.0  # seconds a listing of the large messages is trusted
+LARGE_FILTER = ("singleValueExtendedProperties/any(ep: ep/id eq 'Integer 0x0E08' and "
+                "cast(ep/value, Edm.Int32) gt {size})")
 
 
 class Retryable(Unreachable):
-    """Unreachable that the governor may retry on a new connection (5xx, a dropped connection)."""
+    """Unreachable that the governor may retry on a new connection (5xx, a dropped connection);
+    `retry_after` is the server's Retry-After (a 503/504 may carry one), None when it gave none."""
 
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.retry_after = retry_after
 
 
 class RequestTooLarge(SendRejected):
@@ -164,6 +181,29 @@ def changes_page(payload: Mapping[str, Any], folder_id: str) -> Changes:
     return Changes(tuple(items), tuple(removed), str(next_link or delta_link), complete=not next_link)
 
 
+_HEADER_LINE = re.compile(r"^[!-9;-~]+:")
+
+
+def decode_value(body: Any) -> bytes | None:
+    """A message's `$value` from inside a $batch answer, or None when it must be fetched on its own.
+
+    Microsoft does not document this encoding for message MIME (docs/graph-notes.md, section 8):
+    binary bodies come base64-encoded, and a text/* body may come as a plain string. Accepted: valid
+    base64, or a plain string that is clearly MIME (a header line first) and 7-bit (so its bytes are
+    exact). Anything else (broken base64, 8-bit text whose original bytes a JSON string may not carry)
+    is None: fetch it alone.
+    """
+    if not isinstance(body, str) or not body:
+        return None
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    if body.isascii() and _HEADER_LINE.match(body):
+        return body.encode("ascii")
+    return None
+
+
 class GraphSource:
     """MailSource over Microsoft Graph v1.0 for the signed-in user (`/me`)."""
 
@@ -177,6 +217,8 @@ class GraphSource:
         probe_timeout: tuple[float, float] = (3.0, 5.0),
         page_size: int = 200,
         governor: Governor | None = None,
+        delta_cap: int = DELTA_CAP,
+        large_message: int = LARGE_MESSAGE,
     ) -> None:
         if ca_file and not os.path.isfile(ca_file):
             raise ConfigError(f"ca_file {ca_file!r} does not exist",
@@ -194,6 +236,11 @@ class GraphSource:
         self._well_known: dict[str, str] | None = None
         self.request_budget = graph_parts.REQUEST_BUDGET  # larger requests go through drafts and uploads
         self.attachment_max = graph_parts.ATTACHMENT_MAX  # the largest file an upload session takes
+        self.delta_cap = delta_cap  # a filtered first delta round lists at most this many (Graph: 5,000)
+        self.large_message = large_message  # bytes above which a message is fetched on its own
+        self.fetched_alone = 0  # messages fetched outside $batch (large, or an unclear $batch body)
+        self._large: set[str] | None = None
+        self._large_at = 0.0
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2, max_retries=0)
         self._session.mount("https://", adapter)
@@ -286,8 +333,9 @@ class GraphSource:
             raise CursorExpired(detail)
         if status == 403:
             raise forbidden(detail, code, message, resp.headers.get("WWW-Authenticate", ""), bad)
-        if status >= 500:
-            raise Retryable(detail)
+        if status >= 500:  # 503/504: the server may say when to come back
+            told = _retry_after(resp.headers, -1.0) if status in (503, 504) else -1.0
+            raise Retryable(detail, retry_after=told if told >= 0 else None)
         raise bad(f"{detail}: {message}" if message else detail)
 
     def _json(self, resp: requests.Response, what: str) -> Any:
@@ -358,10 +406,30 @@ class GraphSource:
             path = f"/me/mailFolders/{quote(folder_id, safe='=')}/messages/delta?$select={SUMMARY_FIELDS}"
             if window_start is not None:
                 stamp = window_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                path += f"&$filter=receivedDateTime+ge+{stamp}"
+                # documented for delta: $orderby=receivedDateTime desc (a capped round then lists the newest)
+                path += f"&$filter=receivedDateTime+ge+{stamp}&$orderby=receivedDateTime+desc"
         prefer = f'IdType="ImmutableId", odata.maxpagesize={self.page_size}'
         payload = self._get_json(path, what=f"delta of folder …{folder_id[-8:]}", headers={"Prefer": prefer})
         return changes_page(payload, folder_id)
+
+    def window_page(self, folder_id: str, link: str | None, window_start: datetime | None) -> Changes:
+        """One page of the folder's messages received since window_start through plain paging
+        (`/messages`, not delta: it has no 5,000 cap), newest first. `cursor` is the next page's link."""
+        if link:
+            path = link
+        else:
+            path = (f"/me/mailFolders/{quote(folder_id, safe='=')}/messages?$select={SUMMARY_FIELDS}"
+                    f"&$orderby=receivedDateTime+desc&$top={LIST_PAGE}")
+            if window_start is not None:
+                stamp = window_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                path += f"&$filter=receivedDateTime+ge+{stamp}"
+        page = self._get_json(path, what=f"list folder …{folder_id[-8:]}")
+        if not isinstance(page, Mapping) or not isinstance(page.get("value"), list):
+            raise Retryable("Graph returned a message list without a `value` list (truncated or malformed)")
+        items = tuple(remote_item(m, folder_id) for m in page["value"]
+                      if isinstance(m, Mapping) and "id" in m)
+        nxt = page.get("@odata.nextLink")
+        return Changes(items, (), str(nxt) if nxt else None, complete=not nxt)
 
     def _batch(
         self, requests_: list[dict[str, Any]], *, what: str
@@ -375,7 +443,9 @@ class GraphSource:
                               json={"requests": requests_})
             return self._json(resp, what)
 
-        payload = self.governor.run(attempt)
+        # Outlook runs 4 requests of a batch at once and counts them toward the mailbox's 4 concurrent
+        # requests: a batch takes every slot of the governor (one batch in flight per mailbox).
+        payload = self.governor.run(attempt, slots=self.governor.max_in_flight)
         responses = payload.get("responses") if isinstance(payload, Mapping) else None
         if not isinstance(responses, list):
             raise Retryable(f"{what}: Graph sent a $batch answer without `responses`")
@@ -394,6 +464,7 @@ class GraphSource:
         todo = list(ids)
         stalled = 0  # rounds in a row that fetched nothing: bounded, while slow progress goes on
         waited = 0.0
+        alone: list[str] = []  # answered, but the body is not clearly the MIME: fetched on its own
         while todo:
             reqs = [{"id": str(i), "method": "GET", "url": f"/me/messages/{quote(pid, safe='=')}/$value",
                      "headers": {"Prefer": 'IdType="ImmutableId"'}} for i, pid in enumerate(todo)]
@@ -404,7 +475,11 @@ class GraphSource:
                 status, headers, body = answers[str(i)]
                 if 200 <= status < 300:
                     self.inner_ok += 1
-                    result[pid] = self._decode_value(pid, headers, body)
+                    raw = decode_value(body)
+                    if raw is None:
+                        alone.append(pid)
+                    else:
+                        result[pid] = raw
                 elif status == 429 or status >= 500:
                     retry.append(pid)
                     if status == 429:
@@ -431,36 +506,73 @@ class GraphSource:
                     break
                 self.governor.pause(self.governor.backoff(stalled or 1))
             todo = retry
+        for pid in alone:
+            result[pid] = self._fetch_alone(pid)
         return result
 
-    @staticmethod
-    def _decode_value(pid: str, headers: Mapping[str, str], body: Any) -> bytes | Exception:
-        # In $batch, a non-JSON body (our message/rfc822 MIME) comes back base64-encoded.
-        if isinstance(body, str):
-            try:
-                return base64.b64decode(body, validate=True)
-            except (binascii.Error, ValueError):
-                return MessageBad(f"message …{pid[-8:]}: the $batch body is not valid base64")
-        return MessageBad(f"message …{pid[-8:]}: the $batch body is not MIME")
+    def _fetch_alone(self, provider_id: str) -> bytes | Exception:
+        self.fetched_alone += 1
+        try:
+            return self.fetch_one(provider_id)
+        except (MessageBad, FolderBad, Unreachable, Throttled) as exc:  # per item, like fetch_mime's
+            return exc
+
+    def large_ids(self) -> set[str]:
+        """Ids of the mailbox's messages whose PidTagMessageSize is above `large_message`, from one
+        size-filtered listing (message delta cannot $expand extended properties: see
+        docs/graph-notes.md, section 8), reused for LARGE_TTL seconds."""
+        now = time.monotonic()
+        if self._large is not None and now - self._large_at < LARGE_TTL:
+            return self._large
+        flt = quote(LARGE_FILTER.format(size=self.large_message), safe="")
+        path: str | None = f"/me/messages?$select=id&$top=1000&$filter={flt}"
+        found: set[str] = set()
+        try:
+            while path:
+                page = self._get_json(path, what="list large messages")
+                found.update(str(m["id"]) for m in page.get("value", [])
+                             if isinstance(m, Mapping) and "id" in m)
+                path = page.get("@odata.nextLink")
+        except FolderBad as exc:  # the filter was refused: batch everything rather than fetch nothing
+            log.warning("large messages cannot be listed (%s); all messages go through $batch", exc)
+        self._large, self._large_at = found, now
+        return found
 
     def fetch_mime(self, provider_ids: Sequence[str]) -> dict[str, bytes | Exception]:
-        """Raw MIME per id via $batch (20 per batch, up to the governor's in-flight limit at once)."""
-        groups = [provider_ids[i : i + BATCH_MAX] for i in range(0, len(provider_ids), BATCH_MAX)]
+        """Raw MIME per id: $batch of 20, ONE batch at a time (Graph allows one batch in flight per
+        mailbox); messages above `large_message` bytes are fetched one by one (fetch_one, streamed)."""
+        large = self.large_ids() if provider_ids else set()
+        small = [p for p in provider_ids if p not in large]
         out: dict[str, bytes | Exception] = {}
-        if len(groups) <= 1:
-            for g in groups:
-                out.update(self._mime_batch(g))
-            return out
-        with ThreadPoolExecutor(max_workers=self.governor.max_in_flight) as pool:
-            for part in pool.map(self._mime_batch, groups):
-                out.update(part)
+        for i in range(0, len(small), BATCH_MAX):
+            out.update(self._mime_batch(small[i : i + BATCH_MAX]))
+        for pid in provider_ids:
+            if pid in large:
+                out[pid] = self._fetch_alone(pid)
         return out
 
-    def fetch_one(self, provider_id: str) -> bytes:
-        """GET one message's MIME ($value) outside $batch (the way simple clients do it)."""
+    def fetch_one(self, provider_id: str, max_bytes: int = MAX_MESSAGE) -> bytes:
+        """GET one message's MIME ($value) outside $batch, streamed; MessageBad above max_bytes."""
+        what = f"fetch message …{provider_id[-8:]}"
+
         def attempt(n: int) -> bytes:
-            return self._send("GET", f"/me/messages/{quote(provider_id, safe='=')}/$value",
-                              what="fetch a message", bad=MessageBad, fresh=n > 1).content
+            resp = self._send("GET", f"/me/messages/{quote(provider_id, safe='=')}/$value",
+                              what=what, bad=MessageBad, fresh=n > 1, stream=True)
+            try:
+                too_big = MessageBad(f"{what}: larger than {max_bytes >> 20} MB; not cached")
+                if int(resp.headers.get("Content-Length") or 0) > max_bytes:
+                    raise too_big
+                buf = bytearray()
+                for chunk in resp.iter_content(1 << 16):
+                    buf += chunk
+                    if len(buf) > max_bytes:
+                        raise too_big
+                return bytes(buf)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError, requests.Timeout) as exc:
+                raise Retryable(f"{what}: the connection dropped while reading the message") from exc
+            finally:
+                resp.close()
 
         return self.governor.run(attempt)
 
