@@ -567,12 +567,20 @@ def reconcile_once(
         try:
             copies = source.find_by_message_id(item.message_id)
             checkpoint("looked_up")
-            step, found = outbox.reconcile_step(copies, sent_folder)
+            waiting_since = item.extra.get("transport_wait_since")
+            waited = now - datetime.fromisoformat(waiting_since) if waiting_since else timedelta(0)
+            step, found = outbox.reconcile_step(copies, sent_folder, waited)
             if step == "wait":
                 report.waiting.append(item.message_id)
+                since = waiting_since or now.isoformat()
                 store.outbox_update(item.id, last_error="Microsoft 365 still holds an earlier attempt of "
-                                    "this message in Drafts; its Sent Items copy will count")
+                                    "this message in Drafts; its Sent Items copy will count",
+                                    extra={**item.extra, "transport_wait_since": since})
                 continue
+            if waiting_since and found is None:
+                store.log_event("reconcile", f"item {item.id} ({item.message_id}): an earlier attempt stayed "
+                                f"a draft for {waited} without being sent; copying the outage-sent message",
+                                now)
             provider_id = found.provider_id if found is not None else None
             started = item.extra.get("sent_copy_started") or item.extra.get("sent_copy_partial")
             if provider_id is not None and started:  # ours, from an interrupted attempt: maybe half-made
@@ -605,7 +613,8 @@ def reconcile_once(
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
             continue
-        extra = {k: v for k, v in item.extra.items() if k not in ("sent_copy_partial", "sent_copy_started")}
+        extra = {k: v for k, v in item.extra.items()
+                 if k not in ("sent_copy_partial", "sent_copy_started", "transport_wait_since")}
         store.outbox_update(item.id, reconciled_at=now, last_error=None,
                             extra={**extra, "sent_copy_id": provider_id})
         checkpoint("reconciled")

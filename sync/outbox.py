@@ -149,6 +149,12 @@ def lookup_can_settle(item: OutboxItem) -> bool:
 
 IN_TRANSPORT = ("Microsoft 365 holds this message in {where} and has not sent it yet; Lifeboat keeps "
                 "checking and will not send it again")
+# Exchange's transport takes seconds, minutes under load ("Things to know about sendMail"); a draft of
+# the message that is still a draft this long after it was first seen is stuck (a submission that
+# failed, or a draft left by an interrupted large send), not in the transport: the user is asked.
+STUCK_AFTER = timedelta(hours=1)
+STUCK = ("Microsoft 365 has held this message in {where} for over an hour without sending it: it looks "
+         "stuck. Check the draft in Outlook on the web, then mark it sent, resend it, or discard it")
 GONE_AFTER_TRANSPORT = ("Microsoft 365 took this message for sending, and no copy of it is left in your "
                         "mailbox (a rule may delete sent copies): ask a recipient whether it arrived, then "
                         "mark it sent, or resend it")
@@ -187,6 +193,9 @@ def settle_uncertain(item: OutboxItem, copies: Sequence[MessageCopy] | None, now
     if found == "in_transport":
         where = " and ".join(sorted({c.folder or "a folder" for c in copies}))
         extra.setdefault("in_transport_since", now.isoformat())
+        if now - datetime.fromisoformat(extra["in_transport_since"]) >= STUCK_AFTER:
+            return dataclasses.replace(item, last_error=STUCK.format(where=where),
+                                       extra={**extra, "ask_user": "1"})
         return dataclasses.replace(item, last_error=IN_TRANSPORT.format(where=where), extra=extra)
     gone = GONE_AFTER_TRANSPORT if "in_transport_since" in extra else NOT_FOUND
     return dataclasses.replace(item, last_error=gone, extra={**extra, "ask_user": "1"})
@@ -199,16 +208,20 @@ def sent_copy_in(copies: Sequence[MessageCopy], folder: str) -> MessageCopy | No
     return next((c for c in copies if not c.is_draft and folder in (c.folder, c.folder_id)), None)
 
 
-def reconcile_step(copies: Sequence[MessageCopy], folder: str
+def reconcile_step(copies: Sequence[MessageCopy], folder: str, waiting_for: timedelta = timedelta(0)
                    ) -> tuple[Literal["present", "wait", "copy"], MessageCopy | None]:
     """What reconcile does for a backup-sent message, given every copy of its Message-ID: "present" (with
     that copy) if a sent copy is in Sent Items; "wait" if Exchange's transport still holds a draft of it
     (an earlier primary attempt that was accepted: its own Sent Items copy is on the way, and a second
-    one would be a duplicate); otherwise "copy"."""
+    one would be a duplicate), unless reconcile has waited `waiting_for` >= STUCK_AFTER for it (a stuck
+    draft brings no copy: the outage-sent message must not stay out of Sent Items for good); otherwise
+    "copy"."""
     found = sent_copy_in(copies, folder)
     if found is not None:
         return "present", found
-    return ("wait" if any(c.is_draft for c in copies) else "copy"), None
+    if any(c.is_draft for c in copies) and waiting_for < STUCK_AFTER:
+        return "wait", None
+    return "copy", None
 
 
 def confirmed_sent(item: OutboxItem, now: datetime) -> OutboxItem:

@@ -22,7 +22,7 @@ from sync.governor import Governor
 from sync.model import MessageCopy
 from sync.sources import graph
 from sync.sources.graph import GraphSource, changes_page
-from tests.syncsim import SimProcess, SimTokens, signed_in
+from tests.syncsim import SimProcess, SimTokens, simulator_fixtures
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
 EXAMPLES = ASSETS / "graph" / "docs-examples"
@@ -92,17 +92,7 @@ def test_sent_item_json_is_a_non_draft_with_extended_properties() -> None:
 # -- against the simulator --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    s = SimProcess(tmp_path_factory.mktemp("sim"), messages=60, seed=11)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimTokens]:
-    with signed_in(sim, tmp_path_factory.mktemp("auth")) as t:
-        yield t
+sim, tokens = simulator_fixtures(messages=60, seed=11)
 
 
 @pytest.fixture

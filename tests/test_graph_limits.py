@@ -25,22 +25,12 @@ from sync.errors import MessageBad, Unreachable
 from sync.governor import Governor
 from sync.sources.graph import GraphSource, decode_value
 from sync.store import Store
-from tests.syncsim import SimProcess, SimTokens, mime_b64, signed_in
+from tests.syncsim import SimProcess, SimTokens, mime_b64, simulator_fixtures
 
 CAP = 50  # the simulator's delta cap in these tests (Graph's is 5,000)
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    s = SimProcess(tmp_path_factory.mktemp("sim"), messages=60, seed=21)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimTokens]:
-    with signed_in(sim, tmp_path_factory.mktemp("auth")) as t:
-        yield t
+sim, tokens = simulator_fixtures(messages=60, seed=21)
 
 
 def make_source(sim: SimProcess, tokens: SimTokens, **kw: Any) -> GraphSource:

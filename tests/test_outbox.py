@@ -184,6 +184,25 @@ def test_reconcile_counts_only_a_sent_copy_in_sent_items():
     assert outbox.reconcile_step([], "sentitems") == ("copy", None)
 
 
+def test_a_draft_that_stays_a_draft_is_stuck_not_in_the_transport():
+    """Tried: a draft of the message found again and again for longer than STUCK_AFTER (a submission that
+    failed, or a draft left by an interrupted large send: Exchange's transport takes minutes, not hours).
+    Settle then asks the user (still never resends by itself); reconcile stops waiting and makes the
+    outage-sent copy. Under STUCK_AFTER both keep waiting, as before."""
+    unc = outbox.on_startup([outbox.begin_send(queued(), T0, Route.PRIMARY)])[0]
+    first = outbox.settle_uncertain(unc, [DRAFT_COPY], T0)
+    later = outbox.settle_uncertain(first, [DRAFT_COPY], T0 + outbox.STUCK_AFTER - timedelta(minutes=1))
+    assert later.state is S.UNCERTAIN and "ask_user" not in later.extra
+    stuck = outbox.settle_uncertain(later, [DRAFT_COPY], T0 + outbox.STUCK_AFTER)
+    assert stuck.state is S.UNCERTAIN and stuck.extra["ask_user"] and "stuck" in (stuck.last_error or "")
+    assert stuck not in outbox.due([stuck], T0 + timedelta(days=1))  # asked, not resent
+    short = outbox.STUCK_AFTER - timedelta(seconds=1)
+    assert outbox.reconcile_step([DRAFT_COPY], "sentitems", short) == ("wait", None)
+    assert outbox.reconcile_step([DRAFT_COPY], "sentitems", outbox.STUCK_AFTER) == ("copy", None)
+    assert outbox.reconcile_step([DRAFT_COPY, SENT_COPY], "sentitems", outbox.STUCK_AFTER) == (
+        "present", SENT_COPY)
+
+
 def test_due_orders_and_filters():
     """due() returns QUEUED items whose time has come, oldest first, and nothing else."""
     base = queued()

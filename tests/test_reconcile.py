@@ -104,3 +104,30 @@ def test_reconcile_with_a_slow_transport_creates_no_duplicate(store: Store, prov
         [copy] = sent_copies(provider, item.message_id)
         assert copy["isDraft"] is False
         assert store.outbox_by_message_id(item.message_id).reconciled_at is not None  # type: ignore[union-attr]
+
+
+def test_a_stuck_draft_holds_reconcile_back_for_an_hour_at_most(store: Store, provider: Provider,
+                                                                relay: FaultySmtp) -> None:
+    """Tried: a draft with the outage-sent message's Message-ID that nothing will ever send (an earlier
+    large send interrupted between creating its draft and sending it). Reconcile first waits, as for a
+    draft in the transport; an hour later (outbox.STUCK_AFTER) it stops waiting, makes the one non-draft
+    copy in Sent Items and says so in the timeline. The stuck draft is left for the user to see."""
+    from datetime import timedelta
+
+    from sync import outbox
+
+    item = queue(store, "Stuck draft")
+    assert engine.send_once(store, {Route.BACKUP: relay_route(relay)}, Mode.CONTINUITY, START).sent
+    provider.sim.mailbox.add("drafts", item.raw, is_draft=True, is_read=True)
+    first = engine.reconcile_once(store, provider.source, START)
+    assert first.waiting == [item.message_id] and sent_copies(provider, item.message_id) == []
+    almost = engine.reconcile_once(store, provider.source, START + outbox.STUCK_AFTER - timedelta(minutes=1))
+    assert almost.waiting == [item.message_id]
+    late = engine.reconcile_once(store, provider.source, START + outbox.STUCK_AFTER)
+    assert late.copied == [item.message_id] and late.waiting == []
+    [copy] = sent_copies(provider, item.message_id)
+    assert copy["isDraft"] is False
+    assert any("stayed a draft" in e["detail"] for e in store.events(limit=20))
+    assert engine.reconcile_once(store, provider.source, START + 2 * outbox.STUCK_AFTER).copied == []
+    drafts = [c for c in provider.source.find_by_message_id(item.message_id) if c.is_draft]
+    assert len(drafts) == 1  # the stuck draft stays: Lifeboat deletes no draft it cannot vouch for

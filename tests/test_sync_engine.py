@@ -22,23 +22,13 @@ from sync.errors import Unreachable
 from sync.governor import Governor
 from sync.sources.graph import GraphSource
 from sync.store import Store
-from tests.syncsim import SimProcess, SimTokens, signed_in
+from tests.syncsim import SimProcess, SimTokens, simulator_fixtures
 
 MIME = (b"From: Zoe <zoe@example.com>\r\nTo: adele.vance@contoso.test\r\nSubject: %s\r\n"
         b"Message-ID: <%s@example.com>\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n\r\nbody %s\r\n")
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    s = SimProcess(tmp_path_factory.mktemp("sim"), messages=150, seed=11)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimTokens]:
-    with signed_in(sim, tmp_path_factory.mktemp("auth")) as t:
-        yield t
+sim, tokens = simulator_fixtures(messages=150, seed=11)
 
 
 @pytest.fixture

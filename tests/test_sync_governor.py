@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -25,6 +26,17 @@ class FakeTime:
         self.now += seconds
 
 
+def scripted(answers: list[object]) -> Callable[[int], object]:
+    """An attempt(n) that raises or returns answers[n - 1]: the provider's answers in order."""
+    def attempt(n: int) -> object:
+        a = answers[n - 1]
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    return attempt
+
+
 def governor(t: FakeTime, **kw: object) -> Governor:
     return Governor(sleep=t.sleep, clock=t.clock, jitter=lambda: 1.0, **kw)  # type: ignore[arg-type]
 
@@ -35,13 +47,7 @@ def test_retry_after_is_honoured_fractionally_then_success() -> None:
     g = governor(t)
     answers = [Throttled("429", retry_after=2.128), Throttled("429", retry_after=2.128), "ok"]
 
-    def attempt(n: int) -> str:
-        a = answers[n - 1]
-        if isinstance(a, Exception):
-            raise a
-        return a
-
-    assert g.run(attempt) == "ok"
+    assert g.run(scripted(answers)) == "ok"
     assert t.slept == [2.128, 2.128] and g.throttled == 2
 
 
@@ -126,13 +132,7 @@ def test_a_503_with_retry_after_waits_what_the_server_said() -> None:
     g = governor(t, base_delay=10.0)
     answers = [Retryable("503", retry_after=1.5), Retryable("503", retry_after=1.5), "ok"]
 
-    def attempt(n: int) -> str:
-        a = answers[n - 1]
-        if isinstance(a, Exception):
-            raise a
-        return a
-
-    assert g.run(attempt) == "ok"
+    assert g.run(scripted(answers)) == "ok"
     assert t.slept == [1.5, 1.5] and g.retried == 2
 
 
