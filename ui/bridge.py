@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sync.errors import LifeboatError, MessageBad
+from sync.errors import BadQuery, LifeboatError, MessageBad
 from sync.failover import route_for
 from sync.model import Mode, OutboxState
 from ui import safehtml
@@ -223,13 +223,15 @@ class Bridge:
 
     @_api
     def search(self, query: Any, limit: Any = 50) -> dict[str, Any]:
-        """Full-text search; plain words are matched as prefixes so results come while typing."""
+        """Full-text search in the store's query language (the CLI's too); the last word also matches as
+        a prefix so results come while typing. A query with nothing to search for yet finds nothing."""
         query = _str(query, "query", MAX_QUERY)
         limit = _int(limit, "limit", 1, MAX_PAGE)
-        fts = _fts_query(query)
-        if not fts:
+        try:
+            rows = self._store.search(query, limit, prefix_last=True)
+        except BadQuery:
             return {"query": query, "items": []}
-        return {"query": query, "items": [_row(r) for r in self._store.search(fts, limit)]}
+        return {"query": query, "items": [_row(r) for r in rows]}
 
     @_api
     def message(self, id: Any, show_images: Any = False, dark: Any = False) -> dict[str, Any]:
@@ -515,16 +517,6 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "attachments": bool(r.get("has_attachments")),
         "thread": _thread_key(r.get("subject")),
     }
-
-
-def _fts_query(text: str) -> str:
-    """Words to an FTS5 query: each word quoted (so no syntax errors) and the last one a prefix."""
-    words = re.findall(r"[\w@.'-]+", text, flags=re.UNICODE)
-    if not words:
-        return ""
-    quoted = ['"' + w.replace('"', "") + '"' for w in words[:20]]
-    quoted[-1] += "*"
-    return " ".join(quoted)
 
 
 def _safe_filename(name: str) -> str:
