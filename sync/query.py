@@ -48,11 +48,9 @@ def to_fts5(text: str, *, prefix_last: bool = False) -> str:
             else:
                 word = m.group(0)
             field = None
-        if field is None and phrase is None and word in OPERATORS:
-            if items and pending_op is None:
-                pending_op = word
-                continue
-            # an operator with nothing before it (or right after another) is an ordinary word
+        if field is None and phrase is None and word in OPERATORS and items and pending_op is None:
+            pending_op = word  # an operator with no term before it (or right after another) is a word
+            continue
         if len([i for i in items if i not in OPERATORS]) >= MAX_TERMS:
             break
         prefix = False
