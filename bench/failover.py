@@ -76,7 +76,7 @@ def outbox_throughput(count: int) -> dict[str, object]:
         with Store.open(Path(tmp) / "bench.db", os.urandom(32)) as store:
             now = datetime.now(UTC)
             for n in range(count):
-                engine.queue_message(store, mime.build(
+                engine.queue(store, mime.build(
                     sender="ann@example.test", to=[f"bob@{POSTFIX_DOMAIN}"], subject=f"outbox {n}",
                     text="A typical short business mail body.\n" * 40), now)
             route = SmtpRoute("127.0.0.1", server.port, "none")
@@ -157,7 +157,7 @@ def cut_and_restore(sim: Any, c: Any, store: Any, cfg: Any, mode: str, scope: st
     to_continuity = time.monotonic() - t0
     out = mime.build(sender=cfg.username, to=[f"bob@{POSTFIX_DOMAIN}"], subject=f"during {mode}",
                      text="sent during the outage\n")
-    mid = engine.queue_message(store, out, c.now()).message_id
+    mid = engine.queue(store, out, c.now()).message_id
     while store.outbox_by_message_id(mid).state is not OutboxState.SENT:
         time.sleep(0.05)
     t1 = time.monotonic()

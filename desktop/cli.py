@@ -470,72 +470,37 @@ def _addresses(values: list[str] | None) -> list[str]:
     return out
 
 
-def eml_outgoing(raw: bytes, now: Any) -> Any:
-    """A .eml file as an outgoing message: recipients from To/Cc/Bcc, Bcc removed from the MIME,
-    Message-ID and Date stamped if missing (once: they are part of what is queued)."""
-    from email.parser import BytesHeaderParser
-    from email.utils import format_datetime, getaddresses, parseaddr
-
-    from sync import mime
-    from sync.routes.smtp import strip_bcc
-
-    if not raw.strip():
-        raise MessageBad("the .eml file is empty")
-    headers = BytesHeaderParser().parsebytes(raw)
-    sender = parseaddr(str(headers.get("From", "")))[1]
-    if not sender:
-        raise MessageBad("the .eml file has no From address", fix="add a From: header")
-    listed = [str(v) for k in ("to", "cc", "bcc") for v in headers.get_all(k, [])]
-    recipients = tuple(dict.fromkeys(a for _, a in getaddresses(listed) if a))
-    if not recipients:
-        raise MessageBad("the .eml file has no recipients (To, Cc or Bcc)")
-    eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
-    stamp = b""
-    message_id = str(headers.get("Message-ID", "")).strip()
-    if not message_id:
-        message_id = mime.make_message_id(sender.rpartition("@")[2])
-        stamp += b"Message-ID: " + message_id.encode() + eol
-    if headers.get("Date") is None:
-        stamp += b"Date: " + format_datetime(now).encode() + eol
-    return mime.Outgoing(raw=stamp + strip_bcc(raw), message_id=message_id, date=now, sender=sender,
-                         recipients=recipients, subject=str(headers.get("Subject", "")))
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     """Queue one message in the durable outbox (the running workers send it)."""
-    from sync import engine, mime
+    import dataclasses
+
+    from sync import compose, engine
 
     cfg = load_config(args)
     now = _utcnow()
     with open_cache(cfg) as store:
         if args.eml:
-            out = eml_outgoing(Path(args.eml).read_bytes(), now)
+            draft = compose.Draft(eml=Path(args.eml).read_bytes())
         else:
             if not cfg.username:
                 raise MessageBad("no sender: set username in the [account] section of the config")
-            fields: dict[str, Any] = {"to": _addresses(args.to), "cc": _addresses(args.cc),
-                                      "bcc": _addresses(args.bcc), "subject": args.subject or "", "text": ""}
-            original = args.reply or args.reply_all or args.forward
-            if original is not None:
-                parsed = store.parsed(original)
-                if parsed is None:
-                    raise MessageBad(f"message {original} is not in the cache (or has no body yet)",
-                                     fix="find ids with `lifeboat search`")
-                if args.forward:
-                    fields.update(mime.forward_fields(parsed))
-                else:
-                    reply = mime.reply_fields(parsed, reply_all=bool(args.reply_all), me=cfg.username)
-                    reply["to"] = reply["to"] + fields["to"]
-                    reply["cc"] = reply["cc"] + fields["cc"]
-                    fields.update(reply)
-                if args.subject:
-                    fields["subject"] = args.subject
+            kind, original = "new", None
+            for name in ("reply", "reply_all", "forward"):
+                if getattr(args, name) is not None:
+                    kind, number = name, getattr(args, name)
+                    original = store.parsed(number)
+                    if original is None:
+                        raise MessageBad(f"message {number} is not in the cache (or has no body yet)",
+                                         fix="find ids with `lifeboat search`")
+            start = compose.prefill(kind, original, cfg.username)
             body = Path(args.body_file).read_text(encoding="utf-8") if args.body_file else (args.body or "")
-            fields["text"] = body + fields["text"]
-            files = [(Path(f).name, _content_type(f), Path(f).read_bytes()) for f in args.attach or []]
-            fields["attachments"] = list(fields.get("attachments", [])) + files
-            out = mime.build(sender=cfg.username, date=now, **fields)
-        item = engine.queue_message(store, out, now)
+            files = tuple((Path(f).name, _content_type(f), Path(f).read_bytes()) for f in args.attach or [])
+            draft = dataclasses.replace(
+                start, to=start.to + tuple(_addresses(args.to)), cc=start.cc + tuple(_addresses(args.cc)),
+                bcc=tuple(_addresses(args.bcc)), subject=args.subject or start.subject,
+                text=body + start.text, attachments=files,
+            )
+        item = engine.queue(store, draft, now)
     if args.json:
         emit_json({"id": item.id, "message_id": item.message_id, "state": item.state.value})
     else:

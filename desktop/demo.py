@@ -147,7 +147,7 @@ def play(story: Story, root: Path, messages: int) -> int:
     from desktop import worker
     from desktop.auth import MsalAuth
     from simulator.server import Simulator
-    from sync import engine, mime
+    from sync import compose, engine
     from sync.model import Mode, OutboxState, Route
     from sync.store import Store, cache_path
 
@@ -176,9 +176,9 @@ def play(story: Story, root: Path, messages: int) -> int:
             loops = worker.start_loops(c, stop)
 
             def queue(subject: str, **kw: Any) -> str:
-                out = mime.build(sender=cfg.username, to=["bob@partner.test"], subject=subject,
-                                 text=f"{subject}\n", **kw)
-                return engine.queue_message(store, out, c.now()).message_id
+                draft = compose.Draft(sender=cfg.username, to=("bob@partner.test",), subject=subject,
+                                      text=f"{subject}\n", **kw)
+                return engine.queue(store, draft, c.now()).message_id
 
             def sent(mid: str) -> bool:
                 item = store.outbox_by_message_id(mid)
@@ -194,8 +194,8 @@ def play(story: Story, root: Path, messages: int) -> int:
             took = story.wait("continuity mode", lambda: c.monitor.mode is Mode.CONTINUITY)
             story.say("continuity", seconds_from_outage=took, reason=c.monitor.state.reason)
 
-            mids = [queue("During the outage", bcc=["carol@partner.test"]),
-                    queue("Report attached", attachments=[("report.txt", "text/plain", b"all fine\n")])]
+            mids = [queue("During the outage", bcc=("carol@partner.test",)),
+                    queue("Report attached", attachments=(("report.txt", "text/plain", b"all fine\n"),))]
             took = story.wait("the backup sends", lambda: all(sent(m) for m in mids))
             with handler.lock:
                 got = len(handler.received)

@@ -310,6 +310,7 @@ import dataclasses  # noqa: E402
 import random  # noqa: E402
 
 from sync import failover, outbox  # noqa: E402
+from sync.compose import Draft, check, compose  # noqa: E402
 from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, TooLarge, Unreachable  # noqa: E402
 from sync.mime import Outgoing  # noqa: E402
 from sync.model import MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
@@ -324,8 +325,15 @@ def no_checkpoint(name: str) -> None:
     return None
 
 
-def queue_message(store: Store, out: Outgoing, now: datetime) -> OutboxItem:
-    """Check built MIME (one Message-ID, one Date, no Bcc header) and queue it; MessageBad otherwise."""
+def queue(store: Store, message: Draft | Outgoing, now: datetime) -> OutboxItem:
+    """The one door into the outbox. A Draft is composed here (sync.compose: Message-ID and Date stamped
+    once, no Bcc header); built MIME is checked (one Message-ID, one Date, no Bcc header, a sender and
+    recipients) and queued. MessageBad otherwise, and nothing is stored."""
+    if isinstance(message, Draft):
+        out = compose(message, now)  # checked there
+    else:
+        out = message
+        check(out)  # MIME built elsewhere (tests, benchmarks): no header may decode to a line break
     item = outbox.new_item(out, now)  # type: ignore[arg-type]  # outbox.Outgoing's fields are settable
     return store.outbox_add(item.message_id, item.raw, item.sender, item.recipients, item.subject, now)
 

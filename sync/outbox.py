@@ -9,13 +9,13 @@ transition checks its from-state (ValueError otherwise); the raw MIME and Messag
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from sync import errors
+from sync.compose import header_problems
 from sync.model import MessageCopy, OutboxItem, OutboxState, Route
 
 S = OutboxState
@@ -46,30 +46,10 @@ class Outgoing(Protocol):
     subject: str
 
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-
-
-def _headers(raw: bytes) -> bytes:
-    m = _HEADER_END.search(raw)
-    return raw[: m.start()] if m else raw
-
-
-def _header_values(raw: bytes, name: bytes) -> list[bytes]:
-    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb"[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
-    return [m.group(1).strip() for m in pattern.finditer(_headers(raw))]
-
-
 def new_item(out: Outgoing, now: datetime, item_id: int = 0) -> OutboxItem:
     """A QUEUED item from built MIME. Its Message-ID and Date were stamped once, at build time; they are
     checked here and never change afterwards (so a retry, or the Sent Items lookup, sees the same message)."""
-    problems = []
-    ids = _header_values(out.raw, b"Message-ID")
-    if ids != [out.message_id.encode()]:
-        problems.append(f"the MIME must carry exactly one Message-ID header equal to {out.message_id!r}")
-    if len(_header_values(out.raw, b"Date")) != 1:
-        problems.append("the MIME must carry exactly one Date header")
-    if _header_values(out.raw, b"Bcc"):
-        problems.append("the MIME must not carry a Bcc header (Bcc goes in the envelope recipients only)")
+    problems = header_problems(out.raw, out.message_id)
     if not out.recipients:
         problems.append("the message has no recipients")
     if not out.sender:

@@ -567,11 +567,17 @@ class Store:
         ]
 
     @_guard
-    def search(self, query: str, limit: int = 50, folder_id: str | None = None) -> list[dict[str, Any]]:
-        """An FTS5 query over subject, sender, to, cc and body text: the best (bm25) of the newest
-        RANK_WINDOW matches first, so a very common word costs bounded time."""
+    def search(self, query: str, limit: int = 50, folder_id: str | None = None, *,
+               prefix_last: bool = False) -> list[dict[str, Any]]:
+        """A query in the search language (sync.query: words, phrases, OR, NOT, prefix*, field:word) over
+        subject, sender, to, cc and body text: the best (bm25) of the newest RANK_WINDOW matches first,
+        so a very common word costs bounded time. prefix_last: the last word also matches as a prefix
+        (search as you type). BadQuery only when the query holds nothing to search for."""
+        from sync.query import to_fts5
+
         if not query.strip():
             raise BadQuery("the search query is empty")
+        fts = to_fts5(query, prefix_last=prefix_last)
         where, params = "1", []
         if folder_id is not None:
             where, params = "m.folder_id = ?", [folder_id]
@@ -586,7 +592,7 @@ class Store:
                               ORDER BY messages_fts.rowid DESC LIMIT ?) AS f
                         JOIN messages m ON m.id = f.rowid
                         ORDER BY f.rank, m.id DESC LIMIT ?""",
-                    (query, *params, RANK_WINDOW, limit),
+                    (fts, *params, RANK_WINDOW, limit),
                 )
             ]
         except sqlcipher3.OperationalError as exc:

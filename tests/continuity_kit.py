@@ -20,7 +20,7 @@ from desktop.auth import MsalAuth
 from desktop.config import Config
 from simulator.server import Simulator
 from sync import mime
-from sync.engine import queue_message
+from sync.engine import queue as queue_out
 from sync.model import OutboxItem
 from sync.routes.graph import GraphRoute
 from sync.routes.smtp import SmtpRoute
@@ -115,7 +115,7 @@ def store_key() -> bytes:
 def queue(store: Store, subject: str = "Hello", *, now: datetime = START, **kw: object) -> OutboxItem:
     fields: dict[str, object] = {"sender": "Adele <adele.vance@contoso.test>", "to": ["bob@relay.test"],
                                  "subject": subject, "text": f"{subject}\n", **kw}
-    return queue_message(store, mime.build(**fields), now)  # type: ignore[arg-type]
+    return queue_out(store, mime.build(**fields), now)  # type: ignore[arg-type]
 
 
 def sent_copies(p: Provider, message_id: str) -> list[dict[str, object]]:

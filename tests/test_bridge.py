@@ -311,3 +311,13 @@ def test_prefetch_renders_ahead_and_returns_no_content(store, bridge, monkeypatc
     assert bridge.message(mid, False, False)["srcdoc"] and parses == [mid, mid]  # other theme: rendered anew
     assert bridge.prefetch(mid + 99)["kind"] == "MessageBad"
     assert bridge.prefetch(mid, "yes")["kind"] == "BadArgument"
+
+
+def test_send_refuses_line_breaks_in_headers(store, bridge):
+    """Tried: a subject and an address carrying CR/LF (a header injection) from the window: MessageBad from
+    the one door (compose + engine.queue), nothing queued, the outbox worker not woken."""
+    for draft in ({"kind": "new", "to": "a@example.com", "subject": "x\r\nBcc: e@evil.test", "text": "y"},
+                  {"kind": "new", "to": "a@example.com\nBcc: e@evil.test", "subject": "x", "text": "y"}):
+        out = bridge.send(draft)
+        assert out["kind"] == "MessageBad", out
+    assert bridge.outbox() == [] and bridge._commands.empty()

@@ -104,10 +104,13 @@ def test_search_show_and_their_json(home: Path, tmp_path: Path, capsys):
 
 
 def test_user_errors_are_one_line(home: Path, tmp_path: Path, capsys):
-    """A bad FTS5 query, an unknown id, and --json with --raw: a clear message, no traceback."""
+    """Tried: a query with nothing to search for, an unknown id, and --json with --raw: a clear message,
+    no traceback. An unclosed quote is not an error: it is searched as a phrase (the query language)."""
     run(capsys, "import-eml", str(write(tmp_path / "a.eml", "x", "y")))
-    code, _, err = run(capsys, "search", '"unbalanced')
-    assert code == 1 and err.startswith("lifeboat: cannot search for") and "phrase" in err
+    code, _, err = run(capsys, "search", "( * )")
+    assert code == 1 and err.startswith("lifeboat: there is nothing to search for") and "phrase" in err
+    code, out, err = run(capsys, "search", '"unbalanced', "--json")
+    assert code == 0 and json.loads(out)["count"] == 0, err
     code, _, err = run(capsys, "show", "424242")
     assert code == 1 and "there is no message 424242" in err
     with pytest.raises(SystemExit) as info:

@@ -160,7 +160,7 @@ class World:
         assert self.store is not None
         if self.store.outbox_by_message_id(out.message_id) is None:
             try:
-                engine.queue_message(self.store, out, self.clock.now())
+                engine.queue(self.store, out, self.clock.now())
             except MessageBad:  # pragma: no cover - only if the lookup above raced
                 raise
             self.crash("queued")

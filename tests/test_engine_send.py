@@ -228,13 +228,13 @@ def test_uncertain_primary_item_waits_while_the_provider_is_down(store: Store, p
 def test_bad_messages_are_refused_at_queue_time(store: Store) -> None:
     """Tried: queuing MIME with a Bcc header, and one Message-ID twice: both MessageBad, nothing stored."""
     out = mime.build(sender="a@contoso.test", to=["b@relay.test"], subject="x", text="x")
-    engine.queue_message(store, out, START)
+    engine.queue(store, out, START)
     with pytest.raises(MessageBad, match="already in the outbox"):
-        engine.queue_message(store, out, START)
+        engine.queue(store, out, START)
     bad = mime.build(sender="a@contoso.test", to=["b@relay.test"], subject="y", text="y")
     bad = type(bad)(**{**bad.__dict__, "raw": b"Bcc: c@relay.test\r\n" + bad.raw})
     with pytest.raises(MessageBad, match="Bcc"):
-        engine.queue_message(store, bad, START)
+        engine.queue(store, bad, START)
     assert len(store.outbox_list()) == 1
 
 

@@ -105,6 +105,8 @@ def test_send_refuses_bad_addresses_and_missing_recipients(home: Path, capsys) -
     assert code == 1 and "lifeboat:" in err
     code, _, err = run(capsys, "send", "--subject", "x", "--body", "y")
     assert code == 1 and "no recipients" in err
+    code, _, err = run(capsys, "send", "--to", "bob@relay.test", "--subject", "x\r\nBcc: e@evil.test")
+    assert code == 1 and "line break" in err  # tried too: a header injection through the subject
     assert stored(home) == []
 
 

@@ -20,7 +20,8 @@ from mailservers import (
 )
 
 from sync import errors, outbox
-from sync.routes.smtp import SmtpRoute, strip_bcc
+from sync.compose import strip_bcc
+from sync.routes.smtp import SmtpRoute
 
 __all__ = ["postfix_relay", "tls_files"]  # fixtures used by this module
 

@@ -154,13 +154,27 @@ def test_search_fields_ranking_and_folder_filter(store: Store):
     assert len(store.search("corp", limit=1)) == 1
 
 
-@pytest.mark.parametrize("query", ['"unterminated', "AND", "foo:bar", "(", "a NOT", "   ", "*", "NEAR("])
-def test_search_syntax_errors_are_bad_query(store: Store, query: str):
-    """User FTS5 syntax errors (and empty queries) raise BadQuery with a hint, not a sqlite error."""
+@pytest.mark.parametrize("query", ["(", "   ", "*", '""', "-- ;", "( ) ^"])
+def test_search_with_nothing_to_search_is_bad_query(store: Store, query: str):
+    """Tried: queries holding no word at all (empty, punctuation, a lone *): BadQuery with a hint, not a
+    sqlite error."""
     store.put_message("inbox-id", "p1", eml("anything"))
     with pytest.raises(BadQuery) as info:
         store.search(query)
     assert "phrase" in str(info.value)
+
+
+@pytest.mark.parametrize("query,hit", [
+    ('"unterminated', True), ("AND", True), ("foo:bar", True), ("a NOT", True), ("NEAR(", True),
+    ("unterminated OR nowhere", True), ("unterminated NOT foo", False), ("subject:unterm*", True),
+    ("body:unterminated", False), ('subject:"foo bar"', True), ("subject:(near", True), ("zzz", False),
+])
+def test_search_language_turns_fts5_syntax_into_words(store: Store, query: str, hit: bool):
+    """Tried: FTS5 syntax in ordinary text (an unclosed quote, a bare AND, an unknown field, a trailing NOT,
+    NEAR() and the language's own OR, NOT, prefix* and field:word: the query runs (no BadQuery, no sqlite
+    error) and finds the message exactly when its words say so."""
+    mid = store.put_message("inbox-id", "p1", eml("unterminated AND foo bar a NOT near", body="hello"))
+    assert [r["id"] for r in store.search(query)] == ([mid] if hit else [])
 
 
 def test_transaction_rolls_back_everything_and_nests(store: Store):

@@ -20,10 +20,11 @@ import tempfile
 import threading
 import webbrowser
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sync.errors import LifeboatError, MessageBad
+from sync.errors import BadQuery, LifeboatError, MessageBad
 from sync.failover import route_for
 from sync.model import Mode, OutboxState
 from ui import safehtml
@@ -223,13 +224,15 @@ class Bridge:
 
     @_api
     def search(self, query: Any, limit: Any = 50) -> dict[str, Any]:
-        """Full-text search; plain words are matched as prefixes so results come while typing."""
+        """Full-text search in the store's query language (the CLI's too); the last word also matches as
+        a prefix so results come while typing. A query with nothing to search for yet finds nothing."""
         query = _str(query, "query", MAX_QUERY)
         limit = _int(limit, "limit", 1, MAX_PAGE)
-        fts = _fts_query(query)
-        if not fts:
+        try:
+            rows = self._store.search(query, limit, prefix_last=True)
+        except BadQuery:
             return {"query": query, "items": []}
-        return {"query": query, "items": [_row(r) for r in self._store.search(fts, limit)]}
+        return {"query": query, "items": [_row(r) for r in rows]}
 
     @_api
     def message(self, id: Any, show_images: Any = False, dark: Any = False) -> dict[str, Any]:
@@ -395,24 +398,20 @@ class Bridge:
     def draft(self, kind: Any, id: Any = None) -> dict[str, Any]:
         """Fields for the compose form: kind is new, reply, reply_all or forward (of message id)."""
         kind = _str(kind, "kind", 20)
+        if kind not in ("new", "reply", "reply_all", "forward"):
+            raise BadArgument(f"kind must be new, reply, reply_all or forward, not {kind!r}")
+        from sync import compose  # here, not at import: keeps the window's start-up light
+
         if kind == "new":
             return {"kind": kind, "to": "", "cc": "", "bcc": "", "subject": "", "text": "", "attachments": []}
-        if kind not in ("reply", "reply_all", "forward"):
-            raise BadArgument(f"kind must be new, reply, reply_all or forward, not {kind!r}")
         id = _int(id, "id", 1)
         parsed = self._store.parsed(id)
         if parsed is None:
             raise MessageBad(f"message {id} is not cached with its body, so it cannot be quoted")
-        from sync import mime  # here, not at import: keeps the window's start-up light
-
-        if kind == "forward":
-            fields = mime.forward_fields(parsed)
-            atts = [{"filename": n, "content_type": t, "size": len(b)} for n, t, b in fields["attachments"]]
-            return {"kind": kind, "of": id, "to": "", "cc": "", "bcc": "", "subject": fields["subject"],
-                    "text": fields["text"], "attachments": atts}
-        fields = mime.reply_fields(parsed, reply_all=kind == "reply_all", me=self._me)
-        return {"kind": kind, "of": id, "to": ", ".join(fields["to"]), "cc": ", ".join(fields["cc"]),
-                "bcc": "", "subject": fields["subject"], "text": fields["text"], "attachments": []}
+        d = compose.prefill(kind, parsed, self._me)
+        atts = [{"filename": n, "content_type": t, "size": len(b)} for n, t, b in compose.forwarded(d)]
+        return {"kind": kind, "of": id, "to": ", ".join(d.to), "cc": ", ".join(d.cc), "bcc": "",
+                "subject": d.subject, "text": d.text, "attachments": atts}
 
     @_api
     def send(self, draft: Any) -> dict[str, Any]:
@@ -427,37 +426,31 @@ class Bridge:
         bcc = _addresses(draft.get("bcc", []), "bcc")
         subject = _str(draft.get("subject", ""), "subject", 998)
         text = _str(draft.get("text", ""), "text", MAX_BODY)
-        from sync import mime  # here, not at import: keeps the window's start-up light
+        from sync import compose, engine  # here, not at import: keeps the window's start-up light
 
-        in_reply_to, references, attachments = None, [], []
-        if kind in ("reply", "reply_all", "forward"):
-            of = _int(draft.get("of"), "of", 1)
-            parsed = self._store.parsed(of)
-            if parsed is None:
-                raise MessageBad(f"message {of} is not cached, so the {kind} cannot refer to it")
-            if kind == "forward":
-                keep = draft.get("keep_attachments", True)
-                attachments = list(mime.forward_fields(parsed)["attachments"]) if keep is not False else []
-            else:
-                fields = mime.reply_fields(parsed, reply_all=kind == "reply_all", me=self._me)
-                in_reply_to, references = fields["in_reply_to"], fields["references"]
-        elif kind != "new":
+        if kind not in ("new", "reply", "reply_all", "forward"):
             raise BadArgument(f"kind must be new, reply, reply_all or forward, not {kind!r}")
+        original = None
+        if kind != "new":
+            of = _int(draft.get("of"), "of", 1)
+            original = self._store.parsed(of)
+            if original is None:
+                raise MessageBad(f"message {of} is not cached, so the {kind} cannot refer to it")
+        files = []
         for path in draft.get("files", []) or []:
             path = _str(path, "file", 4096, empty=False)
             if path not in self._picked:
                 raise BadArgument(f"{path} was not chosen in the file dialog", fix="use Attach files…")
-            attachments.append(_read_file(path))
-        if sum(len(a[2]) for a in attachments) > MAX_ATTACH_BYTES:
+            files.append(_read_file(path))
+        keep = draft.get("keep_attachments", True) is not False
+        d = compose.Draft(sender=self._me, to=tuple(to), cc=tuple(cc), bcc=tuple(bcc), subject=subject,
+                          text=text, attachments=tuple(files), kind=cast(compose.Kind, kind),
+                          original=original, keep_attachments=keep)
+        if sum(len(a[2]) for a in [*compose.forwarded(d), *files]) > MAX_ATTACH_BYTES:
             raise BadArgument("the attachments are larger than 35 MB", fix="send fewer or smaller files")
-        out = mime.build(
-            sender=self._me, to=to, cc=cc, bcc=bcc, subject=subject, text=text,
-            attachments=attachments, in_reply_to=in_reply_to, references=references,
-        )
-        item = self._store.outbox_add(out.message_id, out.raw, out.sender, out.recipients, out.subject,
-                                      out.date)
+        item = engine.queue(self._store, d, datetime.now(UTC))
         self._commands.put(("wake_outbox",))
-        return {"queued": item.id, "message_id": out.message_id}
+        return {"queued": item.id, "message_id": item.message_id}
 
     @_api
     def pick_files(self) -> list[str]:
@@ -515,16 +508,6 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "attachments": bool(r.get("has_attachments")),
         "thread": _thread_key(r.get("subject")),
     }
-
-
-def _fts_query(text: str) -> str:
-    """Words to an FTS5 query: each word quoted (so no syntax errors) and the last one a prefix."""
-    words = re.findall(r"[\w@.'-]+", text, flags=re.UNICODE)
-    if not words:
-        return ""
-    quoted = ['"' + w.replace('"', "") + '"' for w in words[:20]]
-    quoted[-1] += "*"
-    return " ".join(quoted)
 
 
 def _safe_filename(name: str) -> str:

@@ -2,7 +2,8 @@
 
 `GraphRoute` is a SendRoute named "primary". Graph takes its recipients from the MIME headers, so
 envelope recipients missing from To/Cc (the Bcc, which the outbox never keeps in the stored MIME)
-are added as a Bcc header on the copy handed to Graph; Exchange delivers to them and strips it.
+are added as a Bcc header on the copy handed to Graph (sync.compose.with_bcc); Exchange delivers to them
+and strips it.
 Errors arrive from the source already translated into sync.errors; one whose request may have reached
 Graph (no answer after it was sent) leaves as MaybeSent, so the outbox looks it up instead of resending,
 unless the source marked it `not_sent` (a large message failing before its draft was sent: the draft is
@@ -12,13 +13,12 @@ deleted, nothing went out).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from typing import Protocol
 
 import requests
 import urllib3.exceptions
 
+from sync.compose import with_bcc
 from sync.errors import SendDeferred, Unreachable
 from sync.model import Route
 
@@ -50,20 +50,6 @@ class MimeSender(Protocol):
     def send_mime(self, raw: bytes) -> None: ...
 
     def probe(self) -> None: ...
-
-
-def with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
-    """raw with a Bcc header naming every recipient not already in To/Cc (raw itself if none)."""
-    headers = BytesHeaderParser().parsebytes(raw)
-    shown = {
-        addr.lower()
-        for _, addr in getaddresses([str(v) for k in ("to", "cc") for v in headers.get_all(k, [])])
-    }
-    hidden = [r for r in dict.fromkeys(recipients) if r.lower() not in shown]
-    if not hidden:
-        return raw
-    eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
-    return b"Bcc: " + ", ".join(hidden).encode("utf-8") + eol + raw
 
 
 class GraphRoute:

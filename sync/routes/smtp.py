@@ -18,19 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sync import errors
+from sync.compose import strip_bcc
 
 SECURITY = ("starttls", "tls", "none")
-_BCC = re.compile(rb"(?im)^bcc[ \t]*:.*(?:\r?\n[ \t].*)*\r?\n")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _EOL = re.compile(rb"\r\n|\r|\n")
-
-
-def strip_bcc(raw: bytes) -> bytes:
-    """Remove any Bcc header (with its folded lines) from the header section; the body is untouched."""
-    m = _HEADER_END.search(raw)
-    if not m:
-        return _BCC.sub(b"", raw)
-    return _BCC.sub(b"", raw[: m.start() + 2]) + raw[m.start() + 2 :]
 
 
 def _words(resp: bytes | str) -> str:

@@ -203,7 +203,7 @@ def test_sigkill_at_random_moments_sends_each_once_and_reconciles_once(app: App)
         for i in range(1, 40):
             out = mime.build(sender="adele.vance@contoso.test", to=[f"r{i}@{POSTFIX_DOMAIN}"],
                              subject=f"Killed {i}", text=f"body {i}\n")
-            mids.append(engine.queue_message(store, out, out.date).message_id)
+            mids.append(engine.queue(store, out, out.date).message_id)
 
     def started() -> None:
         app.start()
