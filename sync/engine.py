@@ -80,18 +80,6 @@ def _folder_state(store: Store, folder_id: str) -> plan.FolderSync:
     return plan.FolderSync.from_json(store.get_setting(f"sync.folder.{folder_id}"))
 
 
-def _local_folders_of(store: Store, provider_ids: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for start in range(0, len(provider_ids), 500):
-        chunk = list(provider_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        rows = store.db.execute(
-            f"SELECT provider_id, folder_id FROM messages WHERE provider_id IN ({marks})", chunk
-        ).fetchall()
-        out.update({str(r[0]): str(r[1]) for r in rows})
-    return out
-
-
 def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now: datetime,
                     report: SyncReport, *, force: bool = False) -> list[str]:
     """The ids of the folders to sync: the stored list, or a fresh one from the provider when due."""
@@ -163,7 +151,7 @@ def sync_folder(
             cursor = None
             continue
         mentioned = [i.provider_id for i in page.items] + list(page.removed)
-        actions, state = plan.plan_page(folder_id, page, _local_folders_of(store, mentioned), state, now,
+        actions, state = plan.plan_page(folder_id, page, store.folders_of(mentioned), state, now,
                                         cache_days, cap)
         store.apply(actions)
         rep.pages += 1
@@ -191,17 +179,14 @@ def fill_mime(store: Store, source: MailSource, report: SyncReport, progress: Pr
     an unreachable provider ends the phase, keeping what was committed.
     """
     failed: set[str] = set()
-    total = int(store.db.execute("SELECT count(*) FROM messages WHERE raw IS NULL").fetchone()[0])
+    total = store.count_messages(with_mime=False)
     done = 0
     if progress and total:
         progress("messages", 0, total)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mime-prefetch") as pool:
         while True:
-            rows = store.db.execute(
-                "SELECT provider_id, folder_id FROM messages WHERE raw IS NULL ORDER BY id LIMIT ?",
-                [MIME_SCAN + len(failed)],
-            ).fetchall()
-            todo = [(str(p), str(f)) for p, f in rows if p not in failed]
+            rows = store.missing_mime_places(MIME_SCAN + len(failed))
+            todo = [(p, f) for p, f in rows if p not in failed]
             if not todo:
                 return
             chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
@@ -278,8 +263,7 @@ def sync_once(
 
 def folder_status(store: Store) -> list[dict[str, Any]]:
     """Per-folder counts and sync state for `lifeboat status --json` (JSON-able)."""
-    missing = dict(store.db.execute(
-        "SELECT folder_id, count(*) FROM messages WHERE raw IS NULL GROUP BY folder_id").fetchall())
+    missing = store.missing_mime_counts()
     out = []
     for row in store.folders():
         st = _folder_state(store, row["provider_id"])

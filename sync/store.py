@@ -13,7 +13,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from functools import wraps
@@ -119,11 +119,11 @@ class Store:
     """One open cache. Use `Store.open(path, key)`; close it (or use `with`)."""
 
     def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
-        self.conn = conn
+        self._conn = conn
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0
-        self._db: sqlite_utils.Database | None = None
+        self._utils: sqlite_utils.Database | None = None
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -205,9 +205,9 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None  # type: ignore[assignment]
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
 
     def __enter__(self) -> Store:
         return self
@@ -216,57 +216,95 @@ class Store:
         self.close()
 
     @property
-    def db(self) -> sqlite_utils.Database:
-        """sqlite-utils over the keyed connection (for reads and introspection; write via Store)."""
-        if self._db is None:
-            self._db = sqlite_utils.Database(self.conn, execute_plugins=False)
-        return self._db
+    def _db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the keyed connection: used inside the store only (hold the lock)."""
+        if self._utils is None:
+            self._utils = sqlite_utils.Database(self._conn, execute_plugins=False)
+        return self._utils
 
     # ------------------------------------------------------------------ plumbing
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT); nested calls become savepoints."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT); nested calls become SAVEPOINTs.
+
+        As careful as Python's sqlite3 / sqlite-utils' `atomic()`: an error rolls back (the savepoint
+        only, when nested); a transaction SQLite already rolled back on its own (SQLITE_FULL, I/O
+        errors: `in_transaction` is then false) is not rolled back twice and is never reported as
+        committed (CacheError); a failed COMMIT is rolled back, so no transaction stays open, and
+        raised as a CacheError that says nothing was saved.
+        """
         with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise CacheError(f"{self.path} is closed")
             if self._depth:
-                name = f"sp{self._depth}"
-                self.conn.execute(f"SAVEPOINT {name}")
-                self._depth += 1
-                try:
-                    yield
-                except BaseException:
-                    self.conn.execute(f"ROLLBACK TO {name}")
-                    self.conn.execute(f"RELEASE {name}")
-                    raise
-                else:
-                    self.conn.execute(f"RELEASE {name}")
-                finally:
-                    self._depth -= 1
+                yield from self._savepoint(conn)
                 return
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")
             except sqlcipher3.DatabaseError as exc:
                 raise _translate(exc, self.path) from exc
             self._depth = 1
             try:
                 yield
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
             else:
-                self.conn.execute("COMMIT")
+                self._commit(conn)
             finally:
                 self._depth = 0
 
+    def _savepoint(self, conn: sqlcipher3.Connection) -> Iterator[None]:
+        name = f"sp{self._depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:  # else SQLite has rolled the whole transaction back already
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            if not conn.in_transaction:
+                raise CacheError(f"cannot write {self.path}: SQLite rolled the transaction back "
+                                 "(nothing of it was saved)")
+            conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
+    def _rollback(self, conn: sqlcipher3.Connection) -> None:
+        if not conn.in_transaction:
+            return  # SQLite rolled back on its own (disk full, I/O error): nothing left to undo
+        with suppress(sqlcipher3.DatabaseError):  # the first error is the one to report
+            conn.execute("ROLLBACK")
+
+    def _commit(self, conn: sqlcipher3.Connection) -> None:
+        if not conn.in_transaction:
+            raise CacheError(
+                f"cannot write {self.path}: SQLite rolled the transaction back (disk full or I/O "
+                "error); nothing of it was saved", fix="free some disk space and retry")
+        try:
+            conn.execute("COMMIT")
+        except sqlcipher3.DatabaseError as exc:
+            self._rollback(conn)  # a failed COMMIT may leave the transaction open (SQLite's docs)
+            known = _translate(exc, self.path)
+            raise CacheError(
+                f"could not commit to {self.path} ({exc}); the transaction was rolled back, nothing of "
+                "it was saved", fix=known.fix if type(known) is CacheError else "retry; if it fails "
+                "again run `lifeboat doctor`") from exc
+
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            cur = self.conn.execute(sql, tuple(params))
+            cur = self._conn.execute(sql, tuple(params))
             names = [d[0] for d in cur.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
         with self._lock:
-            row = self.conn.execute(sql, tuple(params)).fetchone()
+            row = self._conn.execute(sql, tuple(params)).fetchone()
         return None if row is None else row[0]
 
     # ------------------------------------------------------------------ folders
@@ -274,7 +312,7 @@ class Store:
     @_guard
     def upsert_folders(self, folders: Iterable[Folder]) -> None:
         with self.transaction():
-            self.conn.executemany(
+            self._conn.executemany(
                 """INSERT INTO folders (provider_id, name, parent_id, well_known, total)
                    VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (provider_id) DO UPDATE SET name = excluded.name,
@@ -300,7 +338,7 @@ class Store:
         """The provider_id of a folder that lives only in this cache (created if missing)."""
         provider_id = LOCAL_PREFIX + name
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO folders (provider_id, name, local) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
                 (provider_id, name),
             )
@@ -310,11 +348,11 @@ class Store:
     def remove_folder(self, provider_id: str) -> int:
         """Forget a folder and its cached messages; returns how many messages went."""
         with self.transaction():
-            found = self.conn.execute("SELECT id FROM messages WHERE folder_id = ?", (provider_id,))
+            found = self._conn.execute("SELECT id FROM messages WHERE folder_id = ?", (provider_id,))
             ids = [r[0] for r in found]
             self._delete_ids(ids)
-            self.conn.execute("DELETE FROM folders WHERE provider_id = ?", (provider_id,))
-            self.conn.execute("DELETE FROM cursors WHERE folder_id = ?", (provider_id,))
+            self._conn.execute("DELETE FROM folders WHERE provider_id = ?", (provider_id,))
+            self._conn.execute("DELETE FROM cursors WHERE folder_id = ?", (provider_id,))
         return len(ids)
 
     # ------------------------------------------------------------------ messages
@@ -371,7 +409,7 @@ class Store:
             zlib.compress(raw, 6),
             _iso(now),
         )
-        message = self.conn.execute(
+        message = self._conn.execute(
             """INSERT INTO messages (provider_id, folder_id, message_id, subject, sender, sender_email,
                  to_addrs, cc_addrs, date, sent_date, in_reply_to, refs, size, is_read, has_attachments,
                  has_calendar, is_signed, is_encrypted, parse_ok, problems, change_key, raw, stored_at)
@@ -392,13 +430,13 @@ class Store:
                RETURNING id""",
             (*row, 1 if received else None),
         ).fetchone()[0]
-        self.conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
-        self.conn.execute(
+        self._conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
+        self._conn.execute(
             f"INSERT INTO messages_fts ({FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
             (message, row[3], row[4], row[6], row[7], parsed.text[:BODY_CAP]),
         )
-        self.conn.execute("DELETE FROM attachments WHERE message = ?", (message,))
-        self.conn.executemany(
+        self._conn.execute("DELETE FROM attachments WHERE message = ?", (message,))
+        self._conn.executemany(
             """INSERT INTO attachments (message, idx, filename, content_type, size, content_id, inline)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
             [
@@ -409,11 +447,11 @@ class Store:
         return int(message)
 
     def _put_placeholder(self, folder_id: str, provider_id: str, item: RemoteItem) -> int:
-        found = self.conn.execute(
+        found = self._conn.execute(
             "SELECT id, raw IS NOT NULL FROM messages WHERE provider_id = ?", (provider_id,)
         ).fetchone()
         if found and found[1]:  # the full copy stays; only what the feed knows better changes
-            self.conn.execute(
+            self._conn.execute(
                 """UPDATE messages SET folder_id = ?, is_read = coalesce(?, is_read),
                      change_key = coalesce(?, change_key), date = coalesce(?, date) WHERE id = ?""",
                 (folder_id, None if item.is_read is None else int(item.is_read), item.change_key,
@@ -428,22 +466,22 @@ class Store:
         )
         if found:
             message = int(found[0])
-            self.conn.execute(
+            self._conn.execute(
                 """UPDATE messages SET folder_id = ?, message_id = ?, subject = ?, sender = ?,
                      sender_email = ?, date = ?, is_read = ?, change_key = ? WHERE id = ?""",
                 (*values, message),
             )
-            self.conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
+            self._conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
         else:
             message = int(
-                self.conn.execute(
+                self._conn.execute(
                     """INSERT INTO messages (folder_id, message_id, subject, sender, sender_email, date,
                          is_read, change_key, provider_id, stored_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (*values, provider_id, _iso(_now())),
                 ).fetchone()[0]
             )
-        self.conn.execute(
+        self._conn.execute(
             f"INSERT INTO messages_fts ({FTS_COLUMNS}) VALUES (?, ?, ?, '', '', '')",
             (message, item.subject or "", sender),
         )
@@ -458,14 +496,64 @@ class Store:
             sql = "SELECT provider_id FROM messages WHERE raw IS NULL AND folder_id = ? ORDER BY id LIMIT ?"
             params = (folder_id, limit)  # type: ignore[assignment]
         with self._lock:
-            return [r[0] for r in self.conn.execute(sql, params)]
+            return [r[0] for r in self._conn.execute(sql, params)]
+
+    @_guard
+    def missing_mime_places(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(provider_id, folder_id) of the oldest placeholders whose raw MIME has not been fetched."""
+        with self._lock:
+            rows = self._db["messages"].rows_where(
+                "raw IS NULL", select="provider_id, folder_id", order_by="id", limit=limit)
+            return [(str(r["provider_id"]), str(r["folder_id"])) for r in rows]
+
+    @_guard
+    def missing_mime_counts(self) -> dict[str, int]:
+        """How many placeholders (raw MIME not fetched yet) each folder holds (folders with none left out)."""
+        with self._lock:
+            return {str(r["folder_id"]): int(r["n"]) for r in self._db.query(
+                "SELECT folder_id, count(*) AS n FROM messages WHERE raw IS NULL GROUP BY folder_id")}
+
+    @_guard
+    def message_places(self, folder_id: str | None = None) -> list[dict[str, Any]]:
+        """Every cached message (of one folder): {id, provider_id, folder_id, date, has_mime}, by id."""
+        where, params = ("folder_id = ?", [folder_id]) if folder_id is not None else (None, [])
+        with self._lock:
+            return [{**r, "has_mime": bool(r["has_mime"])} for r in self._db["messages"].rows_where(
+                where, params, select="id, provider_id, folder_id, date, raw IS NOT NULL AS has_mime",
+                order_by="id")]
+
+    @_guard
+    def count_messages(self, folder_id: str | None = None, *, with_mime: bool | None = None) -> int:
+        """Messages cached (in one folder); with_mime True/False: only those with/without raw MIME."""
+        where, params = [], []
+        if folder_id is not None:
+            where.append("folder_id = ?")
+            params.append(folder_id)
+        if with_mime is not None:
+            where.append("raw IS NOT NULL" if with_mime else "raw IS NULL")
+        with self._lock:
+            return int(self._db["messages"].count_where(" AND ".join(where) or "1", params))
+
+    @_guard
+    def folders_of(self, provider_ids: Iterable[str]) -> dict[str, str]:
+        """provider_id -> the folder it is cached in, for those of `provider_ids` that are cached."""
+        wanted = list(provider_ids)
+        out: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db["messages"].rows_where(
+                    f"provider_id IN ({marks})", chunk, select="provider_id, folder_id")
+                out.update({str(r["provider_id"]): str(r["folder_id"]) for r in rows})
+        return out
 
     def _delete_ids(self, ids: list[int]) -> None:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            self.conn.execute(f"DELETE FROM messages_fts WHERE rowid IN ({marks})", chunk)
-            self.conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM messages_fts WHERE rowid IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
 
     @_guard
     def remove_messages(self, provider_ids: Iterable[str]) -> int:
@@ -476,7 +564,7 @@ class Store:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                found = self.conn.execute(f"SELECT id FROM messages WHERE provider_id IN ({marks})", chunk)
+                found = self._conn.execute(f"SELECT id FROM messages WHERE provider_id IN ({marks})", chunk)
                 ids += [r[0] for r in found]
             self._delete_ids(ids)
         return len(ids)
@@ -484,14 +572,14 @@ class Store:
     @_guard
     def move_message(self, provider_id: str, folder_id: str) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE messages SET folder_id = ? WHERE provider_id = ?", (folder_id, provider_id)
             )
 
     @_guard
     def set_read(self, provider_id: str, is_read: bool) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE messages SET is_read = ? WHERE provider_id = ?", (int(is_read), provider_id)
             )
 
@@ -607,25 +695,25 @@ class Store:
                 if isinstance(a, plan.UpsertSummary):
                     self._put_placeholder(a.folder_id, a.item.provider_id, a.item)
                 elif isinstance(a, plan.RemoveMessage):  # only if it still sits in that folder
-                    found = self.conn.execute(
+                    found = self._conn.execute(
                         "SELECT id FROM messages WHERE provider_id = ? AND folder_id = ?",
                         (a.provider_id, a.folder_id))
                     self._delete_ids([r[0] for r in found])
                 elif isinstance(a, plan.SetCursor):
                     self.set_cursor(a.folder_id, a.cursor)
                 elif isinstance(a, plan.StartBaseline):
-                    self.conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
+                    self._conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
                 elif isinstance(a, plan.MarkSeen):
-                    self.conn.executemany("INSERT OR IGNORE INTO baseline_seen VALUES (?, ?)",
+                    self._conn.executemany("INSERT OR IGNORE INTO baseline_seen VALUES (?, ?)",
                                           [(a.folder_id, p) for p in a.provider_ids])
                 elif isinstance(a, plan.RemoveUnseen):
-                    found = self.conn.execute(
+                    found = self._conn.execute(
                         """SELECT id FROM messages WHERE folder_id = ?1 AND provider_id NOT IN
                            (SELECT provider_id FROM baseline_seen WHERE folder_id = ?1)""", (a.folder_id,))
                     self._delete_ids([r[0] for r in found])
-                    self.conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
+                    self._conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
                 elif isinstance(a, plan.PruneOlderThan):
-                    found = self.conn.execute("SELECT id FROM messages WHERE folder_id = ? AND date < ?",
+                    found = self._conn.execute("SELECT id FROM messages WHERE folder_id = ? AND date < ?",
                                               (a.folder_id, _iso(a.before)))
                     self._delete_ids([r[0] for r in found])
                 elif isinstance(a, plan.SaveFolderSync):
@@ -641,9 +729,16 @@ class Store:
         return None if value is None else str(value)
 
     @_guard
+    def cursors(self) -> dict[str, str | None]:
+        """Every folder's sync cursor (None: the folder re-baselines)."""
+        with self._lock:
+            return {str(r["folder_id"]): r["cursor"] for r in self._db["cursors"].rows_where(
+                select="folder_id, cursor")}
+
+    @_guard
     def set_cursor(self, folder_id: str, cursor: str | None) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 """INSERT INTO cursors (folder_id, cursor, updated_at) VALUES (?, ?, ?)
                    ON CONFLICT (folder_id) DO UPDATE SET cursor = excluded.cursor,
                      updated_at = excluded.updated_at""",
@@ -709,7 +804,7 @@ class Store:
             raise MessageBad(f"message {message_id} has no recipients")
         with self.transaction():
             try:
-                new_id = self.conn.execute(
+                new_id = self._conn.execute(
                     """INSERT INTO outbox (message_id, state, raw, sender, recipients, subject,
                          created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (message_id, str(state), bytes(raw), sender, json.dumps(list(recipients)), subject,
@@ -724,25 +819,25 @@ class Store:
     @_guard
     def outbox_get(self, id: int) -> OutboxItem | None:
         with self._lock:
-            row = self.conn.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
+            row = self._conn.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
         return None if row is None else self._outbox_item(row)
 
     @_guard
     def outbox_by_message_id(self, message_id: str) -> OutboxItem | None:
         with self._lock:
-            row = self.conn.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
+            row = self._conn.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
         return None if row is None else self._outbox_item(row)
 
     @_guard
     def outbox_list(self, states: Iterable[OutboxState] | None = None) -> list[OutboxItem]:
         with self._lock:
             if states is None:
-                rows = self.conn.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
+                rows = self._conn.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
             else:
                 wanted = [str(s) for s in states]
                 marks = ",".join("?" * len(wanted))
                 sql = f"{self._OUTBOX_SELECT} WHERE state IN ({marks}) ORDER BY id"
-                rows = self.conn.execute(sql, wanted).fetchall()
+                rows = self._conn.execute(sql, wanted).fetchall()
         return [self._outbox_item(r) for r in rows]
 
     @_guard
@@ -755,7 +850,7 @@ class Store:
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 values = [self._outbox_value(name, value) for name, value in fields.items()]
-                self.conn.execute(f"UPDATE outbox SET {assignments} WHERE id = ?", (*values, id))
+                self._conn.execute(f"UPDATE outbox SET {assignments} WHERE id = ?", (*values, id))
             item = self.outbox_get(id)
         if item is None:
             raise MessageBad(f"there is no outbox item {id}")
@@ -767,7 +862,7 @@ class Store:
     def load_mode(self) -> tuple[str, datetime | None, str]:
         """(mode, since, reason); ("normal", None, "") for a new cache."""
         with self._lock:
-            row = self.conn.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
+            row = self._conn.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
         return ("normal", None, "") if row is None else (row[0], _dt(row[1]), row[2])
 
     @_guard
@@ -778,7 +873,7 @@ class Store:
     @_guard
     def save_mode(self, mode: str, since: datetime, reason: str, state_json: str = "") -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 """INSERT INTO failover (id, mode, since, reason, state_json) VALUES (1, ?, ?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET mode = excluded.mode, since = excluded.since,
                      reason = excluded.reason, state_json = excluded.state_json""",
@@ -788,7 +883,7 @@ class Store:
     @_guard
     def log_event(self, kind: str, detail: str, at: datetime) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (_iso(at), kind, detail)
             )
 
@@ -809,9 +904,9 @@ class Store:
         """Store a JSON-able value; None removes the setting."""
         with self.transaction():
             if value is None:
-                self.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+                self._conn.execute("DELETE FROM settings WHERE key = ?", (key,))
             else:
-                self.conn.execute(
+                self._conn.execute(
                     """INSERT INTO settings (key, value) VALUES (?, ?)
                        ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
                     (key, json.dumps(value)),
@@ -826,11 +921,11 @@ class Store:
     def status(self) -> dict[str, Any]:
         """A JSON-able picture of the cache (see docs: `lifeboat status --json`)."""
         with self._lock:
-            messages, with_mime, raw_bytes, oldest, newest = self.conn.execute(
+            messages, with_mime, raw_bytes, oldest, newest = self._conn.execute(
                 "SELECT count(*), count(raw), coalesce(sum(size), 0), min(date), max(date) FROM messages"
             ).fetchone()
-            folders = self.conn.execute("SELECT count(*) FROM folders").fetchone()[0]
-            outbox = dict(self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+            folders = self._conn.execute("SELECT count(*) FROM folders").fetchone()[0]
+            outbox = dict(self._conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
         return {
             "path": str(self.path),
             "size_bytes": self.size_bytes(),
@@ -845,9 +940,9 @@ class Store:
         }
 
     def _used_bytes(self) -> int:
-        pages = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
-        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
-        return (pages - free) * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(self._conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * int(self._conn.execute("PRAGMA page_size").fetchone()[0])
 
     @_guard
     def prune(self, now: datetime, days: int, max_mb: int) -> int:
@@ -857,27 +952,27 @@ class Store:
         keep = "folder_id NOT IN (SELECT provider_id FROM folders WHERE local = 1)"
         removed = 0
         with self.transaction():
-            old = self.conn.execute(f"SELECT id FROM messages WHERE date < ? AND {keep}", (cutoff,))
+            old = self._conn.execute(f"SELECT id FROM messages WHERE date < ? AND {keep}", (cutoff,))
             ids = [r[0] for r in old]
             self._delete_ids(ids)
             removed += len(ids)
         limit = max_mb * 1024 * 1024
         for _ in range(50):
             with self._lock:
-                self.conn.execute("PRAGMA incremental_vacuum").fetchall()  # each row frees one page
+                self._conn.execute("PRAGMA incremental_vacuum").fetchall()  # each row frees one page
                 excess = self._used_bytes() - limit
             if excess <= 0:
                 break
             with self.transaction():
                 # spread the bytes in use over the messages in proportion to their compressed size
-                count, stored = self.conn.execute(
+                count, stored = self._conn.execute(
                     "SELECT count(*), coalesce(sum(length(raw)), 0) + 512 * count(*) FROM messages"
                 ).fetchone()
                 if not count:
                     break
                 scale = (excess + limit) / stored
                 ids, freed = [], 0.0
-                for id_, footprint in self.conn.execute(
+                for id_, footprint in self._conn.execute(
                     f"SELECT id, coalesce(length(raw), 0) + 512 FROM messages WHERE {keep} ORDER BY date, id"
                 ):
                     ids.append(id_)
@@ -889,9 +984,9 @@ class Store:
                 self._delete_ids(ids)
                 removed += len(ids)
                 # contentless FTS5 keeps tombstones until its segments merge: merge now to free pages
-                self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+                self._conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
         with self._lock:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return removed
 
     @_guard
@@ -899,11 +994,28 @@ class Store:
         """Merge the search index, give free pages back to the file system and empty the WAL (after an
         initial sync, an import or a prune); returns the cache's size in bytes afterwards."""
         with self.transaction():
-            self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+            self._conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
         with self._lock:
-            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return self.size_bytes()
+
+    @_guard
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it (benchmarks measure the file alone after this)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    @_guard
+    def cipher_version(self) -> str:
+        """SQLCipher's version ("" for the plain SQLite of `_open_unencrypted`)."""
+        return str(self._value("PRAGMA cipher_version") or "")
+
+    def _sql_for_tests(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """TESTS ONLY: run one statement under the store's lock and return its rows, so a test can
+        inspect (or deliberately damage) the file. The app reads and writes through named methods."""
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
 
     @_guard
     def check(self) -> list[str]:
@@ -911,11 +1023,11 @@ class Store:
         problems: list[str] = []
         with self._lock:
             try:
-                problems += [str(r[0]) for r in self.conn.execute("PRAGMA cipher_integrity_check")]
+                problems += [str(r[0]) for r in self._conn.execute("PRAGMA cipher_integrity_check")]
             except sqlcipher3.DatabaseError as exc:
                 problems.append(f"cipher_integrity_check failed: {exc}")
             try:
-                rows = [str(r[0]) for r in self.conn.execute("PRAGMA quick_check")]
+                rows = [str(r[0]) for r in self._conn.execute("PRAGMA quick_check")]
                 problems += [r for r in rows if r != "ok"]
             except sqlcipher3.DatabaseError as exc:
                 problems.append(f"quick_check failed: {exc}")

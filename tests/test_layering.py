@@ -29,3 +29,15 @@ def test_ui_does_not_import_desktop():
 
 def test_simulator_imports_nothing_of_the_app():
     assert not {(f, m) for f, m in imported_modules("simulator") if m in {"sync", "ui", "desktop"}}
+
+
+def test_only_the_store_opens_the_database():
+    """Tried: every import in the app, the simulator, the installer, the benchmarks and the tests.
+    Only sync/store.py may import the SQLCipher driver, sqlite-utils or any SQLite binding: the
+    cache has one door (named queries behind the store's lock and error translation)."""
+    drivers = {"sqlcipher3", "sqlite_utils", "sqlite3", "pysqlite3"}
+    found = set()
+    for package in ("sync", "ui", "desktop", "simulator", "installer", "bench", "tests"):
+        found |= {(f, m) for f, m in imported_modules(package) if m in drivers}
+    assert ("sync/store.py", "sqlcipher3") in found  # the rule sees imports (it can fail)
+    assert {f for f, _ in found} == {"sync/store.py"}

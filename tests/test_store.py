@@ -68,7 +68,7 @@ def test_put_message_round_trips_raw_summary_and_attachments(store: Store):
     item = RemoteItem("p1", "inbox-id", received_at=NOW, is_read=False, change_key="ck1")
     mid = store.put_message("inbox-id", "p1", raw, item)
     assert store.raw(mid) == raw
-    stored = store.conn.execute("SELECT raw FROM messages WHERE id = ?", (mid,)).fetchone()[0]
+    stored = store._sql_for_tests("SELECT raw FROM messages WHERE id = ?", (mid,))[0][0]
     assert stored != raw and zlib.decompress(stored) == raw
     m = store.message(mid)
     assert m is not None
@@ -117,10 +117,10 @@ def test_list_messages_newest_first_with_paging(store: Store):
     assert [r["provider_id"] for r in page] == ["p3", "p2"]
     inbox = next(f for f in store.folders() if f["provider_id"] == "inbox-id")
     assert inbox["count"] == 5 and inbox["unread"] == 2 and inbox["well_known"] == "inbox"
-    plan = store.conn.execute(
+    plan = store._sql_for_tests(
         "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE folder_id = ? ORDER BY date DESC, id DESC LIMIT 10",
         ("inbox-id",),
-    ).fetchall()
+    )
     assert "messages_folder_date" in str(plan) and "TEMP B-TREE" not in str(plan)
 
 
@@ -131,7 +131,7 @@ def test_move_remove_and_local_folder(store: Store):
     assert store.message(mid)["folder_id"] == "sent-id"  # type: ignore[index]
     assert store.remove_messages(["p1", "unknown"]) == 1
     assert store.message(mid) is None and store.search("wombat") == []
-    assert store.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
+    assert store._sql_for_tests("SELECT count(*) FROM attachments") == [(0,)]
     local = store.local_folder("Imported")
     assert local == store.local_folder("Imported")
     assert any(f["provider_id"] == local and f["local"] for f in store.folders())
@@ -231,11 +231,11 @@ def test_migrations_are_recorded_and_atomic(tmp_path: Path, monkeypatch: pytest.
     """Each migration is recorded with the version; a failing migration leaves the old version intact."""
     key, path = os.urandom(32), tmp_path / "c.db"
     with Store.open(path, key) as s:
-        rows = s.conn.execute("SELECT version FROM schema_migrations").fetchall()
+        rows = s._sql_for_tests("SELECT version FROM schema_migrations")
         assert rows == [(v,) for v in range(1, schema.VERSION + 1)]
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
-        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert s.conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+        assert s._sql_for_tests("PRAGMA user_version")[0][0] == schema.VERSION
+        assert s._sql_for_tests("PRAGMA journal_mode")[0][0] == "wal"
+        assert s._sql_for_tests("PRAGMA temp_store")[0][0] == 2  # MEMORY
         s.put_message("inbox-id", "p1", eml("kept"))
     bad = (*schema.MIGRATIONS, ("CREATE TABLE extra (x)", "THIS IS NOT SQL"))
     monkeypatch.setattr(schema, "MIGRATIONS", bad)
@@ -244,8 +244,8 @@ def test_migrations_are_recorded_and_atomic(tmp_path: Path, monkeypatch: pytest.
         Store.open(path, key)
     monkeypatch.undo()
     with Store.open(path, key) as s:
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
-        assert s.conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0] == 0
+        assert s._sql_for_tests("PRAGMA user_version")[0][0] == schema.VERSION
+        assert s._sql_for_tests("SELECT count(*) FROM sqlite_master WHERE name = 'extra'") == [(0,)]
         assert s.status()["messages"] == 1
 
 
@@ -289,7 +289,7 @@ def test_status_and_check(store: Store):
     assert st["oldest"].startswith("2026-11-26") and st["newest"].startswith("2026-11-28")
     assert st["outbox"]["queued"] == 1 and st["size_bytes"] > 0 and st["schema_version"] == schema.VERSION
     assert store.check() == []
-    assert store.db["messages"].count == 2 and "outbox" in store.db.table_names()  # sqlite-utils view
+    assert store.count_messages() == 2 and store.count_messages(with_mime=False) == 1
 
 
 def test_real_corpus_stores_every_message_byte_exact(tmp_path: Path):
