@@ -77,16 +77,15 @@ def _utcnow() -> datetime:
 
 
 def _folder_state(store: Store, folder_id: str) -> plan.FolderSync:
-    return plan.FolderSync.from_json(store.get_setting(f"sync.folder.{folder_id}"))
+    return store.folder_sync(folder_id)
 
 
 def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now: datetime,
                     report: SyncReport, *, force: bool = False) -> list[str]:
     """The ids of the folders to sync: the stored list, or a fresh one from the provider when due."""
-    stored = store.get_setting("sync.folders") or {}
-    at = stored.get("at")
-    if not force and at and now - datetime.fromisoformat(at) < FOLDER_REFRESH and stored.get("ids"):
-        return list(stored["ids"])
+    stored, at = store.sync_folders()
+    if not force and at and now - at < FOLDER_REFRESH and stored:
+        return stored
     remote = source.folders()
     chosen, unknown = plan.select_folders(remote, wanted)
     for name in unknown:
@@ -96,9 +95,9 @@ def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now
     for row in store.folders():
         if not row["local"] and row["provider_id"] not in ids:
             gone = store.remove_folder(row["provider_id"])  # deleted remotely or no longer wanted
-            store.set_setting(f"sync.folder.{row['provider_id']}", None)
+            store.forget_folder_sync(row["provider_id"])
             log.info("folder %s left the sync set (%d cached messages dropped)", row["name"], gone)
-    store.set_setting("sync.folders", {"at": now.isoformat(), "ids": ids})
+    store.set_sync_folders(ids, now)
     return ids
 
 
@@ -246,7 +245,7 @@ def sync_once(
         except FolderBad as exc:
             rep = FolderReport(name, error=str(exc))
             report.errors.append(str(exc))
-            store.set_setting("sync.folders", None)  # re-list folders next time (it may be gone)
+            store.set_sync_folders([], None)  # re-list folders next time (it may be gone)
         report.folders[folder_id] = rep
         listed += rep.upserted
     fill_mime(store, source, report, progress)
@@ -296,7 +295,7 @@ import random  # noqa: E402
 from sync import failover, outbox  # noqa: E402
 from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, TooLarge, Unreachable  # noqa: E402
 from sync.mime import Outgoing  # noqa: E402
-from sync.model import MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
+from sync.model import OUTBOX_MUTABLE, MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
 
 Checkpoint = Callable[[str], None]
@@ -316,11 +315,7 @@ def queue_message(store: Store, out: Outgoing, now: datetime) -> OutboxItem:
 
 def save_item(store: Store, item: OutboxItem) -> OutboxItem:
     """Write every field an outbox transition may change (one transaction)."""
-    return store.outbox_update(
-        item.id, state=item.state, attempts=item.attempts, next_attempt_at=item.next_attempt_at,
-        last_error=item.last_error, route=item.route, sent_at=item.sent_at,
-        reconciled_at=item.reconciled_at, extra=item.extra,
-    )
+    return store.outbox_update(item.id, **{name: getattr(item, name) for name in OUTBOX_MUTABLE})
 
 
 @dataclass
@@ -343,7 +338,7 @@ def due_for(items: Sequence[OutboxItem], route: Route, now: datetime) -> list[Ou
     deferred by the unreachable provider goes out through the backup relay as soon as failover says so)."""
     other = [
         i for i in items
-        if i.state is OutboxState.QUEUED and i.extra.get("attempt_route") not in (None, route.value)
+        if i.state is OutboxState.QUEUED and i.attempt_route not in (None, route)
     ]
     return sorted({i.id: i for i in [*outbox.due(items, now), *other]}.values(),
                   key=lambda i: (i.created_at, i.id))
@@ -420,7 +415,7 @@ RECHECK = timedelta(minutes=1)  # look an uncertain item up again at most this o
 def mark_uncertain(item: OutboxItem, why: str, now: datetime) -> OutboxItem:
     """SENDING -> UNCERTAIN (outbox.on_startup's transition), remembering since when and why."""
     [new] = outbox.on_startup([item])
-    return dataclasses.replace(new, last_error=why, extra={**new.extra, "uncertain_since": now.isoformat()})
+    return dataclasses.replace(new, last_error=why, uncertain_since=now)
 
 
 def recover_outbox(store: Store, now: datetime) -> list[OutboxItem]:
@@ -456,11 +451,11 @@ def settle_uncertain_once(
         if not outbox.lookup_can_settle(item):
             report.ask_user.append(item.message_id)
             continue
-        since, looked = item.extra.get("uncertain_since"), item.extra.get("looked_up_at")
-        if since and now - datetime.fromisoformat(since) < SETTLE_GRACE:
+        since, looked = item.uncertain_since, item.looked_up_at
+        if since and now - since < SETTLE_GRACE:
             continue  # too early: Exchange may still be creating the draft
-        if looked and now - datetime.fromisoformat(looked) < RECHECK:
-            if item.extra.get("ask_user"):
+        if looked and now - looked < RECHECK:
+            if item.ask_user:
                 report.ask_user.append(item.message_id)
             continue
         try:
@@ -475,7 +470,7 @@ def settle_uncertain_once(
             break
         if new.state is OutboxState.SENT:
             report.sent.append(item.message_id)
-        elif new.extra.get("ask_user"):
+        elif new.ask_user:
             report.ask_user.append(item.message_id)
         else:
             report.in_transport.append(item.message_id)
@@ -497,7 +492,7 @@ def user_settles(store: Store, item_id: int, choice: str, now: datetime) -> Outb
         if item.state is not OutboxState.UNCERTAIN:
             raise MessageBad(f"outbox item {item_id} is {item.state.value}; only an uncertain item can be "
                              "confirmed as sent")
-        route = Route(item.extra.get("attempt_route", Route.PRIMARY.value))
+        route = item.attempt_route or Route.PRIMARY
         new = outbox.sent(dataclasses.replace(item, state=OutboxState.SENDING), route, now)
     else:
         try:
@@ -551,31 +546,30 @@ def reconcile_once(
         try:
             copies = source.find_by_message_id(item.message_id)
             checkpoint("looked_up")
-            waiting_since = item.extra.get("transport_wait_since")
-            waited = now - datetime.fromisoformat(waiting_since) if waiting_since else timedelta(0)
+            waiting_since = item.transport_wait_since
+            waited = now - waiting_since if waiting_since else timedelta(0)
             step, found = outbox.reconcile_step(copies, sent_folder, waited)
             if step == "wait":
                 report.waiting.append(item.message_id)
-                since = waiting_since or now.isoformat()
+                since = waiting_since or now
                 store.outbox_update(item.id, last_error="Microsoft 365 still holds an earlier attempt of "
                                     "this message in Drafts; its Sent Items copy will count",
-                                    extra={**item.extra, "transport_wait_since": since})
+                                    transport_wait_since=since)
                 continue
             if waiting_since and found is None:
                 store.log_event("reconcile", f"item {item.id} ({item.message_id}): an earlier attempt stayed "
                                 f"a draft for {waited} without being sent; copying the outage-sent message",
                                 now)
             provider_id = found.provider_id if found is not None else None
-            started = item.extra.get("sent_copy_started") or item.extra.get("sent_copy_partial")
+            started = item.sent_copy_started or item.sent_copy_partial
             if provider_id is not None and started:  # ours, from an interrupted attempt: maybe half-made
                 source.discard_copy(provider_id)
                 provider_id = None
             if provider_id is None:
-                marked = {**item.extra, "sent_copy_started": now.isoformat()}
-                store.outbox_update(item.id, extra=marked)
+                store.outbox_update(item.id, sent_copy_started=now)
 
-                def noted(pid: str, marked: dict[str, str] = marked, item: OutboxItem = item) -> None:
-                    store.outbox_update(item.id, extra={**marked, "sent_copy_partial": pid})
+                def noted(pid: str, item: OutboxItem = item) -> None:
+                    store.outbox_update(item.id, sent_copy_partial=pid)
                     checkpoint("copy_started")
 
                 provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id,
@@ -588,7 +582,7 @@ def reconcile_once(
             why = f"its copy can never be stored in Sent Items: {exc}"
             with store.transaction():
                 store.outbox_update(item.id, reconciled_at=now, last_error=f"gave up: {why}",
-                                    extra={**item.extra, "sent_copy": "given up"})
+                                    sent_copy_given_up=True)
                 store.log_event("reconcile", f"item {item.id} ({item.message_id}): gave up, {why}", now)
             report.given_up[item.message_id] = str(exc)
             log.warning("outbox item %d: %s", item.id, why)
@@ -597,9 +591,7 @@ def reconcile_once(
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
             continue
-        extra = {k: v for k, v in item.extra.items()
-                 if k not in ("sent_copy_partial", "sent_copy_started", "transport_wait_since")}
-        store.outbox_update(item.id, reconciled_at=now, last_error=None,
-                            extra={**extra, "sent_copy_id": provider_id})
+        store.outbox_update(item.id, reconciled_at=now, last_error=None, sent_copy_partial=None,
+                            sent_copy_started=None, transport_wait_since=None, sent_copy_id=provider_id)
         checkpoint("reconciled")
     return report

@@ -8,6 +8,7 @@ nestable); a file that cannot be opened (wrong key, damaged, newer schema) is ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -41,6 +42,7 @@ from sync.model import Folder, OutboxItem, OutboxState, RemoteItem, Route  # noq
 
 if TYPE_CHECKING:
     from sync.mime import Parsed
+    from sync.plan import FolderSync
 
 PAGE_SIZE = 4096  # SQLCipher 4's default page size
 BODY_CAP = 200_000  # characters of body text indexed per message
@@ -163,7 +165,7 @@ class Store:
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MB of decrypted pages: fewer re-decryptions
             conn.execute("PRAGMA foreign_keys = ON")
-            schema.migrate(conn, path)
+            schema.migrate(conn, path, sqlite_utils.Database(conn, execute_plugins=False))
         except sqlcipher3.DatabaseError as exc:
             conn.close()
             raise _translate(exc, path) from exc
@@ -717,7 +719,7 @@ class Store:
                                               (a.folder_id, _iso(a.before)))
                     self._delete_ids([r[0] for r in found])
                 elif isinstance(a, plan.SaveFolderSync):
-                    self.set_setting(f"sync.folder.{a.folder_id}", a.state.to_json())
+                    self.save_folder_sync(a.folder_id, a.state)
                 else:
                     raise TypeError(f"Store.apply does not know {type(a).__name__}")
 
@@ -745,45 +747,104 @@ class Store:
                 (folder_id, cursor, _iso(_now())),
             )
 
+    # ------------------------------------------------------------------ folder sync state
+
+    _FOLDER_SYNC_TIMES = ("window_start", "baseline_at", "last_success_at")
+    _FOLDER_SYNC_FLAGS = ("baselining", "filling")
+
+    @_guard
+    def folder_sync(self, folder_id: str) -> FolderSync:
+        """A folder's durable sync state (a fresh FolderSync for a folder never synced)."""
+        from sync.plan import FolderSync
+
+        with self._lock:
+            rows = list(self._db["folder_sync"].rows_where("folder_id = ?", [folder_id]))
+        if not rows:
+            return FolderSync()
+        row = rows[0]
+        del row["folder_id"]
+        for name in self._FOLDER_SYNC_TIMES:
+            row[name] = _dt(row[name])
+        for name in self._FOLDER_SYNC_FLAGS:
+            row[name] = bool(row[name])
+        return FolderSync(**row)
+
+    @_guard
+    def save_folder_sync(self, folder_id: str, state: FolderSync) -> None:
+        row: dict[str, Any] = {"folder_id": folder_id, **dataclasses.asdict(state)}
+        for name in self._FOLDER_SYNC_TIMES:
+            row[name] = _iso(row[name])
+        for name in self._FOLDER_SYNC_FLAGS:
+            row[name] = int(row[name])
+        with self.transaction():
+            self._db.table("folder_sync").upsert(row, pk="folder_id")
+
+    @_guard
+    def forget_folder_sync(self, folder_id: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM folder_sync WHERE folder_id = ?", (folder_id,))
+
+    @_guard
+    def sync_folders(self) -> tuple[list[str], datetime | None]:
+        """The folders chosen for sync, in order, and when that list was made (([], None): never)."""
+        with self._lock:
+            rows = list(self._db["sync_folders"].rows_where(order_by="position"))
+        return [r["folder_id"] for r in rows], (_dt(rows[0]["listed_at"]) if rows else None)
+
+    @_guard
+    def set_sync_folders(self, folder_ids: Iterable[str], listed_at: datetime | None) -> None:
+        """Replace the list of folders to sync (listed_at None, or no ids: forget it)."""
+        ids = list(dict.fromkeys(folder_ids))
+        with self.transaction():
+            self._conn.execute("DELETE FROM sync_folders")
+            if listed_at is not None:
+                at = _iso(listed_at)
+                self._db.table("sync_folders").insert_all(
+                    [{"folder_id": f, "position": n, "listed_at": at} for n, f in enumerate(ids)])
+
     # ------------------------------------------------------------------ outbox
 
-    _OUTBOX_FIELDS = frozenset(
-        ("message_id", "state", "raw", "sender", "recipients", "subject", "created_at", "attempts",
-         "next_attempt_at", "last_error", "route", "sent_at", "reconciled_at", "extra")
+    _OUTBOX_COLUMNS = (
+        "id", "message_id", "state", "raw", "sender", "recipients", "subject", "created_at", "attempts",
+        "next_attempt_at", "last_error", "route", "sent_at", "reconciled_at", *schema.OUTBOX_STATE_COLUMNS,
     )
+    _OUTBOX_FIELDS = frozenset(_OUTBOX_COLUMNS) - {"id"}
+    _OUTBOX_TIMES = frozenset(("created_at", "next_attempt_at", "sent_at", "reconciled_at", "uncertain_since",
+                               "looked_up_at", "in_transport_since", "transport_wait_since",
+                               "sent_copy_started"))
+    _OUTBOX_FLAGS = frozenset(("ask_user", "sent_copy_given_up"))
 
-    @staticmethod
-    def _outbox_value(name: str, value: Any) -> Any:
+    @classmethod
+    def _outbox_value(cls, name: str, value: Any) -> Any:
+        if name in cls._OUTBOX_FLAGS:
+            return int(bool(value))
         if value is None:
             return None
-        if name in ("created_at", "next_attempt_at", "sent_at", "reconciled_at"):
+        if name in cls._OUTBOX_TIMES:
             return _iso(value)
-        if name in ("state", "route"):
+        if name in ("state", "route", "attempt_route"):
             return str(value)
         if name == "recipients":
             return json.dumps(list(value))
-        if name == "extra":
-            return json.dumps(dict(value), sort_keys=True)
         if name == "raw":
             return bytes(value)
         return value
 
-    @staticmethod
-    def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
-        (id_, message_id, state, raw, sender, recipients, subject, created_at, attempts, next_attempt_at,
-         last_error, route, sent_at, reconciled_at, extra) = row
-        return OutboxItem(
-            id=id_, message_id=message_id, state=OutboxState(state), raw=bytes(raw), sender=sender,
-            recipients=tuple(json.loads(recipients)), subject=subject, created_at=_dt(created_at),  # type: ignore[arg-type]
-            attempts=attempts, next_attempt_at=_dt(next_attempt_at), last_error=last_error,
-            route=Route(route) if route else None, sent_at=_dt(sent_at), reconciled_at=_dt(reconciled_at),
-            extra=json.loads(extra),
-        )
+    @classmethod
+    def _outbox_item(cls, row: tuple[Any, ...]) -> OutboxItem:
+        r = dict(zip(cls._OUTBOX_COLUMNS, row, strict=True))
+        for name in cls._OUTBOX_TIMES:
+            r[name] = _dt(r[name])
+        for name in cls._OUTBOX_FLAGS:
+            r[name] = bool(r[name])
+        for name in ("route", "attempt_route"):
+            r[name] = Route(r[name]) if r[name] else None
+        r["state"] = OutboxState(r["state"])
+        r["raw"] = bytes(r["raw"])
+        r["recipients"] = tuple(json.loads(r["recipients"]))
+        return OutboxItem(**r)
 
-    _OUTBOX_SELECT = (
-        "SELECT id, message_id, state, raw, sender, recipients, subject, created_at, attempts, "
-        "next_attempt_at, last_error, route, sent_at, reconciled_at, extra FROM outbox"
-    )
+    _OUTBOX_SELECT = f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox"
 
     @_guard
     def outbox_add(
@@ -796,7 +857,6 @@ class Store:
         created_at: datetime | None = None,
         *,
         state: OutboxState = OutboxState.QUEUED,
-        extra: dict[str, str] | None = None,
     ) -> OutboxItem:
         """Queue a message (its Message-ID is its identity: queuing the same one twice is refused)."""
         recipients = tuple(recipients)
@@ -806,9 +866,9 @@ class Store:
             try:
                 new_id = self._conn.execute(
                     """INSERT INTO outbox (message_id, state, raw, sender, recipients, subject,
-                         created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                         created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (message_id, str(state), bytes(raw), sender, json.dumps(list(recipients)), subject,
-                     _iso(created_at or _now()), json.dumps(extra or {}, sort_keys=True)),
+                     _iso(created_at or _now())),
                 ).fetchone()[0]
             except sqlcipher3.IntegrityError as exc:
                 raise MessageBad(f"message {message_id} is already in the outbox") from exc

@@ -181,10 +181,9 @@ def test_transaction_rolls_back_everything_and_nests(store: Store):
 
 
 def test_outbox_lifecycle(store: Store):
-    """Outbox rows mirror OutboxItem; a Message-ID is queued once; updates convert enums and times."""
-    item = store.outbox_add(
-        "<m1@x>", b"raw mime", "ann@example.org", ["b@x", "c@x"], "Hi", NOW, extra={"k": "v"}
-    )
+    """Outbox rows mirror OutboxItem; a Message-ID is queued once; updates convert enums, times and
+    flags, and the typed settle/reconcile fields (once a JSON bag) round-trip."""
+    item = store.outbox_add("<m1@x>", b"raw mime", "ann@example.org", ["b@x", "c@x"], "Hi", NOW)
     assert item.state is OutboxState.QUEUED and item.recipients == ("b@x", "c@x") and item.created_at == NOW
     with pytest.raises(MessageBad):
         store.outbox_add("<m1@x>", b"again", "ann@example.org", ["b@x"])
@@ -194,7 +193,13 @@ def test_outbox_lifecycle(store: Store):
         item.id, state=OutboxState.SENT, route=Route.BACKUP, sent_at=NOW, attempts=1, last_error=None
     )
     assert sent.state is OutboxState.SENT and sent.route is Route.BACKUP and sent.sent_at == NOW
-    assert sent.extra == {"k": "v"} and sent.raw == b"raw mime"
+    assert sent.raw == b"raw mime" and sent.attempt_route is None and not sent.ask_user
+    typed = store.outbox_update(item.id, attempt_route=Route.BACKUP, uncertain_since=NOW, ask_user=True,
+                                sent_copy_partial="AAMk1", sent_copy_given_up=True)
+    assert (typed.attempt_route, typed.uncertain_since, typed.ask_user, typed.sent_copy_partial,
+            typed.sent_copy_given_up, typed.looked_up_at) == (Route.BACKUP, NOW, True, "AAMk1", True, None)
+    with pytest.raises(TypeError, match="unknown field"):
+        store.outbox_update(item.id, extra={"k": "v"})
     store.outbox_add("<m3@x>", b"r", "a@x", ["b@x"])
     assert [o.message_id for o in store.outbox_list([OutboxState.QUEUED])] == ["<m3@x>"]
     assert len(store.outbox_list()) == 2 and store.outbox_get(999) is None
@@ -306,3 +311,57 @@ def test_real_corpus_stores_every_message_byte_exact(tmp_path: Path):
             assert s.raw(mid) == f.read_bytes(), f
         assert s.status()["messages"] == len(files)
         assert s.check() == []
+
+
+def test_migration_3_moves_json_bags_into_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Tried: a cache made with schema 2 (outbox state in the JSON column `extra`, each folder's
+    FolderSync and the folder list as JSON settings, written exactly as the previous code wrote them)
+    opened by this version: migration 3 carries every value into typed columns and tables, drops the
+    bag and the settings, leaves other settings and rows alone, and is recorded as version 3."""
+    import json
+
+    from sync import plan
+
+    key, path = os.urandom(32), tmp_path / "c.db"
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+    monkeypatch.setattr(schema, "VERSION", 2)
+    state = plan.FolderSync(baselining=True, window_start=NOW - timedelta(days=30), baseline_at=NOW,
+                            last_success_at=None, rounds=4, listed=120, filling=True, fill_link="https://x/next")
+    old_rows = [  # (message_id, state, route, extra) as the schema-2 code stored them
+        ("<a@x>", "uncertain", None, {"attempt_route": "backup", "uncertain_since": NOW.isoformat(),
+                                      "looked_up_at": NOW.isoformat(), "ask_user": "1",
+                                      "in_transport_since": NOW.isoformat()}),
+        ("<b@x>", "sent", "backup", {"attempt_route": "backup", "sent_copy_id": "AAMkcopy",
+                                     "sent_copy": "given up", "transport_wait_since": NOW.isoformat()}),
+        ("<c@x>", "sent", "backup", {"sent_copy_started": NOW.isoformat(), "sent_copy_partial": "AAMkhalf"}),
+        ("<d@x>", "queued", None, {}),
+    ]
+    with Store.open(path, key) as s:
+        assert s._sql_for_tests("PRAGMA user_version") == [(2,)]
+        for mid, st, route, extra in old_rows:
+            s._sql_for_tests("INSERT INTO outbox (message_id, state, raw, sender, recipients, created_at, "
+                             "route, extra) VALUES (?, ?, x'00', 'a@x', '[\"b@x\"]', ?, ?, ?)",
+                             (mid, st, NOW.isoformat(), route, json.dumps(extra, sort_keys=True)))
+        settings = (("sync.folder.AAMk/inbox=", state.to_json()),
+                    ("sync.folder.f2", plan.FolderSync().to_json()),
+                    ("sync.folders", {"at": NOW.isoformat(), "ids": ["AAMk/inbox=", "f2"]}),
+                    ("sync_paused", True))
+        for k, v in settings:
+            s._sql_for_tests("INSERT INTO settings (key, value) VALUES (?, ?)", (k, json.dumps(v)))
+    monkeypatch.undo()
+    with Store.open(path, key) as s:
+        assert s._sql_for_tests("SELECT max(version) FROM schema_migrations") == [(schema.VERSION,)]
+        assert not [c for c in s._sql_for_tests("PRAGMA table_info(outbox)") if c[1] == "extra"]
+        a, b, c, d = (s.outbox_by_message_id(m) for m, *_ in old_rows)
+        assert a is not None and b is not None and c is not None and d is not None
+        assert (a.attempt_route, a.uncertain_since, a.looked_up_at, a.ask_user, a.in_transport_since) == (
+            Route.BACKUP, NOW, NOW, True, NOW)
+        assert (b.sent_copy_id, b.sent_copy_given_up, b.transport_wait_since, b.ask_user) == (
+            "AAMkcopy", True, NOW, False)
+        assert (c.sent_copy_started, c.sent_copy_partial, c.sent_copy_given_up) == (NOW, "AAMkhalf", False)
+        assert d.attempt_route is None and not d.ask_user and d.sent_copy_id is None
+        assert s.folder_sync("AAMk/inbox=") == state
+        assert s.folder_sync("f2") == plan.FolderSync() and s.folder_sync("never") == plan.FolderSync()
+        assert s.sync_folders() == (["AAMk/inbox=", "f2"], NOW)
+        assert s._sql_for_tests("SELECT key FROM settings") == [("sync_paused",)]
+        assert s.get_setting("sync_paused") is True

@@ -203,12 +203,12 @@ def test_a_vanished_folder_is_reported_and_the_rest_syncs(
 
     sync(store, source)
     store.upsert_folders([Folder("AAMkADgoneAAA=", "Gone")])
-    ids = store.get_setting("sync.folders")["ids"] + ["AAMkADgoneAAA="]
-    store.set_setting("sync.folders", {"at": datetime.now(UTC).isoformat(), "ids": ids})
+    ids = [*store.sync_folders()[0], "AAMkADgoneAAA="]
+    store.set_sync_folders(ids, datetime.now(UTC))
     report = sync(store, source)
     assert len(report.errors) == 1 and "404" in report.errors[0]  # type: ignore[attr-defined]
     assert report.folders["AAMkADgoneAAA="].error  # type: ignore[attr-defined]
-    assert store.get_setting("sync.folders") is None
+    assert store.sync_folders() == ([], None)
     assert sync(store, source).ok  # type: ignore[attr-defined]
     assert "AAMkADgoneAAA=" not in {f["provider_id"] for f in store.folders()}
     assert_equal(store, sim)
