@@ -2,9 +2,11 @@
 
 The sync thread stores messages in transactions of CHUNK messages (as the MIME phase does); a reader
 thread meanwhile asks `load_mode()` and `outbox_list()` every few milliseconds, through
-- "shared": the same `Store` (one connection per process behind the store's lock: the app's choice);
-- "own": a second `Store` on the same file (its own connection: what the window child process and
-  the CLI do, and what per-thread read connections would give).
+- "shared": the same `Store` (the app's choice: one writer connection behind the store's lock, and
+  a small pool of read-only connections that never wait for it);
+- "one_connection": the same `Store` with no read pool (READERS = 0: every read waits for the
+  writer's lock, as before issue 10);
+- "own": a second `Store` on the same file (what the window child process and the CLI do).
 Prints one JSON object: reader latency p50/p95/max (ms) and the writer's messages per second per mode.
 Usage: python bench/store_threads.py [--short]
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sync import store as store_module
 from sync.model import Folder
 from sync.store import Store
 
@@ -46,7 +49,7 @@ def run(mode: str, count: int, home: Path) -> dict[str, object]:
     raws = [message(i) for i in range(count)]
     with Store.open(path, key) as store:
         store.upsert_folders([Folder("inbox", "Inbox")])
-        reader_store = store if mode == "shared" else Store.open(path, key)
+        reader_store = Store.open(path, key) if mode == "own" else store
         done = threading.Event()
         waits: list[float] = []
 
@@ -82,8 +85,14 @@ def main() -> int:
     args = ap.parse_args()
     count = 400 if args.short else 3000
     with tempfile.TemporaryDirectory() as tmp:
-        out = {"messages": count, "chunk": CHUNK,
-               **{mode: run(mode, count, Path(tmp)) for mode in ("shared", "own")}}
+        out: dict[str, object] = {"messages": count, "chunk": CHUNK}
+        for mode in ("shared", "one_connection", "own"):
+            readers = store_module.READERS
+            store_module.READERS = 0 if mode == "one_connection" else readers
+            try:
+                out[mode] = run(mode, count, Path(tmp))
+            finally:
+                store_module.READERS = readers
     print(json.dumps(out, indent=2))
     return 0
 

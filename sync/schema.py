@@ -125,6 +125,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             inline INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (message, idx)
         )""",
+        # SQL, not sqlite-utils' enable_fts(): that always makes an external-content index
+        # (content=<table>); ours is contentless (no second copy of the text) with contentless_delete
         """CREATE VIRTUAL TABLE messages_fts USING fts5 (
             subject, sender, to_addrs, cc_addrs, body,
             content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'

@@ -48,6 +48,8 @@ PAGE_SIZE = 4096  # SQLCipher 4's default page size
 BODY_CAP = 200_000  # characters of body text indexed per message
 # search() ranks (bm25) only the newest RANK_WINDOW matches: bounded work for very common words
 RANK_WINDOW = 300
+READERS = 4  # read-only connections per Store (health, outbox, sync, commands threads; the window's)
+READER_CACHE_KB = -8192  # 8 MB of decrypted pages each (the writer keeps 32 MB)
 LOCAL_PREFIX = "local:"
 SUFFIXES = ("", "-wal", "-shm", "-journal")
 FTS_COLUMNS = "rowid, subject, sender, to_addrs, cc_addrs, body"
@@ -120,12 +122,17 @@ def _addresses(items: Iterable[Any]) -> str:
 class Store:
     """One open cache. Use `Store.open(path, key)`; close it (or use `with`)."""
 
-    def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
-        self._conn = conn
+    def __init__(self, conn: sqlcipher3.Connection, path: Path, key: bytes | None = None) -> None:
+        self._conn = conn  # the writer: every write, and reads inside a transaction
         self.path = path
-        self._lock = threading.RLock()
+        self._key = key
+        self._lock = threading.RLock()  # held by the writer's user (a transaction, a maintenance step)
         self._depth = 0
+        self._owner: int | None = None  # the thread inside transaction()
         self._utils: sqlite_utils.Database | None = None
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite_utils.Database] = []  # read connections not in use
+        self._readers = 0  # read connections open (idle or in use)
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -172,7 +179,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, key)
 
     @staticmethod
     def _verify(conn: sqlcipher3.Connection, path: Path, existed: bool) -> None:
@@ -207,6 +214,10 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            with self._pool_lock:
+                idle, self._idle, self._readers = self._idle, [], READERS + 1  # no new readers
+            for db in idle:  # readers first, so the writer's close can checkpoint and drop the WAL
+                db.conn.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None  # type: ignore[assignment]
@@ -247,7 +258,7 @@ class Store:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlcipher3.DatabaseError as exc:
                 raise _translate(exc, self.path) from exc
-            self._depth = 1
+            self._depth, self._owner = 1, threading.get_ident()
             try:
                 yield
             except BaseException:
@@ -256,7 +267,7 @@ class Store:
             else:
                 self._commit(conn)
             finally:
-                self._depth = 0
+                self._depth, self._owner = 0, None
 
     def _savepoint(self, conn: sqlcipher3.Connection) -> Iterator[None]:
         name = f"sp{self._depth}"
@@ -298,30 +309,80 @@ class Store:
                 "it was saved", fix=known.fix if type(known) is CacheError else "retry; if it fails "
                 "again run `lifeboat doctor`") from exc
 
+    # ------------------------------------------------------------------ reading
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite_utils.Database]:
+        """sqlite-utils over a connection to read with. Inside its own transaction a thread reads
+        through the writer (it must see what it wrote); any other reader takes one of at most READERS
+        read-only connections (WAL: they read the last commit and never wait for the writer), and
+        only when all are busy (or one cannot be opened) waits for the writer's lock."""
+        if self._depth and self._owner == threading.get_ident():
+            with self._lock:
+                yield self._db
+            return
+        reader = self._take_reader()
+        if reader is None:
+            with self._lock:
+                if self._conn is None:
+                    raise CacheError(f"{self.path} is closed")
+                yield self._db
+            return
+        try:
+            yield reader
+        finally:
+            with self._pool_lock:
+                if self._readers <= READERS:
+                    self._idle.append(reader)
+                    reader = None
+            if reader is not None:  # the store was closed meanwhile
+                reader.conn.close()
+
+    def _take_reader(self) -> sqlite_utils.Database | None:
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._readers >= READERS:
+                return None
+            self._readers += 1
+        try:
+            conn = sqlcipher3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                      timeout=30)
+            try:
+                conn.execute("PRAGMA cipher_log_level = NONE")
+                if self._key is not None:
+                    conn.execute(f"PRAGMA key = \"x'{self._key.hex()}'\"")
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("PRAGMA temp_store = MEMORY")
+                conn.execute(f"PRAGMA cache_size = {READER_CACHE_KB}")
+                return sqlite_utils.Database(conn, execute_plugins=False)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlcipher3.DatabaseError:
+            with self._pool_lock:
+                self._readers -= 1
+            return None  # the caller reads through the writer, whose errors say what is wrong
+
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._conn.execute(sql, tuple(params))
+        with self._read() as db:
+            cur = db.execute(sql, tuple(params))
             names = [d[0] for d in cur.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        with self._lock:
-            row = self._conn.execute(sql, tuple(params)).fetchone()
+        with self._read() as db:
+            row = db.execute(sql, tuple(params)).fetchone()
         return None if row is None else row[0]
 
     # ------------------------------------------------------------------ folders
 
     @_guard
     def upsert_folders(self, folders: Iterable[Folder]) -> None:
+        rows = [{"provider_id": f.provider_id, "name": f.name, "parent_id": f.parent_id,
+                 "well_known": f.well_known, "total": f.total} for f in folders]
         with self.transaction():
-            self._conn.executemany(
-                """INSERT INTO folders (provider_id, name, parent_id, well_known, total)
-                   VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (provider_id) DO UPDATE SET name = excluded.name,
-                     parent_id = excluded.parent_id, well_known = excluded.well_known,
-                     total = excluded.total""",
-                [(f.provider_id, f.name, f.parent_id, f.well_known, f.total) for f in folders],
-            )
+            self._db.table("folders").upsert_all(rows, pk="provider_id")  # `local` stays as it is
 
     @_guard
     def folders(self) -> list[dict[str, Any]]:
@@ -497,30 +558,30 @@ class Store:
         else:
             sql = "SELECT provider_id FROM messages WHERE raw IS NULL AND folder_id = ? ORDER BY id LIMIT ?"
             params = (folder_id, limit)  # type: ignore[assignment]
-        with self._lock:
-            return [r[0] for r in self._conn.execute(sql, params)]
+        with self._read() as db:
+            return [r[0] for r in db.execute(sql, params)]
 
     @_guard
     def missing_mime_places(self, limit: int = 100) -> list[tuple[str, str]]:
         """(provider_id, folder_id) of the oldest placeholders whose raw MIME has not been fetched."""
-        with self._lock:
-            rows = self._db["messages"].rows_where(
+        with self._read() as db:
+            rows = db["messages"].rows_where(
                 "raw IS NULL", select="provider_id, folder_id", order_by="id", limit=limit)
             return [(str(r["provider_id"]), str(r["folder_id"])) for r in rows]
 
     @_guard
     def missing_mime_counts(self) -> dict[str, int]:
         """How many placeholders (raw MIME not fetched yet) each folder holds (folders with none left out)."""
-        with self._lock:
-            return {str(r["folder_id"]): int(r["n"]) for r in self._db.query(
+        with self._read() as db:
+            return {str(r["folder_id"]): int(r["n"]) for r in db.query(
                 "SELECT folder_id, count(*) AS n FROM messages WHERE raw IS NULL GROUP BY folder_id")}
 
     @_guard
     def message_places(self, folder_id: str | None = None) -> list[dict[str, Any]]:
         """Every cached message (of one folder): {id, provider_id, folder_id, date, has_mime}, by id."""
         where, params = ("folder_id = ?", [folder_id]) if folder_id is not None else (None, [])
-        with self._lock:
-            return [{**r, "has_mime": bool(r["has_mime"])} for r in self._db["messages"].rows_where(
+        with self._read() as db:
+            return [{**r, "has_mime": bool(r["has_mime"])} for r in db["messages"].rows_where(
                 where, params, select="id, provider_id, folder_id, date, raw IS NOT NULL AS has_mime",
                 order_by="id")]
 
@@ -533,19 +594,19 @@ class Store:
             params.append(folder_id)
         if with_mime is not None:
             where.append("raw IS NOT NULL" if with_mime else "raw IS NULL")
-        with self._lock:
-            return int(self._db["messages"].count_where(" AND ".join(where) or "1", params))
+        with self._read() as db:
+            return int(db["messages"].count_where(" AND ".join(where) or "1", params))
 
     @_guard
     def folders_of(self, provider_ids: Iterable[str]) -> dict[str, str]:
         """provider_id -> the folder it is cached in, for those of `provider_ids` that are cached."""
         wanted = list(provider_ids)
         out: dict[str, str] = {}
-        with self._lock:
+        with self._read() as db:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db["messages"].rows_where(
+                rows = db["messages"].rows_where(
                     f"provider_id IN ({marks})", chunk, select="provider_id, folder_id")
                 out.update({str(r["provider_id"]): str(r["folder_id"]) for r in rows})
         return out
@@ -733,8 +794,8 @@ class Store:
     @_guard
     def cursors(self) -> dict[str, str | None]:
         """Every folder's sync cursor (None: the folder re-baselines)."""
-        with self._lock:
-            return {str(r["folder_id"]): r["cursor"] for r in self._db["cursors"].rows_where(
+        with self._read() as db:
+            return {str(r["folder_id"]): r["cursor"] for r in db["cursors"].rows_where(
                 select="folder_id, cursor")}
 
     @_guard
@@ -757,8 +818,8 @@ class Store:
         """A folder's durable sync state (a fresh FolderSync for a folder never synced)."""
         from sync.plan import FolderSync
 
-        with self._lock:
-            rows = list(self._db["folder_sync"].rows_where("folder_id = ?", [folder_id]))
+        with self._read() as db:
+            rows = list(db["folder_sync"].rows_where("folder_id = ?", [folder_id]))
         if not rows:
             return FolderSync()
         row = rows[0]
@@ -787,8 +848,8 @@ class Store:
     @_guard
     def sync_folders(self) -> tuple[list[str], datetime | None]:
         """The folders chosen for sync, in order, and when that list was made (([], None): never)."""
-        with self._lock:
-            rows = list(self._db["sync_folders"].rows_where(order_by="position"))
+        with self._read() as db:
+            rows = list(db["sync_folders"].rows_where(order_by="position"))
         return [r["folder_id"] for r in rows], (_dt(rows[0]["listed_at"]) if rows else None)
 
     @_guard
@@ -878,26 +939,26 @@ class Store:
 
     @_guard
     def outbox_get(self, id: int) -> OutboxItem | None:
-        with self._lock:
-            row = self._conn.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
+        with self._read() as db:
+            row = db.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
         return None if row is None else self._outbox_item(row)
 
     @_guard
     def outbox_by_message_id(self, message_id: str) -> OutboxItem | None:
-        with self._lock:
-            row = self._conn.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
         return None if row is None else self._outbox_item(row)
 
     @_guard
     def outbox_list(self, states: Iterable[OutboxState] | None = None) -> list[OutboxItem]:
-        with self._lock:
+        with self._read() as db:
             if states is None:
-                rows = self._conn.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
+                rows = db.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
             else:
                 wanted = [str(s) for s in states]
                 marks = ",".join("?" * len(wanted))
                 sql = f"{self._OUTBOX_SELECT} WHERE state IN ({marks}) ORDER BY id"
-                rows = self._conn.execute(sql, wanted).fetchall()
+                rows = db.execute(sql, wanted).fetchall()
         return [self._outbox_item(r) for r in rows]
 
     @_guard
@@ -921,8 +982,8 @@ class Store:
     @_guard
     def load_mode(self) -> tuple[str, datetime | None, str]:
         """(mode, since, reason); ("normal", None, "") for a new cache."""
-        with self._lock:
-            row = self._conn.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
         return ("normal", None, "") if row is None else (row[0], _dt(row[1]), row[2])
 
     @_guard
@@ -980,12 +1041,12 @@ class Store:
     @_guard
     def status(self) -> dict[str, Any]:
         """A JSON-able picture of the cache (see docs: `lifeboat status --json`)."""
-        with self._lock:
-            messages, with_mime, raw_bytes, oldest, newest = self._conn.execute(
+        with self._read() as db:
+            messages, with_mime, raw_bytes, oldest, newest = db.execute(
                 "SELECT count(*), count(raw), coalesce(sum(size), 0), min(date), max(date) FROM messages"
             ).fetchone()
-            folders = self._conn.execute("SELECT count(*) FROM folders").fetchone()[0]
-            outbox = dict(self._conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+            folders = db.execute("SELECT count(*) FROM folders").fetchone()[0]
+            outbox = dict(db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
         return {
             "path": str(self.path),
             "size_bytes": self.size_bytes(),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sync import schema
-from sync.errors import BadQuery, MessageBad
+from sync.errors import BadQuery, CacheError, MessageBad
 from sync.model import Folder, OutboxState, RemoteItem, Route
 from sync.store import Store, cache_path
 
@@ -365,3 +365,49 @@ def test_migration_3_moves_json_bags_into_columns(tmp_path: Path, monkeypatch: p
         assert s.sync_folders() == (["AAMk/inbox=", "f2"], NOW)
         assert s._sql_for_tests("SELECT key FROM settings") == [("sync_paused",)]
         assert s.get_setting("sync_paused") is True
+
+
+def test_readers_do_not_wait_for_a_writer_and_see_only_commits(store: Store):
+    """Tried: one thread holds a write transaction open (as the sync thread does while it stores a
+    chunk); another thread (health/outbox) reads meanwhile. The reader must finish while the writer
+    still holds its transaction (a read-only pooled connection, WAL), must not see the uncommitted
+    write, and sees it once committed; the writer reads its own uncommitted writes."""
+    import threading
+
+    store.set_setting("mode", "committed")
+    inside, release, read = threading.Event(), threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def writer() -> None:
+        with store.transaction():
+            store.set_setting("mode", "uncommitted")
+            seen.append(("writer sees", store.get_setting("mode")))
+            inside.set()
+            release.wait(60)  # safety net only: the reader sets it
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(60)
+
+    def reader() -> None:
+        seen.append(("reader sees", store.get_setting("mode")))
+        read.set()
+
+    threading.Thread(target=reader).start()
+    finished_while_writer_held_it = read.wait(60)
+    release.set()
+    thread.join(60)
+    assert finished_while_writer_held_it and not thread.is_alive()
+    assert seen == [("writer sees", "uncommitted"), ("reader sees", "committed")]
+    assert store.get_setting("mode") == "uncommitted"  # committed now
+
+
+def test_a_closed_store_refuses_reads(tmp_path: Path):
+    """Tried: reading after close() (the pool's read connections are closed with the writer): a
+    CacheError, not a crash or a read through a stale connection."""
+    s = Store.open(tmp_path / "c.db", os.urandom(32))
+    s.set_setting("k", 1)
+    assert s.get_setting("k") == 1  # opens a pooled reader
+    s.close()
+    with pytest.raises(CacheError, match="closed"):
+        s.get_setting("k")
