@@ -1,9 +1,13 @@
 """The encrypted local cache: one SQLCipher 4 file per account, the only code that knows the key.
 
-`Store` owns one keyed connection (WAL, temp storage in memory) and offers folders, messages (raw
-MIME zlib-compressed, summary columns, attachment rows, FTS5 index), sync cursors, the outbox,
-failover state with its event log, and settings. Writes run in `transaction()` (BEGIN IMMEDIATE,
-nestable); a file that cannot be opened (wrong key, damaged, newer schema) is never modified.
+`Store` is the cache's one door: a named method for every read and write of folders, messages (raw
+MIME zlib-compressed, summary columns, attachment rows, FTS5 index), sync cursors and per-folder sync
+state, the outbox, failover state with its event log, and settings; no caller sees a connection.
+It owns one keyed writer connection (WAL, temp storage in memory) behind its lock, and a small pool
+of read-only connections so that other threads' reads never wait for a write (docs/architecture.md).
+Writes run in `transaction()` (BEGIN IMMEDIATE, nested: savepoints; careful about transactions SQLite
+rolled back itself and about failed COMMITs); a file that cannot be opened (wrong key, damaged,
+newer schema) is never modified. sqlite-utils works inside: migrations, upserts, `rows_where` reads.
 """
 
 from __future__ import annotations
