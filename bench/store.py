@@ -354,7 +354,7 @@ def main() -> int:
         plain.close()
         enc = Store.open(Path(tmp) / "enc.db", os.urandom(32))
         enc_s = insert(enc, first, 0)
-        enc.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        enc.checkpoint()
         size = enc.size_bytes()
         compacted = enc.compact()
         out["import"] = {
@@ -392,7 +392,7 @@ def main() -> int:
             chunk = [box.message(i) for i in range(done, min(done + 5_000, n_search))]
             insert(enc, chunk, done)
             done += len(chunk)
-        enc.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        enc.checkpoint()
         rng = random.Random(args.seed + 1)
         common, mid, rare = box.words[:50], box.words[200:3000], box.words[5000:30000]
         person = box.people
@@ -426,7 +426,7 @@ def main() -> int:
             "p95_ms": round(percentile(lists, 95), 2),
         }
         out["size_at_search_scale"] = {"cache_bytes": enc.size_bytes()}
-        out["sqlcipher"] = enc.conn.execute("PRAGMA cipher_version").fetchone()[0]
+        out["sqlcipher"] = enc.cipher_version()
         enc.close()
     out["elapsed_s"] = round(time.perf_counter() - began, 1)
     print(json.dumps(out, indent=2))

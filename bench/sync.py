@@ -41,8 +41,7 @@ def source(sim: SimProcess, tokens: SimTokens) -> GraphSource:
 
 
 def cached_in(store: Store, folder_id: str) -> int:
-    return int(store.db.execute("SELECT count(*) FROM messages WHERE folder_id = ? AND raw IS NOT NULL",
-                                [folder_id]).fetchone()[0])
+    return store.count_messages(folder_id, with_mime=True)
 
 
 def initial_sync(sim: SimProcess, tokens: SimTokens, work: Path, name: str) -> dict:

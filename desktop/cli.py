@@ -524,7 +524,8 @@ def outbox_json(item: Any) -> dict[str, Any]:
             "attempts": item.attempts,
             "next_attempt_at": iso(item.next_attempt_at), "last_error": item.last_error,
             "route": item.route.value if item.route else None, "sent_at": iso(item.sent_at),
-            "reconciled_at": iso(item.reconciled_at), "attempt_route": item.extra.get("attempt_route")}
+            "reconciled_at": iso(item.reconciled_at),
+            "attempt_route": item.attempt_route.value if item.attempt_route else None}
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -77,28 +77,15 @@ def _utcnow() -> datetime:
 
 
 def _folder_state(store: Store, folder_id: str) -> plan.FolderSync:
-    return plan.FolderSync.from_json(store.get_setting(f"sync.folder.{folder_id}"))
-
-
-def _local_folders_of(store: Store, provider_ids: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for start in range(0, len(provider_ids), 500):
-        chunk = list(provider_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        rows = store.db.execute(
-            f"SELECT provider_id, folder_id FROM messages WHERE provider_id IN ({marks})", chunk
-        ).fetchall()
-        out.update({str(r[0]): str(r[1]) for r in rows})
-    return out
+    return store.folder_sync(folder_id)
 
 
 def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now: datetime,
                     report: SyncReport, *, force: bool = False) -> list[str]:
     """The ids of the folders to sync: the stored list, or a fresh one from the provider when due."""
-    stored = store.get_setting("sync.folders") or {}
-    at = stored.get("at")
-    if not force and at and now - datetime.fromisoformat(at) < FOLDER_REFRESH and stored.get("ids"):
-        return list(stored["ids"])
+    stored, at = store.sync_folders()
+    if not force and at and now - at < FOLDER_REFRESH and stored:
+        return stored
     remote = source.folders()
     chosen, unknown = plan.select_folders(remote, wanted)
     for name in unknown:
@@ -108,9 +95,9 @@ def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now
     for row in store.folders():
         if not row["local"] and row["provider_id"] not in ids:
             gone = store.remove_folder(row["provider_id"])  # deleted remotely or no longer wanted
-            store.set_setting(f"sync.folder.{row['provider_id']}", None)
+            store.forget_folder_sync(row["provider_id"])
             log.info("folder %s left the sync set (%d cached messages dropped)", row["name"], gone)
-    store.set_setting("sync.folders", {"at": now.isoformat(), "ids": ids})
+    store.set_sync_folders(ids, now)
     return ids
 
 
@@ -163,7 +150,7 @@ def sync_folder(
             cursor = None
             continue
         mentioned = [i.provider_id for i in page.items] + list(page.removed)
-        actions, state = plan.plan_page(folder_id, page, _local_folders_of(store, mentioned), state, now,
+        actions, state = plan.plan_page(folder_id, page, store.folders_of(mentioned), state, now,
                                         cache_days, cap)
         store.apply(actions)
         rep.pages += 1
@@ -191,17 +178,14 @@ def fill_mime(store: Store, source: MailSource, report: SyncReport, progress: Pr
     an unreachable provider ends the phase, keeping what was committed.
     """
     failed: set[str] = set()
-    total = int(store.db.execute("SELECT count(*) FROM messages WHERE raw IS NULL").fetchone()[0])
+    total = store.count_messages(with_mime=False)
     done = 0
     if progress and total:
         progress("messages", 0, total)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mime-prefetch") as pool:
         while True:
-            rows = store.db.execute(
-                "SELECT provider_id, folder_id FROM messages WHERE raw IS NULL ORDER BY id LIMIT ?",
-                [MIME_SCAN + len(failed)],
-            ).fetchall()
-            todo = [(str(p), str(f)) for p, f in rows if p not in failed]
+            rows = store.missing_mime_places(MIME_SCAN + len(failed))
+            todo = [(p, f) for p, f in rows if p not in failed]
             if not todo:
                 return
             chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
@@ -261,7 +245,7 @@ def sync_once(
         except FolderBad as exc:
             rep = FolderReport(name, error=str(exc))
             report.errors.append(str(exc))
-            store.set_setting("sync.folders", None)  # re-list folders next time (it may be gone)
+            store.set_sync_folders([], None)  # re-list folders next time (it may be gone)
         report.folders[folder_id] = rep
         listed += rep.upserted
     fill_mime(store, source, report, progress)
@@ -278,8 +262,7 @@ def sync_once(
 
 def folder_status(store: Store) -> list[dict[str, Any]]:
     """Per-folder counts and sync state for `lifeboat status --json` (JSON-able)."""
-    missing = dict(store.db.execute(
-        "SELECT folder_id, count(*) FROM messages WHERE raw IS NULL GROUP BY folder_id").fetchall())
+    missing = store.missing_mime_counts()
     out = []
     for row in store.folders():
         st = _folder_state(store, row["provider_id"])
@@ -313,7 +296,7 @@ from sync import failover, outbox  # noqa: E402
 from sync.compose import Draft, check, compose  # noqa: E402
 from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, TooLarge, Unreachable  # noqa: E402
 from sync.mime import Outgoing  # noqa: E402
-from sync.model import MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
+from sync.model import OUTBOX_MUTABLE, MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
 
 Checkpoint = Callable[[str], None]
@@ -340,11 +323,7 @@ def queue(store: Store, message: Draft | Outgoing, now: datetime) -> OutboxItem:
 
 def save_item(store: Store, item: OutboxItem) -> OutboxItem:
     """Write every field an outbox transition may change (one transaction)."""
-    return store.outbox_update(
-        item.id, state=item.state, attempts=item.attempts, next_attempt_at=item.next_attempt_at,
-        last_error=item.last_error, route=item.route, sent_at=item.sent_at,
-        reconciled_at=item.reconciled_at, extra=item.extra,
-    )
+    return store.outbox_update(item.id, **{name: getattr(item, name) for name in OUTBOX_MUTABLE})
 
 
 @dataclass
@@ -367,7 +346,7 @@ def due_for(items: Sequence[OutboxItem], route: Route, now: datetime) -> list[Ou
     deferred by the unreachable provider goes out through the backup relay as soon as failover says so)."""
     other = [
         i for i in items
-        if i.state is OutboxState.QUEUED and i.extra.get("attempt_route") not in (None, route.value)
+        if i.state is OutboxState.QUEUED and i.attempt_route not in (None, route)
     ]
     return sorted({i.id: i for i in [*outbox.due(items, now), *other]}.values(),
                   key=lambda i: (i.created_at, i.id))
@@ -444,7 +423,7 @@ RECHECK = timedelta(minutes=1)  # look an uncertain item up again at most this o
 def mark_uncertain(item: OutboxItem, why: str, now: datetime) -> OutboxItem:
     """SENDING -> UNCERTAIN (outbox.on_startup's transition), remembering since when and why."""
     [new] = outbox.on_startup([item])
-    return dataclasses.replace(new, last_error=why, extra={**new.extra, "uncertain_since": now.isoformat()})
+    return dataclasses.replace(new, last_error=why, uncertain_since=now)
 
 
 def recover_outbox(store: Store, now: datetime) -> list[OutboxItem]:
@@ -480,11 +459,11 @@ def settle_uncertain_once(
         if not outbox.lookup_can_settle(item):
             report.ask_user.append(item.message_id)
             continue
-        since, looked = item.extra.get("uncertain_since"), item.extra.get("looked_up_at")
-        if since and now - datetime.fromisoformat(since) < SETTLE_GRACE:
+        since, looked = item.uncertain_since, item.looked_up_at
+        if since and now - since < SETTLE_GRACE:
             continue  # too early: Exchange may still be creating the draft
-        if looked and now - datetime.fromisoformat(looked) < RECHECK:
-            if item.extra.get("ask_user"):
+        if looked and now - looked < RECHECK:
+            if item.ask_user:
                 report.ask_user.append(item.message_id)
             continue
         try:
@@ -499,7 +478,7 @@ def settle_uncertain_once(
             break
         if new.state is OutboxState.SENT:
             report.sent.append(item.message_id)
-        elif new.extra.get("ask_user"):
+        elif new.ask_user:
             report.ask_user.append(item.message_id)
         else:
             report.in_transport.append(item.message_id)
@@ -521,7 +500,7 @@ def user_settles(store: Store, item_id: int, choice: str, now: datetime) -> Outb
         if item.state is not OutboxState.UNCERTAIN:
             raise MessageBad(f"outbox item {item_id} is {item.state.value}; only an uncertain item can be "
                              "confirmed as sent")
-        route = Route(item.extra.get("attempt_route", Route.PRIMARY.value))
+        route = item.attempt_route or Route.PRIMARY
         new = outbox.sent(dataclasses.replace(item, state=OutboxState.SENDING), route, now)
     else:
         try:
@@ -575,31 +554,30 @@ def reconcile_once(
         try:
             copies = source.find_by_message_id(item.message_id)
             checkpoint("looked_up")
-            waiting_since = item.extra.get("transport_wait_since")
-            waited = now - datetime.fromisoformat(waiting_since) if waiting_since else timedelta(0)
+            waiting_since = item.transport_wait_since
+            waited = now - waiting_since if waiting_since else timedelta(0)
             step, found = outbox.reconcile_step(copies, sent_folder, waited)
             if step == "wait":
                 report.waiting.append(item.message_id)
-                since = waiting_since or now.isoformat()
+                since = waiting_since or now
                 store.outbox_update(item.id, last_error="Microsoft 365 still holds an earlier attempt of "
                                     "this message in Drafts; its Sent Items copy will count",
-                                    extra={**item.extra, "transport_wait_since": since})
+                                    transport_wait_since=since)
                 continue
             if waiting_since and found is None:
                 store.log_event("reconcile", f"item {item.id} ({item.message_id}): an earlier attempt stayed "
                                 f"a draft for {waited} without being sent; copying the outage-sent message",
                                 now)
             provider_id = found.provider_id if found is not None else None
-            started = item.extra.get("sent_copy_started") or item.extra.get("sent_copy_partial")
+            started = item.sent_copy_started or item.sent_copy_partial
             if provider_id is not None and started:  # ours, from an interrupted attempt: maybe half-made
                 source.discard_copy(provider_id)
                 provider_id = None
             if provider_id is None:
-                marked = {**item.extra, "sent_copy_started": now.isoformat()}
-                store.outbox_update(item.id, extra=marked)
+                store.outbox_update(item.id, sent_copy_started=now)
 
-                def noted(pid: str, marked: dict[str, str] = marked, item: OutboxItem = item) -> None:
-                    store.outbox_update(item.id, extra={**marked, "sent_copy_partial": pid})
+                def noted(pid: str, item: OutboxItem = item) -> None:
+                    store.outbox_update(item.id, sent_copy_partial=pid)
                     checkpoint("copy_started")
 
                 provider_id = source.save_copy(sent_folder, item.raw, item.sent_at or now, item.message_id,
@@ -612,7 +590,7 @@ def reconcile_once(
             why = f"its copy can never be stored in Sent Items: {exc}"
             with store.transaction():
                 store.outbox_update(item.id, reconciled_at=now, last_error=f"gave up: {why}",
-                                    extra={**item.extra, "sent_copy": "given up"})
+                                    sent_copy_given_up=True)
                 store.log_event("reconcile", f"item {item.id} ({item.message_id}): gave up, {why}", now)
             report.given_up[item.message_id] = str(exc)
             log.warning("outbox item %d: %s", item.id, why)
@@ -621,9 +599,7 @@ def reconcile_once(
             report.failed[item.message_id] = str(exc)
             store.outbox_update(item.id, last_error=f"could not copy to Sent Items: {exc}")
             continue
-        extra = {k: v for k, v in item.extra.items()
-                 if k not in ("sent_copy_partial", "sent_copy_started", "transport_wait_since")}
-        store.outbox_update(item.id, reconciled_at=now, last_error=None,
-                            extra={**extra, "sent_copy_id": provider_id})
+        store.outbox_update(item.id, reconciled_at=now, last_error=None, sent_copy_partial=None,
+                            sent_copy_started=None, transport_wait_since=None, sent_copy_id=provider_id)
         checkpoint("reconciled")
     return report

@@ -8,7 +8,7 @@ brackets); a provider's own item id is `provider_id`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -145,4 +145,22 @@ class OutboxItem:
     route: Route | None = None  # the route that accepted it (set with SENT)
     sent_at: datetime | None = None
     reconciled_at: datetime | None = None  # when its copy was confirmed in the cloud Sent Items
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # what settling an UNCERTAIN item and reconcile remember between ticks
+    attempt_route: Route | None = None  # the route last tried (where an UNCERTAIN item may have gone)
+    uncertain_since: datetime | None = None
+    looked_up_at: datetime | None = None  # the last Message-ID lookup while UNCERTAIN
+    ask_user: bool = False  # only the user can settle it
+    in_transport_since: datetime | None = None  # first found as a draft in Exchange's transport
+    transport_wait_since: datetime | None = None  # reconcile waits for an earlier attempt's own copy
+    sent_copy_started: datetime | None = None  # reconcile began making the Sent Items copy
+    sent_copy_partial: str | None = None  # that copy's provider id, created before its large files
+    sent_copy_id: str | None = None  # the Sent Items copy reconcile made or found
+    sent_copy_given_up: bool = False  # the copy can never be stored (too large)
+
+
+# the OutboxItem fields a transition may change (the store writes them back together)
+OUTBOX_MUTABLE = (
+    "state", "attempts", "next_attempt_at", "last_error", "route", "sent_at", "reconciled_at",
+    "attempt_route", "uncertain_since", "looked_up_at", "ask_user", "in_transport_since",
+    "transport_wait_since", "sent_copy_started", "sent_copy_partial", "sent_copy_id", "sent_copy_given_up",
+)

@@ -75,12 +75,10 @@ def _require(item: OutboxItem, *allowed: OutboxState, action: str) -> None:
 
 def begin_send(item: OutboxItem, now: datetime, route: Route | None = None) -> OutboxItem:
     """QUEUED -> SENDING. Commit this before contacting any server. `route` is the route about to be
-    tried (kept in extra["attempt_route"], so an UNCERTAIN item knows where it may have gone)."""
+    tried (kept in attempt_route, so an UNCERTAIN item knows where it may have gone)."""
     _require(item, S.QUEUED, action="start sending")
-    extra = dict(item.extra)
-    if route is not None:
-        extra["attempt_route"] = route.value
-    return dataclasses.replace(item, state=S.SENDING, attempts=item.attempts + 1, extra=extra)
+    return dataclasses.replace(item, state=S.SENDING, attempts=item.attempts + 1,
+                               attempt_route=route if route is not None else item.attempt_route)
 
 
 def sent(item: OutboxItem, route: Route, now: datetime) -> OutboxItem:
@@ -124,7 +122,7 @@ def on_startup(items: Iterable[OutboxItem]) -> list[OutboxItem]:
 def lookup_can_settle(item: OutboxItem) -> bool:
     """A mailbox lookup proves something only for the primary route (a backup-relay send leaves no cloud
     copy until reconcile). For a backup attempt, ask the user instead."""
-    return item.state is S.UNCERTAIN and item.extra.get("attempt_route") != Route.BACKUP.value
+    return item.state is S.UNCERTAIN and item.attempt_route is not Route.BACKUP
 
 
 IN_TRANSPORT = ("Microsoft 365 holds this message in {where} and has not sent it yet; Lifeboat keeps "
@@ -156,29 +154,28 @@ def evidence(copies: Sequence[MessageCopy]) -> Literal["sent", "in_transport", "
 def settle_uncertain(item: OutboxItem, copies: Sequence[MessageCopy] | None, now: datetime) -> OutboxItem:
     """Settle an UNCERTAIN primary-route attempt by what the lookup of its Message-ID found:
     sent -> SENT; in transport -> still UNCERTAIN (never resent: the transport will send it); absent ->
-    still UNCERTAIN, and the user is asked (extra["ask_user"]), because sendMail's copy can vanish after
+    still UNCERTAIN, and the user is asked (ask_user), because sendMail's copy can vanish after
     sending (a delete-after-send rule) and absence is no proof that it was not sent. `copies` None (the
     provider could not be asked), or a backup attempt, leaves the decision to the user as well."""
     _require(item, S.UNCERTAIN, action="settle")
-    extra = {**item.extra, "looked_up_at": now.isoformat()}
+    looked = dataclasses.replace(item, looked_up_at=now)
     if copies is None or not lookup_can_settle(item):
-        return dataclasses.replace(item, last_error=NO_ANSWER, extra={**extra, "ask_user": "1"})
+        return dataclasses.replace(looked, last_error=NO_ANSWER, ask_user=True)
     found = evidence(copies)
-    extra.pop("ask_user", None)
+    looked = dataclasses.replace(looked, ask_user=False)
     if found == "sent":
         return dataclasses.replace(
-            item, state=S.SENT, route=Route.PRIMARY, sent_at=now, last_error=None, next_attempt_at=None,
-            extra=extra,
+            looked, state=S.SENT, route=Route.PRIMARY, sent_at=now, last_error=None, next_attempt_at=None,
         )
     if found == "in_transport":
         where = " and ".join(sorted({c.folder or "a folder" for c in copies}))
-        extra.setdefault("in_transport_since", now.isoformat())
-        if now - datetime.fromisoformat(extra["in_transport_since"]) >= STUCK_AFTER:
-            return dataclasses.replace(item, last_error=STUCK.format(where=where),
-                                       extra={**extra, "ask_user": "1"})
-        return dataclasses.replace(item, last_error=IN_TRANSPORT.format(where=where), extra=extra)
-    gone = GONE_AFTER_TRANSPORT if "in_transport_since" in extra else NOT_FOUND
-    return dataclasses.replace(item, last_error=gone, extra={**extra, "ask_user": "1"})
+        since = looked.in_transport_since or now
+        looked = dataclasses.replace(looked, in_transport_since=since)
+        if now - since >= STUCK_AFTER:
+            return dataclasses.replace(looked, last_error=STUCK.format(where=where), ask_user=True)
+        return dataclasses.replace(looked, last_error=IN_TRANSPORT.format(where=where))
+    gone = GONE_AFTER_TRANSPORT if looked.in_transport_since is not None else NOT_FOUND
+    return dataclasses.replace(looked, last_error=gone, ask_user=True)
 
 
 def sent_copy_in(copies: Sequence[MessageCopy], folder: str) -> MessageCopy | None:
@@ -207,7 +204,7 @@ def reconcile_step(copies: Sequence[MessageCopy], folder: str, waiting_for: time
 def confirmed_sent(item: OutboxItem, now: datetime) -> OutboxItem:
     """UNCERTAIN -> SENT because the user says it went out (through the route it was being tried on)."""
     _require(item, S.UNCERTAIN, action="confirm as sent")
-    route = Route(item.extra.get("attempt_route", Route.PRIMARY.value))
+    route = item.attempt_route or Route.PRIMARY
     return dataclasses.replace(
         item, state=S.SENT, route=route, sent_at=now, next_attempt_at=None,
         last_error="marked as sent by the user",
@@ -218,9 +215,8 @@ def user_decided(item: OutboxItem, resend: bool) -> OutboxItem:
     """The user settles an UNCERTAIN (or FAILED) item: resend it (QUEUED) or leave it FAILED."""
     _require(item, S.UNCERTAIN, S.FAILED, action="apply your choice")
     if resend:
-        extra = {k: v for k, v in item.extra.items()
-                 if k not in ("ask_user", "in_transport_since", "looked_up_at")}
-        return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None, extra=extra)
+        return dataclasses.replace(item, state=S.QUEUED, next_attempt_at=None, ask_user=False,
+                                   in_transport_since=None, looked_up_at=None)
     return dataclasses.replace(item, state=S.FAILED, last_error=item.last_error or "not resent (your choice)")
 
 

@@ -1,19 +1,24 @@
 """The encrypted local cache: one SQLCipher 4 file per account, the only code that knows the key.
 
-`Store` owns one keyed connection (WAL, temp storage in memory) and offers folders, messages (raw
-MIME zlib-compressed, summary columns, attachment rows, FTS5 index), sync cursors, the outbox,
-failover state with its event log, and settings. Writes run in `transaction()` (BEGIN IMMEDIATE,
-nestable); a file that cannot be opened (wrong key, damaged, newer schema) is never modified.
+`Store` is the cache's one door: a named method for every read and write of folders, messages (raw
+MIME zlib-compressed, summary columns, attachment rows, FTS5 index), sync cursors and per-folder sync
+state, the outbox, failover state with its event log, and settings; no caller sees a connection.
+It owns one keyed writer connection (WAL, temp storage in memory) behind its lock, and a small pool
+of read-only connections so that other threads' reads never wait for a write (docs/architecture.md).
+Writes run in `transaction()` (BEGIN IMMEDIATE, nested: savepoints; careful about transactions SQLite
+rolled back itself and about failed COMMITs); a file that cannot be opened (wrong key, damaged,
+newer schema) is never modified. sqlite-utils works inside: migrations, upserts, `rows_where` reads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from functools import wraps
@@ -41,11 +46,14 @@ from sync.model import Folder, OutboxItem, OutboxState, RemoteItem, Route  # noq
 
 if TYPE_CHECKING:
     from sync.mime import Parsed
+    from sync.plan import FolderSync
 
 PAGE_SIZE = 4096  # SQLCipher 4's default page size
 BODY_CAP = 200_000  # characters of body text indexed per message
 # search() ranks (bm25) only the newest RANK_WINDOW matches: bounded work for very common words
 RANK_WINDOW = 300
+READERS = 4  # read-only connections per Store (health, outbox, sync, commands threads; the window's)
+READER_CACHE_KB = -8192  # 8 MB of decrypted pages each (the writer keeps 32 MB)
 LOCAL_PREFIX = "local:"
 SUFFIXES = ("", "-wal", "-shm", "-journal")
 FTS_COLUMNS = "rowid, subject, sender, to_addrs, cc_addrs, body"
@@ -118,12 +126,17 @@ def _addresses(items: Iterable[Any]) -> str:
 class Store:
     """One open cache. Use `Store.open(path, key)`; close it (or use `with`)."""
 
-    def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
-        self.conn = conn
+    def __init__(self, conn: sqlcipher3.Connection, path: Path, key: bytes | None = None) -> None:
+        self._conn = conn  # the writer: every write, and reads inside a transaction
         self.path = path
-        self._lock = threading.RLock()
+        self._key = key
+        self._lock = threading.RLock()  # held by the writer's user (a transaction, a maintenance step)
         self._depth = 0
-        self._db: sqlite_utils.Database | None = None
+        self._owner: int | None = None  # the thread inside transaction()
+        self._utils: sqlite_utils.Database | None = None
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite_utils.Database] = []  # read connections not in use
+        self._readers = 0  # read connections open (idle or in use)
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -163,14 +176,14 @@ class Store:
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MB of decrypted pages: fewer re-decryptions
             conn.execute("PRAGMA foreign_keys = ON")
-            schema.migrate(conn, path)
+            schema.migrate(conn, path, sqlite_utils.Database(conn, execute_plugins=False))
         except sqlcipher3.DatabaseError as exc:
             conn.close()
             raise _translate(exc, path) from exc
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, key)
 
     @staticmethod
     def _verify(conn: sqlcipher3.Connection, path: Path, existed: bool) -> None:
@@ -205,9 +218,13 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None  # type: ignore[assignment]
+            with self._pool_lock:
+                idle, self._idle, self._readers = self._idle, [], READERS + 1  # no new readers
+            for db in idle:  # readers first, so the writer's close can checkpoint and drop the WAL
+                db.conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
 
     def __enter__(self) -> Store:
         return self
@@ -216,72 +233,160 @@ class Store:
         self.close()
 
     @property
-    def db(self) -> sqlite_utils.Database:
-        """sqlite-utils over the keyed connection (for reads and introspection; write via Store)."""
-        if self._db is None:
-            self._db = sqlite_utils.Database(self.conn, execute_plugins=False)
-        return self._db
+    def _db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the keyed connection: used inside the store only (hold the lock)."""
+        if self._utils is None:
+            self._utils = sqlite_utils.Database(self._conn, execute_plugins=False)
+        return self._utils
 
     # ------------------------------------------------------------------ plumbing
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT); nested calls become savepoints."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT); nested calls become SAVEPOINTs.
+
+        As careful as Python's sqlite3 / sqlite-utils' `atomic()`: an error rolls back (the savepoint
+        only, when nested); a transaction SQLite already rolled back on its own (SQLITE_FULL, I/O
+        errors: `in_transaction` is then false) is not rolled back twice and is never reported as
+        committed (CacheError); a failed COMMIT is rolled back, so no transaction stays open, and
+        raised as a CacheError that says nothing was saved.
+        """
         with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise CacheError(f"{self.path} is closed")
             if self._depth:
-                name = f"sp{self._depth}"
-                self.conn.execute(f"SAVEPOINT {name}")
-                self._depth += 1
-                try:
-                    yield
-                except BaseException:
-                    self.conn.execute(f"ROLLBACK TO {name}")
-                    self.conn.execute(f"RELEASE {name}")
-                    raise
-                else:
-                    self.conn.execute(f"RELEASE {name}")
-                finally:
-                    self._depth -= 1
+                yield from self._savepoint(conn)
                 return
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")
             except sqlcipher3.DatabaseError as exc:
                 raise _translate(exc, self.path) from exc
-            self._depth = 1
+            self._depth, self._owner = 1, threading.get_ident()
             try:
                 yield
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
             else:
-                self.conn.execute("COMMIT")
+                self._commit(conn)
             finally:
-                self._depth = 0
+                self._depth, self._owner = 0, None
+
+    def _savepoint(self, conn: sqlcipher3.Connection) -> Iterator[None]:
+        name = f"sp{self._depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:  # else SQLite has rolled the whole transaction back already
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            if not conn.in_transaction:
+                raise CacheError(f"cannot write {self.path}: SQLite rolled the transaction back "
+                                 "(nothing of it was saved)")
+            conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
+    def _rollback(self, conn: sqlcipher3.Connection) -> None:
+        if not conn.in_transaction:
+            return  # SQLite rolled back on its own (disk full, I/O error): nothing left to undo
+        with suppress(sqlcipher3.DatabaseError):  # the first error is the one to report
+            conn.execute("ROLLBACK")
+
+    def _commit(self, conn: sqlcipher3.Connection) -> None:
+        if not conn.in_transaction:
+            raise CacheError(
+                f"cannot write {self.path}: SQLite rolled the transaction back (disk full or I/O "
+                "error); nothing of it was saved", fix="free some disk space and retry")
+        try:
+            conn.execute("COMMIT")
+        except sqlcipher3.DatabaseError as exc:
+            self._rollback(conn)  # a failed COMMIT may leave the transaction open (SQLite's docs)
+            known = _translate(exc, self.path)
+            raise CacheError(
+                f"could not commit to {self.path} ({exc}); the transaction was rolled back, nothing of "
+                "it was saved", fix=known.fix if type(known) is CacheError else "retry; if it fails "
+                "again run `lifeboat doctor`") from exc
+
+    # ------------------------------------------------------------------ reading
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite_utils.Database]:
+        """sqlite-utils over a connection to read with. Inside its own transaction a thread reads
+        through the writer (it must see what it wrote); any other reader takes one of at most READERS
+        read-only connections (WAL: they read the last commit and never wait for the writer), and
+        only when all are busy (or one cannot be opened) waits for the writer's lock."""
+        if self._depth and self._owner == threading.get_ident():
+            with self._lock:
+                yield self._db
+            return
+        reader = self._take_reader()
+        if reader is None:
+            with self._lock:
+                if self._conn is None:
+                    raise CacheError(f"{self.path} is closed")
+                yield self._db
+            return
+        try:
+            yield reader
+        finally:
+            with self._pool_lock:
+                if self._readers <= READERS:
+                    self._idle.append(reader)
+                    reader = None
+            if reader is not None:  # the store was closed meanwhile
+                reader.conn.close()
+
+    def _take_reader(self) -> sqlite_utils.Database | None:
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._readers >= READERS:
+                return None
+            self._readers += 1
+        try:
+            conn = sqlcipher3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                      timeout=30)
+            try:
+                conn.execute("PRAGMA cipher_log_level = NONE")
+                if self._key is not None:
+                    conn.execute(f"PRAGMA key = \"x'{self._key.hex()}'\"")
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("PRAGMA temp_store = MEMORY")
+                conn.execute(f"PRAGMA cache_size = {READER_CACHE_KB}")
+                return sqlite_utils.Database(conn, execute_plugins=False)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlcipher3.DatabaseError:
+            with self._pool_lock:
+                self._readers -= 1
+            return None  # the caller reads through the writer, whose errors say what is wrong
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self.conn.execute(sql, tuple(params))
+        with self._read() as db:
+            cur = db.execute(sql, tuple(params))
             names = [d[0] for d in cur.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        with self._lock:
-            row = self.conn.execute(sql, tuple(params)).fetchone()
+        with self._read() as db:
+            row = db.execute(sql, tuple(params)).fetchone()
         return None if row is None else row[0]
 
     # ------------------------------------------------------------------ folders
 
     @_guard
     def upsert_folders(self, folders: Iterable[Folder]) -> None:
+        rows = [{"provider_id": f.provider_id, "name": f.name, "parent_id": f.parent_id,
+                 "well_known": f.well_known, "total": f.total} for f in folders]
         with self.transaction():
-            self.conn.executemany(
-                """INSERT INTO folders (provider_id, name, parent_id, well_known, total)
-                   VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (provider_id) DO UPDATE SET name = excluded.name,
-                     parent_id = excluded.parent_id, well_known = excluded.well_known,
-                     total = excluded.total""",
-                [(f.provider_id, f.name, f.parent_id, f.well_known, f.total) for f in folders],
-            )
+            self._db.table("folders").upsert_all(rows, pk="provider_id")  # `local` stays as it is
 
     @_guard
     def folders(self) -> list[dict[str, Any]]:
@@ -300,7 +405,7 @@ class Store:
         """The provider_id of a folder that lives only in this cache (created if missing)."""
         provider_id = LOCAL_PREFIX + name
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO folders (provider_id, name, local) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
                 (provider_id, name),
             )
@@ -310,11 +415,11 @@ class Store:
     def remove_folder(self, provider_id: str) -> int:
         """Forget a folder and its cached messages; returns how many messages went."""
         with self.transaction():
-            found = self.conn.execute("SELECT id FROM messages WHERE folder_id = ?", (provider_id,))
+            found = self._conn.execute("SELECT id FROM messages WHERE folder_id = ?", (provider_id,))
             ids = [r[0] for r in found]
             self._delete_ids(ids)
-            self.conn.execute("DELETE FROM folders WHERE provider_id = ?", (provider_id,))
-            self.conn.execute("DELETE FROM cursors WHERE folder_id = ?", (provider_id,))
+            self._conn.execute("DELETE FROM folders WHERE provider_id = ?", (provider_id,))
+            self._conn.execute("DELETE FROM cursors WHERE folder_id = ?", (provider_id,))
         return len(ids)
 
     # ------------------------------------------------------------------ messages
@@ -371,7 +476,7 @@ class Store:
             zlib.compress(raw, 6),
             _iso(now),
         )
-        message = self.conn.execute(
+        message = self._conn.execute(
             """INSERT INTO messages (provider_id, folder_id, message_id, subject, sender, sender_email,
                  to_addrs, cc_addrs, date, sent_date, in_reply_to, refs, size, is_read, has_attachments,
                  has_calendar, is_signed, is_encrypted, parse_ok, problems, change_key, raw, stored_at)
@@ -392,13 +497,13 @@ class Store:
                RETURNING id""",
             (*row, 1 if received else None),
         ).fetchone()[0]
-        self.conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
-        self.conn.execute(
+        self._conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
+        self._conn.execute(
             f"INSERT INTO messages_fts ({FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
             (message, row[3], row[4], row[6], row[7], parsed.text[:BODY_CAP]),
         )
-        self.conn.execute("DELETE FROM attachments WHERE message = ?", (message,))
-        self.conn.executemany(
+        self._conn.execute("DELETE FROM attachments WHERE message = ?", (message,))
+        self._conn.executemany(
             """INSERT INTO attachments (message, idx, filename, content_type, size, content_id, inline)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
             [
@@ -409,11 +514,11 @@ class Store:
         return int(message)
 
     def _put_placeholder(self, folder_id: str, provider_id: str, item: RemoteItem) -> int:
-        found = self.conn.execute(
+        found = self._conn.execute(
             "SELECT id, raw IS NOT NULL FROM messages WHERE provider_id = ?", (provider_id,)
         ).fetchone()
         if found and found[1]:  # the full copy stays; only what the feed knows better changes
-            self.conn.execute(
+            self._conn.execute(
                 """UPDATE messages SET folder_id = ?, is_read = coalesce(?, is_read),
                      change_key = coalesce(?, change_key), date = coalesce(?, date) WHERE id = ?""",
                 (folder_id, None if item.is_read is None else int(item.is_read), item.change_key,
@@ -428,22 +533,22 @@ class Store:
         )
         if found:
             message = int(found[0])
-            self.conn.execute(
+            self._conn.execute(
                 """UPDATE messages SET folder_id = ?, message_id = ?, subject = ?, sender = ?,
                      sender_email = ?, date = ?, is_read = ?, change_key = ? WHERE id = ?""",
                 (*values, message),
             )
-            self.conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
+            self._conn.execute("DELETE FROM messages_fts WHERE rowid = ?", (message,))
         else:
             message = int(
-                self.conn.execute(
+                self._conn.execute(
                     """INSERT INTO messages (folder_id, message_id, subject, sender, sender_email, date,
                          is_read, change_key, provider_id, stored_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (*values, provider_id, _iso(_now())),
                 ).fetchone()[0]
             )
-        self.conn.execute(
+        self._conn.execute(
             f"INSERT INTO messages_fts ({FTS_COLUMNS}) VALUES (?, ?, ?, '', '', '')",
             (message, item.subject or "", sender),
         )
@@ -457,15 +562,65 @@ class Store:
         else:
             sql = "SELECT provider_id FROM messages WHERE raw IS NULL AND folder_id = ? ORDER BY id LIMIT ?"
             params = (folder_id, limit)  # type: ignore[assignment]
-        with self._lock:
-            return [r[0] for r in self.conn.execute(sql, params)]
+        with self._read() as db:
+            return [r[0] for r in db.execute(sql, params)]
+
+    @_guard
+    def missing_mime_places(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(provider_id, folder_id) of the oldest placeholders whose raw MIME has not been fetched."""
+        with self._read() as db:
+            rows = db["messages"].rows_where(
+                "raw IS NULL", select="provider_id, folder_id", order_by="id", limit=limit)
+            return [(str(r["provider_id"]), str(r["folder_id"])) for r in rows]
+
+    @_guard
+    def missing_mime_counts(self) -> dict[str, int]:
+        """How many placeholders (raw MIME not fetched yet) each folder holds (folders with none left out)."""
+        with self._read() as db:
+            return {str(r["folder_id"]): int(r["n"]) for r in db.query(
+                "SELECT folder_id, count(*) AS n FROM messages WHERE raw IS NULL GROUP BY folder_id")}
+
+    @_guard
+    def message_places(self, folder_id: str | None = None) -> list[dict[str, Any]]:
+        """Every cached message (of one folder): {id, provider_id, folder_id, date, has_mime}, by id."""
+        where, params = ("folder_id = ?", [folder_id]) if folder_id is not None else (None, [])
+        with self._read() as db:
+            return [{**r, "has_mime": bool(r["has_mime"])} for r in db["messages"].rows_where(
+                where, params, select="id, provider_id, folder_id, date, raw IS NOT NULL AS has_mime",
+                order_by="id")]
+
+    @_guard
+    def count_messages(self, folder_id: str | None = None, *, with_mime: bool | None = None) -> int:
+        """Messages cached (in one folder); with_mime True/False: only those with/without raw MIME."""
+        where, params = [], []
+        if folder_id is not None:
+            where.append("folder_id = ?")
+            params.append(folder_id)
+        if with_mime is not None:
+            where.append("raw IS NOT NULL" if with_mime else "raw IS NULL")
+        with self._read() as db:
+            return int(db["messages"].count_where(" AND ".join(where) or "1", params))
+
+    @_guard
+    def folders_of(self, provider_ids: Iterable[str]) -> dict[str, str]:
+        """provider_id -> the folder it is cached in, for those of `provider_ids` that are cached."""
+        wanted = list(provider_ids)
+        out: dict[str, str] = {}
+        with self._read() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db["messages"].rows_where(
+                    f"provider_id IN ({marks})", chunk, select="provider_id, folder_id")
+                out.update({str(r["provider_id"]): str(r["folder_id"]) for r in rows})
+        return out
 
     def _delete_ids(self, ids: list[int]) -> None:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            self.conn.execute(f"DELETE FROM messages_fts WHERE rowid IN ({marks})", chunk)
-            self.conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM messages_fts WHERE rowid IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
 
     @_guard
     def remove_messages(self, provider_ids: Iterable[str]) -> int:
@@ -476,7 +631,7 @@ class Store:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                found = self.conn.execute(f"SELECT id FROM messages WHERE provider_id IN ({marks})", chunk)
+                found = self._conn.execute(f"SELECT id FROM messages WHERE provider_id IN ({marks})", chunk)
                 ids += [r[0] for r in found]
             self._delete_ids(ids)
         return len(ids)
@@ -484,14 +639,14 @@ class Store:
     @_guard
     def move_message(self, provider_id: str, folder_id: str) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE messages SET folder_id = ? WHERE provider_id = ?", (folder_id, provider_id)
             )
 
     @_guard
     def set_read(self, provider_id: str, is_read: bool) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE messages SET is_read = ? WHERE provider_id = ?", (int(is_read), provider_id)
             )
 
@@ -613,29 +768,29 @@ class Store:
                 if isinstance(a, plan.UpsertSummary):
                     self._put_placeholder(a.folder_id, a.item.provider_id, a.item)
                 elif isinstance(a, plan.RemoveMessage):  # only if it still sits in that folder
-                    found = self.conn.execute(
+                    found = self._conn.execute(
                         "SELECT id FROM messages WHERE provider_id = ? AND folder_id = ?",
                         (a.provider_id, a.folder_id))
                     self._delete_ids([r[0] for r in found])
                 elif isinstance(a, plan.SetCursor):
                     self.set_cursor(a.folder_id, a.cursor)
                 elif isinstance(a, plan.StartBaseline):
-                    self.conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
+                    self._conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
                 elif isinstance(a, plan.MarkSeen):
-                    self.conn.executemany("INSERT OR IGNORE INTO baseline_seen VALUES (?, ?)",
+                    self._conn.executemany("INSERT OR IGNORE INTO baseline_seen VALUES (?, ?)",
                                           [(a.folder_id, p) for p in a.provider_ids])
                 elif isinstance(a, plan.RemoveUnseen):
-                    found = self.conn.execute(
+                    found = self._conn.execute(
                         """SELECT id FROM messages WHERE folder_id = ?1 AND provider_id NOT IN
                            (SELECT provider_id FROM baseline_seen WHERE folder_id = ?1)""", (a.folder_id,))
                     self._delete_ids([r[0] for r in found])
-                    self.conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
+                    self._conn.execute("DELETE FROM baseline_seen WHERE folder_id = ?", (a.folder_id,))
                 elif isinstance(a, plan.PruneOlderThan):
-                    found = self.conn.execute("SELECT id FROM messages WHERE folder_id = ? AND date < ?",
+                    found = self._conn.execute("SELECT id FROM messages WHERE folder_id = ? AND date < ?",
                                               (a.folder_id, _iso(a.before)))
                     self._delete_ids([r[0] for r in found])
                 elif isinstance(a, plan.SaveFolderSync):
-                    self.set_setting(f"sync.folder.{a.folder_id}", a.state.to_json())
+                    self.save_folder_sync(a.folder_id, a.state)
                 else:
                     raise TypeError(f"Store.apply does not know {type(a).__name__}")
 
@@ -647,54 +802,120 @@ class Store:
         return None if value is None else str(value)
 
     @_guard
+    def cursors(self) -> dict[str, str | None]:
+        """Every folder's sync cursor (None: the folder re-baselines)."""
+        with self._read() as db:
+            return {str(r["folder_id"]): r["cursor"] for r in db["cursors"].rows_where(
+                select="folder_id, cursor")}
+
+    @_guard
     def set_cursor(self, folder_id: str, cursor: str | None) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 """INSERT INTO cursors (folder_id, cursor, updated_at) VALUES (?, ?, ?)
                    ON CONFLICT (folder_id) DO UPDATE SET cursor = excluded.cursor,
                      updated_at = excluded.updated_at""",
                 (folder_id, cursor, _iso(_now())),
             )
 
+    # ------------------------------------------------------------------ folder sync state
+
+    _FOLDER_SYNC_TIMES = ("window_start", "baseline_at", "last_success_at")
+    _FOLDER_SYNC_FLAGS = ("baselining", "filling")
+
+    @_guard
+    def folder_sync(self, folder_id: str) -> FolderSync:
+        """A folder's durable sync state (a fresh FolderSync for a folder never synced)."""
+        from sync.plan import FolderSync
+
+        with self._read() as db:
+            rows = list(db["folder_sync"].rows_where("folder_id = ?", [folder_id]))
+        if not rows:
+            return FolderSync()
+        row = rows[0]
+        del row["folder_id"]
+        for name in self._FOLDER_SYNC_TIMES:
+            row[name] = _dt(row[name])
+        for name in self._FOLDER_SYNC_FLAGS:
+            row[name] = bool(row[name])
+        return FolderSync(**row)
+
+    @_guard
+    def save_folder_sync(self, folder_id: str, state: FolderSync) -> None:
+        row: dict[str, Any] = {"folder_id": folder_id, **dataclasses.asdict(state)}
+        for name in self._FOLDER_SYNC_TIMES:
+            row[name] = _iso(row[name])
+        for name in self._FOLDER_SYNC_FLAGS:
+            row[name] = int(row[name])
+        with self.transaction():
+            self._db.table("folder_sync").upsert(row, pk="folder_id")
+
+    @_guard
+    def forget_folder_sync(self, folder_id: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM folder_sync WHERE folder_id = ?", (folder_id,))
+
+    @_guard
+    def sync_folders(self) -> tuple[list[str], datetime | None]:
+        """The folders chosen for sync, in order, and when that list was made (([], None): never)."""
+        with self._read() as db:
+            rows = list(db["sync_folders"].rows_where(order_by="position"))
+        return [r["folder_id"] for r in rows], (_dt(rows[0]["listed_at"]) if rows else None)
+
+    @_guard
+    def set_sync_folders(self, folder_ids: Iterable[str], listed_at: datetime | None) -> None:
+        """Replace the list of folders to sync (listed_at None, or no ids: forget it)."""
+        ids = list(dict.fromkeys(folder_ids))
+        with self.transaction():
+            self._conn.execute("DELETE FROM sync_folders")
+            if listed_at is not None:
+                at = _iso(listed_at)
+                self._db.table("sync_folders").insert_all(
+                    [{"folder_id": f, "position": n, "listed_at": at} for n, f in enumerate(ids)])
+
     # ------------------------------------------------------------------ outbox
 
-    _OUTBOX_FIELDS = frozenset(
-        ("message_id", "state", "raw", "sender", "recipients", "subject", "created_at", "attempts",
-         "next_attempt_at", "last_error", "route", "sent_at", "reconciled_at", "extra")
+    _OUTBOX_COLUMNS = (
+        "id", "message_id", "state", "raw", "sender", "recipients", "subject", "created_at", "attempts",
+        "next_attempt_at", "last_error", "route", "sent_at", "reconciled_at", *schema.OUTBOX_STATE_COLUMNS,
     )
+    _OUTBOX_FIELDS = frozenset(_OUTBOX_COLUMNS) - {"id"}
+    _OUTBOX_TIMES = frozenset(("created_at", "next_attempt_at", "sent_at", "reconciled_at", "uncertain_since",
+                               "looked_up_at", "in_transport_since", "transport_wait_since",
+                               "sent_copy_started"))
+    _OUTBOX_FLAGS = frozenset(("ask_user", "sent_copy_given_up"))
 
-    @staticmethod
-    def _outbox_value(name: str, value: Any) -> Any:
+    @classmethod
+    def _outbox_value(cls, name: str, value: Any) -> Any:
+        if name in cls._OUTBOX_FLAGS:
+            return int(bool(value))
         if value is None:
             return None
-        if name in ("created_at", "next_attempt_at", "sent_at", "reconciled_at"):
+        if name in cls._OUTBOX_TIMES:
             return _iso(value)
-        if name in ("state", "route"):
+        if name in ("state", "route", "attempt_route"):
             return str(value)
         if name == "recipients":
             return json.dumps(list(value))
-        if name == "extra":
-            return json.dumps(dict(value), sort_keys=True)
         if name == "raw":
             return bytes(value)
         return value
 
-    @staticmethod
-    def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
-        (id_, message_id, state, raw, sender, recipients, subject, created_at, attempts, next_attempt_at,
-         last_error, route, sent_at, reconciled_at, extra) = row
-        return OutboxItem(
-            id=id_, message_id=message_id, state=OutboxState(state), raw=bytes(raw), sender=sender,
-            recipients=tuple(json.loads(recipients)), subject=subject, created_at=_dt(created_at),  # type: ignore[arg-type]
-            attempts=attempts, next_attempt_at=_dt(next_attempt_at), last_error=last_error,
-            route=Route(route) if route else None, sent_at=_dt(sent_at), reconciled_at=_dt(reconciled_at),
-            extra=json.loads(extra),
-        )
+    @classmethod
+    def _outbox_item(cls, row: tuple[Any, ...]) -> OutboxItem:
+        r = dict(zip(cls._OUTBOX_COLUMNS, row, strict=True))
+        for name in cls._OUTBOX_TIMES:
+            r[name] = _dt(r[name])
+        for name in cls._OUTBOX_FLAGS:
+            r[name] = bool(r[name])
+        for name in ("route", "attempt_route"):
+            r[name] = Route(r[name]) if r[name] else None
+        r["state"] = OutboxState(r["state"])
+        r["raw"] = bytes(r["raw"])
+        r["recipients"] = tuple(json.loads(r["recipients"]))
+        return OutboxItem(**r)
 
-    _OUTBOX_SELECT = (
-        "SELECT id, message_id, state, raw, sender, recipients, subject, created_at, attempts, "
-        "next_attempt_at, last_error, route, sent_at, reconciled_at, extra FROM outbox"
-    )
+    _OUTBOX_SELECT = f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox"
 
     @_guard
     def outbox_add(
@@ -707,7 +928,6 @@ class Store:
         created_at: datetime | None = None,
         *,
         state: OutboxState = OutboxState.QUEUED,
-        extra: dict[str, str] | None = None,
     ) -> OutboxItem:
         """Queue a message (its Message-ID is its identity: queuing the same one twice is refused)."""
         recipients = tuple(recipients)
@@ -715,11 +935,11 @@ class Store:
             raise MessageBad(f"message {message_id} has no recipients")
         with self.transaction():
             try:
-                new_id = self.conn.execute(
+                new_id = self._conn.execute(
                     """INSERT INTO outbox (message_id, state, raw, sender, recipients, subject,
-                         created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                         created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (message_id, str(state), bytes(raw), sender, json.dumps(list(recipients)), subject,
-                     _iso(created_at or _now()), json.dumps(extra or {}, sort_keys=True)),
+                     _iso(created_at or _now())),
                 ).fetchone()[0]
             except sqlcipher3.IntegrityError as exc:
                 raise MessageBad(f"message {message_id} is already in the outbox") from exc
@@ -729,26 +949,26 @@ class Store:
 
     @_guard
     def outbox_get(self, id: int) -> OutboxItem | None:
-        with self._lock:
-            row = self.conn.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
+        with self._read() as db:
+            row = db.execute(f"{self._OUTBOX_SELECT} WHERE id = ?", (id,)).fetchone()
         return None if row is None else self._outbox_item(row)
 
     @_guard
     def outbox_by_message_id(self, message_id: str) -> OutboxItem | None:
-        with self._lock:
-            row = self.conn.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute(f"{self._OUTBOX_SELECT} WHERE message_id = ?", (message_id,)).fetchone()
         return None if row is None else self._outbox_item(row)
 
     @_guard
     def outbox_list(self, states: Iterable[OutboxState] | None = None) -> list[OutboxItem]:
-        with self._lock:
+        with self._read() as db:
             if states is None:
-                rows = self.conn.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
+                rows = db.execute(f"{self._OUTBOX_SELECT} ORDER BY id").fetchall()
             else:
                 wanted = [str(s) for s in states]
                 marks = ",".join("?" * len(wanted))
                 sql = f"{self._OUTBOX_SELECT} WHERE state IN ({marks}) ORDER BY id"
-                rows = self.conn.execute(sql, wanted).fetchall()
+                rows = db.execute(sql, wanted).fetchall()
         return [self._outbox_item(r) for r in rows]
 
     @_guard
@@ -761,7 +981,7 @@ class Store:
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 values = [self._outbox_value(name, value) for name, value in fields.items()]
-                self.conn.execute(f"UPDATE outbox SET {assignments} WHERE id = ?", (*values, id))
+                self._conn.execute(f"UPDATE outbox SET {assignments} WHERE id = ?", (*values, id))
             item = self.outbox_get(id)
         if item is None:
             raise MessageBad(f"there is no outbox item {id}")
@@ -772,8 +992,8 @@ class Store:
     @_guard
     def load_mode(self) -> tuple[str, datetime | None, str]:
         """(mode, since, reason); ("normal", None, "") for a new cache."""
-        with self._lock:
-            row = self.conn.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT mode, since, reason FROM failover WHERE id = 1").fetchone()
         return ("normal", None, "") if row is None else (row[0], _dt(row[1]), row[2])
 
     @_guard
@@ -784,7 +1004,7 @@ class Store:
     @_guard
     def save_mode(self, mode: str, since: datetime, reason: str, state_json: str = "") -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 """INSERT INTO failover (id, mode, since, reason, state_json) VALUES (1, ?, ?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET mode = excluded.mode, since = excluded.since,
                      reason = excluded.reason, state_json = excluded.state_json""",
@@ -794,7 +1014,7 @@ class Store:
     @_guard
     def log_event(self, kind: str, detail: str, at: datetime) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)", (_iso(at), kind, detail)
             )
 
@@ -815,9 +1035,9 @@ class Store:
         """Store a JSON-able value; None removes the setting."""
         with self.transaction():
             if value is None:
-                self.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+                self._conn.execute("DELETE FROM settings WHERE key = ?", (key,))
             else:
-                self.conn.execute(
+                self._conn.execute(
                     """INSERT INTO settings (key, value) VALUES (?, ?)
                        ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
                     (key, json.dumps(value)),
@@ -831,12 +1051,12 @@ class Store:
     @_guard
     def status(self) -> dict[str, Any]:
         """A JSON-able picture of the cache (see docs: `lifeboat status --json`)."""
-        with self._lock:
-            messages, with_mime, raw_bytes, oldest, newest = self.conn.execute(
+        with self._read() as db:
+            messages, with_mime, raw_bytes, oldest, newest = db.execute(
                 "SELECT count(*), count(raw), coalesce(sum(size), 0), min(date), max(date) FROM messages"
             ).fetchone()
-            folders = self.conn.execute("SELECT count(*) FROM folders").fetchone()[0]
-            outbox = dict(self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+            folders = db.execute("SELECT count(*) FROM folders").fetchone()[0]
+            outbox = dict(db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
         return {
             "path": str(self.path),
             "size_bytes": self.size_bytes(),
@@ -851,9 +1071,9 @@ class Store:
         }
 
     def _used_bytes(self) -> int:
-        pages = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
-        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
-        return (pages - free) * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(self._conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * int(self._conn.execute("PRAGMA page_size").fetchone()[0])
 
     @_guard
     def prune(self, now: datetime, days: int, max_mb: int) -> int:
@@ -863,27 +1083,27 @@ class Store:
         keep = "folder_id NOT IN (SELECT provider_id FROM folders WHERE local = 1)"
         removed = 0
         with self.transaction():
-            old = self.conn.execute(f"SELECT id FROM messages WHERE date < ? AND {keep}", (cutoff,))
+            old = self._conn.execute(f"SELECT id FROM messages WHERE date < ? AND {keep}", (cutoff,))
             ids = [r[0] for r in old]
             self._delete_ids(ids)
             removed += len(ids)
         limit = max_mb * 1024 * 1024
         for _ in range(50):
             with self._lock:
-                self.conn.execute("PRAGMA incremental_vacuum").fetchall()  # each row frees one page
+                self._conn.execute("PRAGMA incremental_vacuum").fetchall()  # each row frees one page
                 excess = self._used_bytes() - limit
             if excess <= 0:
                 break
             with self.transaction():
                 # spread the bytes in use over the messages in proportion to their compressed size
-                count, stored = self.conn.execute(
+                count, stored = self._conn.execute(
                     "SELECT count(*), coalesce(sum(length(raw)), 0) + 512 * count(*) FROM messages"
                 ).fetchone()
                 if not count:
                     break
                 scale = (excess + limit) / stored
                 ids, freed = [], 0.0
-                for id_, footprint in self.conn.execute(
+                for id_, footprint in self._conn.execute(
                     f"SELECT id, coalesce(length(raw), 0) + 512 FROM messages WHERE {keep} ORDER BY date, id"
                 ):
                     ids.append(id_)
@@ -895,9 +1115,9 @@ class Store:
                 self._delete_ids(ids)
                 removed += len(ids)
                 # contentless FTS5 keeps tombstones until its segments merge: merge now to free pages
-                self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+                self._conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
         with self._lock:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return removed
 
     @_guard
@@ -905,11 +1125,28 @@ class Store:
         """Merge the search index, give free pages back to the file system and empty the WAL (after an
         initial sync, an import or a prune); returns the cache's size in bytes afterwards."""
         with self.transaction():
-            self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+            self._conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
         with self._lock:
-            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return self.size_bytes()
+
+    @_guard
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it (benchmarks measure the file alone after this)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    @_guard
+    def cipher_version(self) -> str:
+        """SQLCipher's version ("" for the plain SQLite of `_open_unencrypted`)."""
+        return str(self._value("PRAGMA cipher_version") or "")
+
+    def _sql_for_tests(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """TESTS ONLY: run one statement under the store's lock and return its rows, so a test can
+        inspect (or deliberately damage) the file. The app reads and writes through named methods."""
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
 
     @_guard
     def check(self) -> list[str]:
@@ -917,11 +1154,11 @@ class Store:
         problems: list[str] = []
         with self._lock:
             try:
-                problems += [str(r[0]) for r in self.conn.execute("PRAGMA cipher_integrity_check")]
+                problems += [str(r[0]) for r in self._conn.execute("PRAGMA cipher_integrity_check")]
             except sqlcipher3.DatabaseError as exc:
                 problems.append(f"cipher_integrity_check failed: {exc}")
             try:
-                rows = [str(r[0]) for r in self.conn.execute("PRAGMA quick_check")]
+                rows = [str(r[0]) for r in self._conn.execute("PRAGMA quick_check")]
                 problems += [r for r in rows if r != "ok"]
             except sqlcipher3.DatabaseError as exc:
                 problems.append(f"quick_check failed: {exc}")

@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,12 +216,15 @@ def cache_state(home: Path, key_hex: str, account: str = "adele.vance@contoso.te
     from sync.store import Store, cache_path
 
     with Store.open(cache_path(home, account), bytes.fromhex(key_hex)) as store:
-        rows = store.db.execute("SELECT provider_id, folder_id, raw FROM messages").fetchall()
+        rows = store.message_places()
         folders = {r["provider_id"] for r in store.folders()}
-    out: dict[str, dict[str, str | None]] = {}
-    for pid, fid, raw in rows:
-        out.setdefault(fid, {})[pid] = hashlib.sha256(zlib.decompress(raw)).hexdigest() if raw else None
-    return {"state": out, "rows": len(rows), "distinct": len({r[0] for r in rows}), "folders": folders}
+        out: dict[str, dict[str, str | None]] = {}
+        for row in rows:
+            raw = store.raw(row["id"])
+            out.setdefault(row["folder_id"], {})[row["provider_id"]] = (
+                hashlib.sha256(raw).hexdigest() if raw else None)
+    return {"state": out, "rows": len(rows), "distinct": len({r["provider_id"] for r in rows}),
+            "folders": folders}
 
 
 def mime_b64(raw: bytes) -> str:

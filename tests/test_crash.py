@@ -113,9 +113,9 @@ class World:
         the tenant's log) and mark it sent or resend it."""
         assert self.store is not None
         for item in self.store.outbox_list([OutboxState.UNCERTAIN]):
-            if item.extra.get("attempt_route") == Route.BACKUP.value:
+            if item.attempt_route is Route.BACKUP:
                 got = bool(relayed(self.relay, item.message_id))
-            elif item.extra.get("ask_user"):
+            elif item.ask_user:
                 got = any(s["message_id"] == item.message_id for s in self.p.sim.sent_items())
             else:
                 continue

@@ -190,8 +190,7 @@ def test_uncertain_items_are_settled_by_lookup_or_left_to_the_user(store: Store,
     for item, route in ((sent, Route.PRIMARY), (lost, Route.PRIMARY), (backup, Route.BACKUP)):
         current = store.outbox_get(item.id)
         assert current is not None
-        store.outbox_update(item.id, state=OutboxState.SENDING,
-                            extra={**current.extra, "attempt_route": route.value})
+        store.outbox_update(item.id, state=OutboxState.SENDING, attempt_route=route)
     assert {i.id for i in engine.recover_outbox(store, clock.now())} == {sent.id, lost.id, backup.id}
     assert engine.settle_uncertain_once(store, provider.source, clock.now()).sent == []  # within the grace
     clock.advance(engine.SETTLE_GRACE.total_seconds())
@@ -217,7 +216,7 @@ def test_uncertain_primary_item_waits_while_the_provider_is_down(store: Store, p
     """Tried: settling an UNCERTAIN primary attempt while the provider refuses connections: nothing changes
     (it is not resent blindly), and the user is asked."""
     item = queue(store)
-    store.outbox_update(item.id, state=OutboxState.SENDING, extra={"attempt_route": "primary"})
+    store.outbox_update(item.id, state=OutboxState.SENDING, attempt_route=Route.PRIMARY)
     engine.recover_outbox(store, START)
     provider.sim.set_outage("refuse")
     report = engine.settle_uncertain_once(store, provider.source, START + engine.SETTLE_GRACE)

@@ -92,7 +92,7 @@ def test_a_denied_folder_is_reported_and_is_not_sign_in(store: Store, provider: 
     assert report.errors == [report.folders[archive].error]
     inbox = provider.sim.folder_id("inbox")
     assert report.folders[inbox].complete and not report.folders[inbox].error
-    cached = {r[0] for r in store.db.execute("SELECT provider_id FROM messages WHERE folder_id = ?", [inbox])}
+    cached = {r["provider_id"] for r in store.message_places(inbox)}
     assert cached == set(provider.sim.state()[inbox])
     with pytest.raises(AccessDenied):
         provider.source.list_messages(archive)

@@ -12,7 +12,6 @@ import hashlib
 import os
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,9 +58,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def cached_folder(store: Store, folder_id: str) -> dict[str, str | None]:
-    rows = store.db.execute("SELECT provider_id, raw FROM messages WHERE folder_id = ?",
-                            [folder_id]).fetchall()
-    return {p: hashlib.sha256(zlib.decompress(raw)).hexdigest() if raw else None for p, raw in rows}
+    out: dict[str, str | None] = {}
+    for row in store.message_places(folder_id):
+        raw = store.raw(row["id"])
+        out[row["provider_id"]] = hashlib.sha256(raw).hexdigest() if raw else None
+    return out
 
 
 def delta_round(source: GraphSource, folder_id: str, window: Any) -> list[str]:

@@ -157,7 +157,7 @@ def test_outage_sent_large_message_is_reconciled_with_its_attachment(store: Stor
     assert engine.reconcile_once(store, provider.source, START).copied == []
     assert len(sent_copies(provider, item.message_id)) == 1
     done = store.outbox_get(item.id)
-    assert done is not None and done.reconciled_at == START and "sent_copy_partial" not in done.extra
+    assert done is not None and done.reconciled_at == START and done.sent_copy_partial is None
 
 
 def test_an_interrupted_large_copy_is_redone_not_left_half_made(store: Store, provider: Provider,
@@ -175,7 +175,7 @@ def test_an_interrupted_large_copy_is_redone_not_left_half_made(store: Store, pr
     with pytest.raises(RuntimeError):
         engine.reconcile_once(store, provider.source, START, checkpoint=crash)
     [half] = copy_ids(provider, item.message_id)
-    assert store.outbox_get(item.id).extra["sent_copy_partial"] == half  # type: ignore[union-attr]
+    assert store.outbox_get(item.id).sent_copy_partial == half  # type: ignore[union-attr]
     assert engine.reconcile_once(store, provider.source, START).copied == [item.message_id]
     [whole] = copy_ids(provider, item.message_id)
     assert whole != half

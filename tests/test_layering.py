@@ -105,3 +105,15 @@ def test_only_the_engine_queues_into_the_outbox():
                         and node.func.attr == "outbox_add"):
                     callers.add(str(path.relative_to(ROOT)))
     assert callers == {"sync/engine.py"}
+
+
+def test_only_the_store_opens_the_database():
+    """Tried: every import in the app, the simulator, the installer, the benchmarks and the tests.
+    Only sync/store.py may import the SQLCipher driver, sqlite-utils or any SQLite binding: the
+    cache has one door (named queries behind the store's lock and error translation)."""
+    drivers = {"sqlcipher3", "sqlite_utils", "sqlite3", "pysqlite3"}
+    found = set()
+    for package in ("sync", "ui", "desktop", "simulator", "installer", "bench", "tests"):
+        found |= {(f, m) for f, m in imported_modules(package) if m in drivers}
+    assert ("sync/store.py", "sqlcipher3") in found  # the rule sees imports (it can fail)
+    assert {f for f, _ in found} == {"sync/store.py"}

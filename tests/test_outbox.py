@@ -68,7 +68,7 @@ def test_happy_path_queued_sending_sent():
     """QUEUED -> SENDING (attempt counted, route noted) -> SENT with route and time; raw never changes."""
     item = queued()
     sending = outbox.begin_send(item, T0, Route.BACKUP)
-    assert (sending.state, sending.attempts, sending.extra["attempt_route"]) == (S.SENDING, 1, "backup")
+    assert (sending.state, sending.attempts, sending.attempt_route) == (S.SENDING, 1, Route.BACKUP)
     done = outbox.sent(sending, Route.BACKUP, T0 + timedelta(seconds=1))
     assert (done.state, done.route, done.sent_at) == (S.SENT, Route.BACKUP, T0 + timedelta(seconds=1))
     assert (done.raw, done.message_id) == (item.raw, item.message_id)
@@ -145,18 +145,18 @@ def test_settle_uncertain():
     inbox_copy = MessageCopy("AAMk-in", "inbox-id", is_draft=False, folder="inbox")
     assert outbox.settle_uncertain(unc, [DRAFT_COPY, inbox_copy], T0).state is S.SENT
     waiting = outbox.settle_uncertain(unc, [DRAFT_COPY], T0)
-    assert waiting.state is S.UNCERTAIN and "ask_user" not in waiting.extra
+    assert waiting.state is S.UNCERTAIN and not waiting.ask_user
     assert "drafts" in (waiting.last_error or "") and "will not send it again" in (waiting.last_error or "")
     absent = outbox.settle_uncertain(unc, [], T0)
-    assert absent.state is S.UNCERTAIN and absent.extra["ask_user"]
+    assert absent.state is S.UNCERTAIN and absent.ask_user
     assert "cannot find" in (absent.last_error or "")
     vanished = outbox.settle_uncertain(waiting, [], T0 + timedelta(minutes=5))
-    assert vanished.state is S.UNCERTAIN and vanished.extra["ask_user"]
+    assert vanished.state is S.UNCERTAIN and vanished.ask_user
     assert "took this message for sending" in (vanished.last_error or "")
     assert outbox.settle_uncertain(vanished, [SENT_COPY], T0).state is S.SENT  # a copy may still show up
     still = outbox.settle_uncertain(unc, None, T0)
     assert still.state is S.UNCERTAIN and "resend" in (still.last_error or "")
-    assert outbox.user_decided(vanished, resend=True).extra.get("ask_user") is None
+    assert not outbox.user_decided(vanished, resend=True).ask_user
     unc_backup = outbox.on_startup([outbox.begin_send(queued(), T0, Route.BACKUP)])[0]
     assert not outbox.lookup_can_settle(unc_backup)
     assert outbox.settle_uncertain(unc_backup, [], T0).state is S.UNCERTAIN
@@ -192,9 +192,9 @@ def test_a_draft_that_stays_a_draft_is_stuck_not_in_the_transport():
     unc = outbox.on_startup([outbox.begin_send(queued(), T0, Route.PRIMARY)])[0]
     first = outbox.settle_uncertain(unc, [DRAFT_COPY], T0)
     later = outbox.settle_uncertain(first, [DRAFT_COPY], T0 + outbox.STUCK_AFTER - timedelta(minutes=1))
-    assert later.state is S.UNCERTAIN and "ask_user" not in later.extra
+    assert later.state is S.UNCERTAIN and not later.ask_user
     stuck = outbox.settle_uncertain(later, [DRAFT_COPY], T0 + outbox.STUCK_AFTER)
-    assert stuck.state is S.UNCERTAIN and stuck.extra["ask_user"] and "stuck" in (stuck.last_error or "")
+    assert stuck.state is S.UNCERTAIN and stuck.ask_user and "stuck" in (stuck.last_error or "")
     assert stuck not in outbox.due([stuck], T0 + timedelta(days=1))  # asked, not resent
     short = outbox.STUCK_AFTER - timedelta(seconds=1)
     assert outbox.reconcile_step([DRAFT_COPY], "sentitems", short) == ("wait", None)

@@ -173,7 +173,7 @@ def test_store_apply_rebaseline_keeps_rows_until_the_round_completes(store) -> N
     store.apply(acts)
     store.put_message(F, "1", b"Subject: one\r\nMessage-ID: <1@x>\r\n\r\nbody one\r\n")
     assert store.cursor(F) == "d1" and len(store.missing_mime(F)) == 2
-    assert plan.FolderSync.from_json(store.get_setting(f"sync.folder.{F}")).rounds == 1
+    assert store.folder_sync(F).rounds == 1 and store.folder_sync(F) == state
 
     acts, state = plan.start_baseline(F, state, NOW, 30, "cursor expired")
     store.apply(acts)

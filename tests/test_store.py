@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sync import schema
-from sync.errors import BadQuery, MessageBad
+from sync.errors import BadQuery, CacheError, MessageBad
 from sync.model import Folder, OutboxState, RemoteItem, Route
 from sync.store import Store, cache_path
 
@@ -68,7 +68,7 @@ def test_put_message_round_trips_raw_summary_and_attachments(store: Store):
     item = RemoteItem("p1", "inbox-id", received_at=NOW, is_read=False, change_key="ck1")
     mid = store.put_message("inbox-id", "p1", raw, item)
     assert store.raw(mid) == raw
-    stored = store.conn.execute("SELECT raw FROM messages WHERE id = ?", (mid,)).fetchone()[0]
+    stored = store._sql_for_tests("SELECT raw FROM messages WHERE id = ?", (mid,))[0][0]
     assert stored != raw and zlib.decompress(stored) == raw
     m = store.message(mid)
     assert m is not None
@@ -117,10 +117,10 @@ def test_list_messages_newest_first_with_paging(store: Store):
     assert [r["provider_id"] for r in page] == ["p3", "p2"]
     inbox = next(f for f in store.folders() if f["provider_id"] == "inbox-id")
     assert inbox["count"] == 5 and inbox["unread"] == 2 and inbox["well_known"] == "inbox"
-    plan = store.conn.execute(
+    plan = store._sql_for_tests(
         "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE folder_id = ? ORDER BY date DESC, id DESC LIMIT 10",
         ("inbox-id",),
-    ).fetchall()
+    )
     assert "messages_folder_date" in str(plan) and "TEMP B-TREE" not in str(plan)
 
 
@@ -131,7 +131,7 @@ def test_move_remove_and_local_folder(store: Store):
     assert store.message(mid)["folder_id"] == "sent-id"  # type: ignore[index]
     assert store.remove_messages(["p1", "unknown"]) == 1
     assert store.message(mid) is None and store.search("wombat") == []
-    assert store.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
+    assert store._sql_for_tests("SELECT count(*) FROM attachments") == [(0,)]
     local = store.local_folder("Imported")
     assert local == store.local_folder("Imported")
     assert any(f["provider_id"] == local and f["local"] for f in store.folders())
@@ -195,10 +195,9 @@ def test_transaction_rolls_back_everything_and_nests(store: Store):
 
 
 def test_outbox_lifecycle(store: Store):
-    """Outbox rows mirror OutboxItem; a Message-ID is queued once; updates convert enums and times."""
-    item = store.outbox_add(
-        "<m1@x>", b"raw mime", "ann@example.org", ["b@x", "c@x"], "Hi", NOW, extra={"k": "v"}
-    )
+    """Outbox rows mirror OutboxItem; a Message-ID is queued once; updates convert enums, times and
+    flags, and the typed settle/reconcile fields (once a JSON bag) round-trip."""
+    item = store.outbox_add("<m1@x>", b"raw mime", "ann@example.org", ["b@x", "c@x"], "Hi", NOW)
     assert item.state is OutboxState.QUEUED and item.recipients == ("b@x", "c@x") and item.created_at == NOW
     with pytest.raises(MessageBad):
         store.outbox_add("<m1@x>", b"again", "ann@example.org", ["b@x"])
@@ -208,7 +207,13 @@ def test_outbox_lifecycle(store: Store):
         item.id, state=OutboxState.SENT, route=Route.BACKUP, sent_at=NOW, attempts=1, last_error=None
     )
     assert sent.state is OutboxState.SENT and sent.route is Route.BACKUP and sent.sent_at == NOW
-    assert sent.extra == {"k": "v"} and sent.raw == b"raw mime"
+    assert sent.raw == b"raw mime" and sent.attempt_route is None and not sent.ask_user
+    typed = store.outbox_update(item.id, attempt_route=Route.BACKUP, uncertain_since=NOW, ask_user=True,
+                                sent_copy_partial="AAMk1", sent_copy_given_up=True)
+    assert (typed.attempt_route, typed.uncertain_since, typed.ask_user, typed.sent_copy_partial,
+            typed.sent_copy_given_up, typed.looked_up_at) == (Route.BACKUP, NOW, True, "AAMk1", True, None)
+    with pytest.raises(TypeError, match="unknown field"):
+        store.outbox_update(item.id, extra={"k": "v"})
     store.outbox_add("<m3@x>", b"r", "a@x", ["b@x"])
     assert [o.message_id for o in store.outbox_list([OutboxState.QUEUED])] == ["<m3@x>"]
     assert len(store.outbox_list()) == 2 and store.outbox_get(999) is None
@@ -245,11 +250,11 @@ def test_migrations_are_recorded_and_atomic(tmp_path: Path, monkeypatch: pytest.
     """Each migration is recorded with the version; a failing migration leaves the old version intact."""
     key, path = os.urandom(32), tmp_path / "c.db"
     with Store.open(path, key) as s:
-        rows = s.conn.execute("SELECT version FROM schema_migrations").fetchall()
+        rows = s._sql_for_tests("SELECT version FROM schema_migrations")
         assert rows == [(v,) for v in range(1, schema.VERSION + 1)]
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
-        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert s.conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+        assert s._sql_for_tests("PRAGMA user_version")[0][0] == schema.VERSION
+        assert s._sql_for_tests("PRAGMA journal_mode")[0][0] == "wal"
+        assert s._sql_for_tests("PRAGMA temp_store")[0][0] == 2  # MEMORY
         s.put_message("inbox-id", "p1", eml("kept"))
     bad = (*schema.MIGRATIONS, ("CREATE TABLE extra (x)", "THIS IS NOT SQL"))
     monkeypatch.setattr(schema, "MIGRATIONS", bad)
@@ -258,8 +263,8 @@ def test_migrations_are_recorded_and_atomic(tmp_path: Path, monkeypatch: pytest.
         Store.open(path, key)
     monkeypatch.undo()
     with Store.open(path, key) as s:
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
-        assert s.conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0] == 0
+        assert s._sql_for_tests("PRAGMA user_version")[0][0] == schema.VERSION
+        assert s._sql_for_tests("SELECT count(*) FROM sqlite_master WHERE name = 'extra'") == [(0,)]
         assert s.status()["messages"] == 1
 
 
@@ -303,7 +308,7 @@ def test_status_and_check(store: Store):
     assert st["oldest"].startswith("2026-11-26") and st["newest"].startswith("2026-11-28")
     assert st["outbox"]["queued"] == 1 and st["size_bytes"] > 0 and st["schema_version"] == schema.VERSION
     assert store.check() == []
-    assert store.db["messages"].count == 2 and "outbox" in store.db.table_names()  # sqlite-utils view
+    assert store.count_messages() == 2 and store.count_messages(with_mime=False) == 1
 
 
 def test_real_corpus_stores_every_message_byte_exact(tmp_path: Path):
@@ -320,3 +325,103 @@ def test_real_corpus_stores_every_message_byte_exact(tmp_path: Path):
             assert s.raw(mid) == f.read_bytes(), f
         assert s.status()["messages"] == len(files)
         assert s.check() == []
+
+
+def test_migration_3_moves_json_bags_into_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Tried: a cache made with schema 2 (outbox state in the JSON column `extra`, each folder's
+    FolderSync and the folder list as JSON settings, written exactly as the previous code wrote them)
+    opened by this version: migration 3 carries every value into typed columns and tables, drops the
+    bag and the settings, leaves other settings and rows alone, and is recorded as version 3."""
+    import json
+
+    from sync import plan
+
+    key, path = os.urandom(32), tmp_path / "c.db"
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+    monkeypatch.setattr(schema, "VERSION", 2)
+    state = plan.FolderSync(baselining=True, window_start=NOW - timedelta(days=30), baseline_at=NOW,
+                            last_success_at=None, rounds=4, listed=120, filling=True, fill_link="https://x/next")
+    old_rows = [  # (message_id, state, route, extra) as the schema-2 code stored them
+        ("<a@x>", "uncertain", None, {"attempt_route": "backup", "uncertain_since": NOW.isoformat(),
+                                      "looked_up_at": NOW.isoformat(), "ask_user": "1",
+                                      "in_transport_since": NOW.isoformat()}),
+        ("<b@x>", "sent", "backup", {"attempt_route": "backup", "sent_copy_id": "AAMkcopy",
+                                     "sent_copy": "given up", "transport_wait_since": NOW.isoformat()}),
+        ("<c@x>", "sent", "backup", {"sent_copy_started": NOW.isoformat(), "sent_copy_partial": "AAMkhalf"}),
+        ("<d@x>", "queued", None, {}),
+    ]
+    with Store.open(path, key) as s:
+        assert s._sql_for_tests("PRAGMA user_version") == [(2,)]
+        for mid, st, route, extra in old_rows:
+            s._sql_for_tests("INSERT INTO outbox (message_id, state, raw, sender, recipients, created_at, "
+                             "route, extra) VALUES (?, ?, x'00', 'a@x', '[\"b@x\"]', ?, ?, ?)",
+                             (mid, st, NOW.isoformat(), route, json.dumps(extra, sort_keys=True)))
+        settings = (("sync.folder.AAMk/inbox=", state.to_json()),
+                    ("sync.folder.f2", plan.FolderSync().to_json()),
+                    ("sync.folders", {"at": NOW.isoformat(), "ids": ["AAMk/inbox=", "f2"]}),
+                    ("sync_paused", True))
+        for k, v in settings:
+            s._sql_for_tests("INSERT INTO settings (key, value) VALUES (?, ?)", (k, json.dumps(v)))
+    monkeypatch.undo()
+    with Store.open(path, key) as s:
+        assert s._sql_for_tests("SELECT max(version) FROM schema_migrations") == [(schema.VERSION,)]
+        assert not [c for c in s._sql_for_tests("PRAGMA table_info(outbox)") if c[1] == "extra"]
+        a, b, c, d = (s.outbox_by_message_id(m) for m, *_ in old_rows)
+        assert a is not None and b is not None and c is not None and d is not None
+        assert (a.attempt_route, a.uncertain_since, a.looked_up_at, a.ask_user, a.in_transport_since) == (
+            Route.BACKUP, NOW, NOW, True, NOW)
+        assert (b.sent_copy_id, b.sent_copy_given_up, b.transport_wait_since, b.ask_user) == (
+            "AAMkcopy", True, NOW, False)
+        assert (c.sent_copy_started, c.sent_copy_partial, c.sent_copy_given_up) == (NOW, "AAMkhalf", False)
+        assert d.attempt_route is None and not d.ask_user and d.sent_copy_id is None
+        assert s.folder_sync("AAMk/inbox=") == state
+        assert s.folder_sync("f2") == plan.FolderSync() and s.folder_sync("never") == plan.FolderSync()
+        assert s.sync_folders() == (["AAMk/inbox=", "f2"], NOW)
+        assert s._sql_for_tests("SELECT key FROM settings") == [("sync_paused",)]
+        assert s.get_setting("sync_paused") is True
+
+
+def test_readers_do_not_wait_for_a_writer_and_see_only_commits(store: Store):
+    """Tried: one thread holds a write transaction open (as the sync thread does while it stores a
+    chunk); another thread (health/outbox) reads meanwhile. The reader must finish while the writer
+    still holds its transaction (a read-only pooled connection, WAL), must not see the uncommitted
+    write, and sees it once committed; the writer reads its own uncommitted writes."""
+    import threading
+
+    store.set_setting("mode", "committed")
+    inside, release, read = threading.Event(), threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def writer() -> None:
+        with store.transaction():
+            store.set_setting("mode", "uncommitted")
+            seen.append(("writer sees", store.get_setting("mode")))
+            inside.set()
+            release.wait(60)  # safety net only: the reader sets it
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(60)
+
+    def reader() -> None:
+        seen.append(("reader sees", store.get_setting("mode")))
+        read.set()
+
+    threading.Thread(target=reader).start()
+    finished_while_writer_held_it = read.wait(60)
+    release.set()
+    thread.join(60)
+    assert finished_while_writer_held_it and not thread.is_alive()
+    assert seen == [("writer sees", "uncommitted"), ("reader sees", "committed")]
+    assert store.get_setting("mode") == "uncommitted"  # committed now
+
+
+def test_a_closed_store_refuses_reads(tmp_path: Path):
+    """Tried: reading after close() (the pool's read connections are closed with the writer): a
+    CacheError, not a crash or a read through a stale connection."""
+    s = Store.open(tmp_path / "c.db", os.urandom(32))
+    s.set_setting("k", 1)
+    assert s.get_setting("k") == 1  # opens a pooled reader
+    s.close()
+    with pytest.raises(CacheError, match="closed"):
+        s.get_setting("k")

@@ -3,6 +3,7 @@ file (wrong key, random bytes, truncation, newer schema), and survival of SIGKIL
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sync import schema
-from sync.errors import CacheCorrupt, CacheTooNew, WrongKey
+from sync.errors import CacheCorrupt, CacheError, CacheTooNew, WrongKey
 from sync.model import Folder, OutboxState, RemoteItem
 from sync.store import Store, cache_path
 
@@ -88,7 +89,7 @@ def test_no_plaintext_anywhere_under_the_data_folder(tmp_path: Path):
 
     def scan() -> list[str]:
         files = [p for p in home.rglob("*") if p.is_file()]
-        assert any(p.name.endswith("-wal") for p in files) or not s.conn, "expected a WAL while open"
+        assert any(p.name.endswith("-wal") for p in files) or not s._conn, "expected a WAL while open"
         return [f"{p.name} holds {n!r}" for p in files for n in needles if n in p.read_bytes()]
 
     assert scan() == []
@@ -164,7 +165,7 @@ def test_cache_from_a_newer_schema(tmp_path: Path):
     key, path = os.urandom(32), tmp_path / "c.db"
     filled_cache(path, key, count=5)
     with Store.open(path, key) as s:
-        s.conn.execute(f"PRAGMA user_version = {schema.VERSION + 1}")
+        s._sql_for_tests(f"PRAGMA user_version = {schema.VERSION + 1}")
     before = snapshot(tmp_path)
     with pytest.raises(CacheTooNew) as info:
         Store.open(path, key)
@@ -238,7 +239,7 @@ def test_sigkill_during_a_large_import_keeps_every_committed_message(tmp_path: P
     path = cache_path(home, "default")
     with Store.open(path, key) as s:
         assert s.check() == []
-        rows = s.conn.execute("SELECT id, provider_id FROM messages").fetchall()
+        rows = s._sql_for_tests("SELECT id, provider_id FROM messages")
         assert len(rows) >= logged and len(rows) % IMPORT_BATCH == 0  # whole transactions only
         for id_, provider_id in rows:
             assert s.raw(id_) == sources[provider_id]
@@ -248,3 +249,63 @@ def test_sigkill_during_a_large_import_keeps_every_committed_message(tmp_path: P
     with Store.open(path, key) as s:
         assert s.status()["messages"] == 1000 and s.check() == []
         assert s.outbox_list([OutboxState.QUEUED]) == []
+
+
+def _cap_pages(s: Store, spare: int) -> None:
+    """Let the file grow by `spare` pages only: SQLite then answers SQLITE_FULL ("database or disk is
+    full") exactly as on a full disk (PRAGMA max_page_count; per connection, not stored in the file)."""
+    pages = s._sql_for_tests("PRAGMA page_count")[0][0]
+    s._sql_for_tests(f"PRAGMA max_page_count = {pages + spare}")
+
+
+def test_disk_full_mid_transaction_leaves_nothing_open_and_nothing_saved(tmp_path: Path):
+    """Tried: a transaction of many writes (nested store calls: savepoints) runs out of space half
+    way. SQLite rolls the whole transaction back itself (in_transaction turns false); the store must
+    not try to roll back a savepoint or transaction that no longer exists (which used to replace the
+    disk-full error with "no such savepoint"), must report a CacheError that names the full disk,
+    keep none of the transaction's writes, and work again once space is back."""
+    with Store.open(tmp_path / "c.db", os.urandom(32)) as s:
+        s.set_setting("before", 1)
+        _cap_pages(s, 20)
+        with pytest.raises(CacheError, match="disk is full"), s.transaction():
+            for i in range(100):  # ~400 KB of settings: far past 20 pages
+                s.set_setting(f"k{i}", secrets.token_hex(2000))
+        assert not s._conn.in_transaction
+        assert s.get_setting("k0") is None and s.get_setting("before") == 1
+        s._sql_for_tests("PRAGMA max_page_count = 1073741823")
+        s.set_setting("after", 2)
+        assert s.get_setting("after") == 2
+
+
+def test_a_caller_that_swallows_disk_full_cannot_commit_a_rolled_back_transaction(tmp_path: Path):
+    """Tried: the disk fills inside a transaction and the caller catches the error and carries on.
+    SQLite has already rolled everything back, so leaving the block must not look like a commit: the
+    store raises a CacheError saying nothing was saved (not a silent success, not "cannot commit - no
+    transaction is active"), and the writes made before and after the failure are all absent."""
+    with Store.open(tmp_path / "c.db", os.urandom(32)) as s:
+        _cap_pages(s, 20)
+        with pytest.raises(CacheError, match="rolled the transaction back"), s.transaction():
+            s.set_setting("first", "small")
+            with contextlib.suppress(CacheError):
+                for i in range(100):
+                    s.set_setting(f"k{i}", secrets.token_hex(2000))
+        assert not s._conn.in_transaction
+        assert s.get_setting("first") is None and s.get_setting("k0") is None
+
+
+def test_a_failed_commit_is_rolled_back_and_reported(tmp_path: Path):
+    """Tried: a COMMIT that SQLite refuses (a deferred foreign-key violation is checked at COMMIT and,
+    per SQLite, leaves the transaction open). The store must roll back rather than leave the
+    connection inside a transaction (every later write would then silently join it), and raise a
+    CacheError that says the commit failed and nothing was saved; the next write works."""
+    with Store.open(tmp_path / "c.db", os.urandom(32)) as s:
+        with pytest.raises(CacheError, match=r"could not commit.*nothing of it was saved"), s.transaction():
+            s.set_setting("lost", 1)
+            s._sql_for_tests("PRAGMA defer_foreign_keys = ON")
+            s._sql_for_tests("INSERT INTO attachments (message, idx, filename, content_type, size) "
+                             "VALUES (999, 0, 'a.txt', 'text/plain', 1)")  # no message 999
+        assert not s._conn.in_transaction
+        assert s.get_setting("lost") is None
+        assert s._sql_for_tests("SELECT count(*) FROM attachments") == [(0,)]
+        s.set_setting("next", 2)
+        assert s.get_setting("next") == 2

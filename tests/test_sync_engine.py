@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,14 +49,16 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def cached(store: Store) -> dict[str, dict[str, str | None]]:
     out: dict[str, dict[str, str | None]] = {}
-    for pid, fid, raw in store.db.execute("SELECT provider_id, folder_id, raw FROM messages").fetchall():
-        out.setdefault(fid, {})[pid] = hashlib.sha256(zlib.decompress(raw)).hexdigest() if raw else None
+    for row in store.message_places():
+        raw = store.raw(row["id"])
+        digest = hashlib.sha256(raw).hexdigest() if raw else None
+        out.setdefault(row["folder_id"], {})[row["provider_id"]] = digest
     return out
 
 
 def assert_equal(store: Store, sim: SimProcess) -> None:
-    rows, distinct = store.db.execute("SELECT count(*), count(DISTINCT provider_id) FROM messages").fetchone()
-    assert rows == distinct  # no duplicate rows
+    rows = store.message_places()
+    assert len(rows) == len({r["provider_id"] for r in rows})  # no duplicate rows
     assert cached(store) == sim.state()
 
 
@@ -121,7 +122,7 @@ def test_expired_cursor_mid_round_rebaselines_without_loss_or_duplicates(
     assert any(r.resets for r in report.folders.values())  # type: ignore[attr-defined]
     assert report.mime_fetched == 1  # type: ignore[attr-defined]  # e2 only: e1 came with the partial sync
     assert_equal(store, sim)
-    assert store.db.execute("SELECT count(*) FROM baseline_seen").fetchone()[0] == 0
+    assert store._sql_for_tests("SELECT count(*) FROM baseline_seen") == [(0,)]
 
 
 @pytest.mark.parametrize("mode", ["drop", "truncate", "503", "hang"])
@@ -132,13 +133,13 @@ def test_outage_in_the_middle_of_a_sync_loses_nothing(
     answers 503 / hangs (accepts, never answers): the sync raises Unreachable, every cursor stays
     with its committed page, and the next sync after the outage ends equal to the mailbox."""
     sync(store, source, max_pages=1)
-    cursors = dict(store.db.execute("SELECT folder_id, cursor FROM cursors").fetchall())
-    rows = store.db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    cursors = store.cursors()
+    rows = store.count_messages()
     sim.outage(mode)
     with pytest.raises(Unreachable):
         sync(store, source)
-    assert dict(store.db.execute("SELECT folder_id, cursor FROM cursors").fetchall()) == cursors
-    assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == rows
+    assert store.cursors() == cursors
+    assert store.count_messages() == rows
     sim.outage("normal")
     sync(store, source)
     assert_equal(store, sim)
@@ -161,7 +162,7 @@ def test_outage_during_mime_fill_keeps_the_committed_part(
     source.fetch_mime = flaky  # type: ignore[method-assign]
     with pytest.raises(Unreachable):
         sync(store, source)
-    have = store.db.execute("SELECT count(raw) FROM messages").fetchone()[0]
+    have = store.count_messages(with_mime=True)
     assert 0 < have < sum(len(v) for v in sim.state().values())
     sim.outage("normal")
     report = sync(store, source)
@@ -184,10 +185,10 @@ def test_a_smaller_window_prunes_older_mail(sim: SimProcess, source: GraphSource
     """cache_days shrinks to 2: after the next round exactly the messages received since the new
     window start stay cached (the older ones are pruned locally)."""
     sync(store, source)
-    before = dict(store.db.execute("SELECT provider_id, date FROM messages").fetchall())
+    before = {r["provider_id"]: r["date"] for r in store.message_places()}
     start = plan.window_start(datetime.now(UTC), 2)
     sync_once(store, source, folders=("*",), cache_days=2)
-    after = {r[0] for r in store.db.execute("SELECT provider_id FROM messages").fetchall()}
+    after = {r["provider_id"] for r in store.message_places()}
     assert after == {p for p, d in before.items() if datetime.fromisoformat(d) >= start}
 
 
@@ -202,12 +203,12 @@ def test_a_vanished_folder_is_reported_and_the_rest_syncs(
 
     sync(store, source)
     store.upsert_folders([Folder("AAMkADgoneAAA=", "Gone")])
-    ids = store.get_setting("sync.folders")["ids"] + ["AAMkADgoneAAA="]
-    store.set_setting("sync.folders", {"at": datetime.now(UTC).isoformat(), "ids": ids})
+    ids = [*store.sync_folders()[0], "AAMkADgoneAAA="]
+    store.set_sync_folders(ids, datetime.now(UTC))
     report = sync(store, source)
     assert len(report.errors) == 1 and "404" in report.errors[0]  # type: ignore[attr-defined]
     assert report.folders["AAMkADgoneAAA="].error  # type: ignore[attr-defined]
-    assert store.get_setting("sync.folders") is None
+    assert store.sync_folders() == ([], None)
     assert sync(store, source).ok  # type: ignore[attr-defined]
     assert "AAMkADgoneAAA=" not in {f["provider_id"] for f in store.folders()}
     assert_equal(store, sim)
