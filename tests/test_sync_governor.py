@@ -10,7 +10,7 @@ import pytest
 
 from sync.errors import AuthRequired, Throttled, Unreachable
 from sync.governor import Governor
-from sync.sources.graph import Retryable
+from sync.errors import Retryable
 
 
 class FakeTime:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sync.errors import LifeboatError, MessageBad
+from sync.errors import BadArgument, LifeboatError, MessageBad
 from sync.failover import route_for
 from sync.model import Mode, OutboxState
 from ui import safehtml
@@ -43,10 +43,6 @@ RUNNABLE = {  # attachments that would run code if "opened": they can be saved, 
     ".vhd", ".vhdx", ".docm", ".xlsm", ".pptm", ".chm", ".library-ms", ".settingcontent-ms", ".appref-ms",
 }
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-
-
-class BadArgument(LifeboatError):
-    """The page passed something the bridge does not accept."""
 
 
 def _api(method: Callable[..., Any]) -> Callable[..., Any]:
