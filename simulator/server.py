@@ -5,7 +5,8 @@ act only on the provider port, so the admin port always answers; "refuse"/"stop"
 the listening socket (connects get ECONNREFUSED) and re-open it on the same port when switched back,
 while a narrower scope (graph, login, mail: see `path_kind`) acts per request on the shared port; TLS
 is done in each connection's own thread so a stalled client never blocks the accept loop; logs carry no
-tokens or bodies.
+tokens or bodies. `Simulator.serve_provider` handles one provider request apart from any socket (the
+HTTPS handler delivers its answer; tests/inprocess.py calls it without one, after start(listen=False)).
 """
 
 from __future__ import annotations
