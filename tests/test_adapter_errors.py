@@ -115,10 +115,11 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenant]:
             sim.stop()
 
 
-def make_source(t: Tenant, session: requests.Session | None = None) -> GraphSource:
-    """Short timeouts (a hang costs half a second) and a governor that gives up after 2 tries."""
-    src = GraphSource(t.cfg.graph_url, t.auth, ca_file=t.cfg.ca_file, timeout=(1.0, 0.5),
-                      probe_timeout=(1.0, 0.5), session=session,
+def make_source(t: Tenant, session: requests.Session | None = None,
+                timeout: tuple[float, float] = (5.0, 10.0)) -> GraphSource:
+    """A governor that gives up after 2 tries; the timeouts given (short ones where a hang is tried)."""
+    src = GraphSource(t.cfg.graph_url, t.auth, ca_file=t.cfg.ca_file, timeout=timeout,
+                      probe_timeout=timeout, session=session,
                       governor=Governor(base_delay=0.01, max_delay=0.02, max_attempts=2, max_retry_after=0.3,
                                         max_throttled_attempts=3))
     src.request_budget = 64 * 1024  # a 200 KB message takes the large-message way (draft, upload, send)
@@ -182,8 +183,12 @@ def test_graph_adapters_raise_only_lifeboat_errors_in_every_outage(tenant: Tenan
     of scope all) or Graph answered (503), a send is not MaybeSent; where the request was read and no
     answer came (scope mail refuse/stop/hang, slow), the small send is MaybeSent; the large send's first
     requests fail before its /send, so it is never MaybeSent."""
-    monkeypatch.setattr(graph_mod, "SEND_TIMEOUT", (1.0, 0.5))
-    src = make_source(tenant)
+    # no answer costs the read timeout (and, for a hang of the whole listener, the TLS handshake the
+    # connect timeout): short there, generous elsewhere so a loaded machine never times out an answer
+    waits = mode in ("hang", "slow") or scope in ("hang", "slow")
+    timeout = (0.5 if scope == "all" else 5.0, 0.5) if waits else (5.0, 10.0)
+    monkeypatch.setattr(graph_mod, "SEND_TIMEOUT", timeout)
+    src = make_source(tenant, timeout=timeout)
     if mode == "flaky":
         tenant.sim.set_outage("flaky", scope="all", fraction=0.5, kind=scope, seed=5)
     else:
