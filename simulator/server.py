@@ -5,7 +5,8 @@ act only on the provider port, so the admin port always answers; "refuse"/"stop"
 the listening socket (connects get ECONNREFUSED) and re-open it on the same port when switched back,
 while a narrower scope (graph, login, mail: see `path_kind`) acts per request on the shared port; TLS
 is done in each connection's own thread so a stalled client never blocks the accept loop; logs carry no
-tokens or bodies.
+tokens or bodies. `Simulator.serve_provider` handles one provider request apart from any socket (the
+HTTPS handler delivers its answer; tests/inprocess.py calls it without one, after start(listen=False)).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -51,6 +53,7 @@ log = logging.getLogger("lifeboat.simulator")
 OUTAGES = ("normal", "refuse", "stop", "hang", "503", "slow", "truncate", "drop", "flaky")
 FAILURES = tuple(m for m in OUTAGES if m not in ("normal", "flaky"))  # what one flaky request may get
 LISTENER_DOWN = ("refuse", "stop")
+IN_PROCESS_URL = "https://simulator.invalid"  # the provider's URL when it listens on no port (RFC 2606)
 SCOPES = ("all", "graph", "login", "mail")
 FLAKY_FRACTION = 1 / 3
 SNAPSHOT = "mailbox.json"
@@ -255,75 +258,31 @@ class _ProviderHandler(_Handler):
             self._send(error_response(500, "generalException", f"Simulator error: {type(e).__name__}: {e}"))
 
     def _serve_provider(self) -> None:
-        sim = self.server.sim
+        headers = {k.lower(): v for k, v in self.headers.items()}
         body = self._body()
-        path = self.path
-        kind = path_kind(path)  # /api/v2.0/...: Outlook upload-session URLs are mail (Exchange)
-        scope = "login" if kind == "login" else "graph"
-        sim._count(self.command, path)
-        mode = sim._mode_for(kind)
-        if mode == "refuse":  # the listener is closed (scope all) or, per request, a reset
-            _abort(self.connection)
-            self.close_connection = True
+        self.server.sim.serve_provider(self.command, self.path, headers, body, self._deliver)
+
+    def _deliver(self, resp: Response | None, how: str) -> None:
+        """Serve_provider's answer over this connection: the response (cut short for truncate/drop), or
+        refuse (reset), stop (an orderly close without answering), hang (hold until the outage ends, then
+        reset)."""
+        if resp is not None:
+            self._send(resp, cut=how or None)
             return
-        if mode == "stop":  # the server goes away without answering: an orderly close (FIN)
+        if how == "stop":
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        if mode == "hang":  # hold the request until the outage ends, then drop it
-            sim._hold()
+        else:
+            if how == "hang":
+                self.server.sim._hold()
             _abort(self.connection)
-            self.close_connection = True
-            return
-        if mode == "503":
-            self._send(
-                error_response(
-                    503, "serviceNotAvailable", "The service is temporarily unavailable (simulated outage).",
-                    sim.unavailable_headers(),
-                )
-            )
-            return
-        cut = mode if mode in ("truncate", "drop") else None
-        if scope == "login":
-            if mode == "slow":
-                sim._stop.wait(sim.slow_delay)
-            self._send(sim._login(self.command, path, body), cut=cut)
-            return
-        # a $batch itself takes no slot: the requests inside it do, while they run (GraphApi._batch)
-        slot = not urlsplit(path).path.rstrip("/").endswith("/$batch")
-        if slot and not sim.limits.enter():
-            sim.limits.leave()
-            sim._count_throttled()
-            self._send(throttled_response(max(0.5, sim.limits.retry_after / 2)), cut=cut)
-            return
-        try:
-            if mode == "slow":  # a slow server holds its request slot, as a real one does
-                sim._stop.wait(sim.slow_delay)
-            self._send(
-                sim._graph(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body), cut=cut
-            )
-        finally:
-            if slot:
-                sim.limits.leave()
+        self.close_connection = True
 
 
 class _AdminHandler(_Handler):
     def _serve(self) -> None:
         sim: Simulator = self.server.sim  # type: ignore[attr-defined]
-        body = self._body()
-        try:
-            data = json.loads(body) if body else {}
-            if not isinstance(data, dict):
-                raise ValueError("the admin API takes a JSON object")
-            status, out = sim._admin(self.command, urlsplit(self.path), data)
-        except NotFound as e:
-            status, out = 404, {"error": str(e)}
-        except (ValueError, TypeError, KeyError, binascii.Error) as e:
-            status, out = 400, {"error": f"{type(e).__name__}: {e}"}
-        except OSError as e:  # e.g. the provider port was taken while it was closed for an outage
-            status, out = 500, {"error": f"{type(e).__name__}: {e}"}
-        self._send(Response(status, json.dumps(out).encode(), {"Content-Type": "application/json"}))
+        self._send(sim.admin(self.command, self.path, self._body()))
 
 
 class Simulator:
@@ -367,6 +326,7 @@ class Simulator:
         self._provider: _ProviderServer | None = None
         self._admin_srv: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
+        self.listening = True  # False after start(listen=False): served in-process only, no ports
         ns = uuid.UUID(int=seed & ((1 << 128) - 1))
         self.user = User(
             oid=str(uuid.uuid5(ns, "user")),
@@ -382,7 +342,8 @@ class Simulator:
     # --- URLs -----------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        """The provider's base URL; IN_PROCESS_URL when it has no port (start(listen=False))."""
+        return f"https://127.0.0.1:{self.port}" if self.listening else IN_PROCESS_URL
 
     @property
     def graph_url(self) -> str:
@@ -415,8 +376,13 @@ class Simulator:
         return self.data_dir / "ca.pem"
 
     # --- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> Simulator:
+    def start(self, *, listen: bool = True) -> Simulator:
+        """Load or generate the mailbox and serve it. listen=False opens no port at all: requests reach
+        `serve_provider` through an in-process transport (tests/inprocess.py), `admin` replaces the
+        admin port, and `url` is IN_PROCESS_URL (a name that never resolves, so nothing leaks out)."""
         from simulator.generator import populate
+
+        self.listening = listen
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ca = LocalCA(self.data_dir)
@@ -427,12 +393,13 @@ class Simulator:
         else:
             self.mailbox = Mailbox(self.seed)
             populate(self.mailbox, self.messages, seed=self.seed, user=(self.user.name, self.user.upn))
-        self._provider = _ProviderServer(("127.0.0.1", self.port), self)
-        self.port = self._provider.server_address[1]
-        self._admin_srv = ThreadingHTTPServer(("127.0.0.1", self.admin_port), _AdminHandler)
-        self._admin_srv.daemon_threads = True
-        self._admin_srv.sim = self  # type: ignore[attr-defined]
-        self.admin_port = self._admin_srv.server_address[1]
+        if listen:
+            self._provider = _ProviderServer(("127.0.0.1", self.port), self)
+            self.port = self._provider.server_address[1]
+            self._admin_srv = ThreadingHTTPServer(("127.0.0.1", self.admin_port), _AdminHandler)
+            self._admin_srv.daemon_threads = True
+            self._admin_srv.sim = self  # type: ignore[attr-defined]
+            self.admin_port = self._admin_srv.server_address[1]
         self.auth = Authority(
             self.data_dir,
             self.login_url,
@@ -452,8 +419,9 @@ class Simulator:
             gate=self.limits.admit,
         )
         self.api.slots = self.limits
-        self._serve(self._provider)
-        self._serve(self._admin_srv)
+        if self._provider is not None and self._admin_srv is not None:
+            self._serve(self._provider)
+            self._serve(self._admin_srv)
         return self
 
     def _serve(self, srv: HTTPServer) -> None:
@@ -526,7 +494,7 @@ class Simulator:
             self._normal.set()
         if mode in LISTENER_DOWN and scope == "all":
             self._close_listener(drop_connections=mode == "stop")
-        elif self._provider is None and not self._stop.is_set():
+        elif self._provider is None and self.listening and not self._stop.is_set():
             self._provider = _ProviderServer(("127.0.0.1", self.port), self)
             self._serve(self._provider)
 
@@ -739,6 +707,46 @@ class Simulator:
         return fid
 
     # --- request handling (called by the handlers) -----------------------------------------------------
+    def serve_provider(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                       deliver: Callable[[Response | None, str], None]) -> None:
+        """All the provider port does with one request except the socket: count it, meet the outage
+        (its scope, a flaky draw), hold a request slot under Graph's limits while it runs and its answer
+        goes out, then answer as the authority or as Graph. `deliver(response, how)` sends the answer:
+        how is "" (as it is), "truncate" or "drop" (half the body; drop then resets the connection), or
+        with no response "refuse", "stop" or "hang" (the connection ends without one). Header names are
+        lower-case. The HTTPS handler and an in-process transport (tests/inprocess.py) both call this."""
+        kind = path_kind(path)  # /api/v2.0/...: Outlook upload-session URLs are mail (Exchange)
+        self._count(method, path)
+        mode = self._mode_for(kind)
+        if mode in ("refuse", "stop", "hang"):  # refuse: the listener is closed (scope all) or a reset
+            deliver(None, mode)
+            return
+        if mode == "503":
+            deliver(error_response(503, "serviceNotAvailable",
+                                   "The service is temporarily unavailable (simulated outage).",
+                                   self.unavailable_headers()), "")
+            return
+        cut = mode if mode in ("truncate", "drop") else ""
+        if kind == "login":
+            if mode == "slow":
+                self._stop.wait(self.slow_delay)
+            deliver(self._login(method, path, body), cut)
+            return
+        # a $batch itself takes no slot: the requests inside it do, while they run (GraphApi._batch)
+        slot = not urlsplit(path).path.rstrip("/").endswith("/$batch")
+        if slot and not self.limits.enter():
+            self.limits.leave()
+            self._count_throttled()
+            deliver(throttled_response(max(0.5, self.limits.retry_after / 2)), cut)
+            return
+        try:
+            if mode == "slow":  # a slow server holds its request slot, as a real one does
+                self._stop.wait(self.slow_delay)
+            deliver(self._graph(method, path, headers, body), cut)
+        finally:
+            if slot:
+                self.limits.leave()
+
     def _graph(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
         if path.startswith("/api/v2.0/"):
             return self._upload(method, path, headers, body)
@@ -892,6 +900,22 @@ class Simulator:
     #                          ErrorSendAsDenied on sendMail and draft send)
     #   POST /_sim/folders/{id|name}/access {"denied": bool}   the folder's paths and messages answer
     #                          403 ErrorAccessDenied; /me/messages leaves its messages out
+    def admin(self, method: str, path: str, body: bytes) -> Response:
+        """One admin API request (a `/_sim/...` path, a JSON body) and its JSON answer, as the admin port
+        serves it; callable in-process (tests/inprocess.py) when the simulator does not listen."""
+        try:
+            data = json.loads(body) if body else {}
+            if not isinstance(data, dict):
+                raise ValueError("the admin API takes a JSON object")
+            status, out = self._admin(method, urlsplit(path), data)
+        except NotFound as e:
+            status, out = 404, {"error": str(e)}
+        except (ValueError, TypeError, KeyError, binascii.Error) as e:
+            status, out = 400, {"error": f"{type(e).__name__}: {e}"}
+        except OSError as e:  # e.g. the provider port was taken while it was closed for an outage
+            status, out = 500, {"error": f"{type(e).__name__}: {e}"}
+        return Response(status, json.dumps(out).encode(), {"Content-Type": "application/json"})
+
     def _admin(self, method: str, url: Any, data: dict[str, Any]) -> tuple[int, Any]:
         segs = [s for s in url.path.split("/") if s]
         if segs[:1] != ["_sim"]:

@@ -294,7 +294,15 @@ import random  # noqa: E402
 
 from sync import failover, outbox  # noqa: E402
 from sync.compose import Draft, check, compose  # noqa: E402
-from sync.errors import AuthRequired, LifeboatError, SendRejected, Throttled, TooLarge, Unreachable  # noqa: E402
+from sync.errors import (  # noqa: E402
+    AuthRequired,
+    LifeboatError,
+    MaybeSent,
+    SendRejected,
+    Throttled,
+    TooLarge,
+    Unreachable,
+)
 from sync.mime import Outgoing  # noqa: E402
 from sync.model import OUTBOX_MUTABLE, MessageCopy, Mode, OutboxItem, OutboxState, Route  # noqa: E402
 from sync.ports import SendRoute  # noqa: E402
@@ -384,9 +392,8 @@ def send_once(
         checkpoint("sending")
         try:
             sender.send(item.raw, item.sender, item.recipients)
-        except Exception as exc:
-            err = exc if isinstance(exc, LifeboatError) else Unreachable(f"{type(exc).__name__}: {exc}")
-            if getattr(err, "maybe_sent", False):  # handed over, no answer: look it up, never resend blindly
+        except LifeboatError as err:  # routes translate at their boundary (tests/test_adapter_errors.py)
+            if isinstance(err, MaybeSent):  # handed over, no answer: look it up, never resend blindly
                 save_item(store, mark_uncertain(item, f"{err}", now))
                 report.uncertain.append(item.message_id)
                 report.error = err

@@ -1,27 +1,39 @@
 """The one exception tree the rest of Lifeboat sees; adapters translate library errors into it.
 
     LifeboatError
-    ├── MessageBad        one message cannot be used (others go on)
-    │   └── TooLarge      over a size limit the provider never lifts (e.g. a 150 MB attachment)
-    ├── FolderBad         one folder cannot be synced (others go on)
-    │   └── AccessDenied  403 that is not sign-in: this folder or item is not ours to open, or the app
-    │                     lacks a permission IT must grant; permanent for that request, not an outage
-    ├── Unreachable       the provider or a relay did not answer (timeout, refused, 5xx, hang)
-    │   └── Offline       this machine has no network at all
-    ├── AuthRequired      the provider answered but rejected our sign-in
-    ├── Throttled         429: slow down (retry_after seconds); never an outage
-    ├── CursorExpired     a delta/sync cursor is no longer valid: re-baseline the folder
-    ├── SendRejected      a server refused a message for good (5xx): FAILED with its words
-    ├── SendDeferred      a server refused for now (4xx, timeout): retry later
-    ├── CacheError        the encrypted cache cannot be used
-    │   ├── WrongKey      the key does not open the file
-    │   ├── KeyMissing    no key in the keystore or LIFEBOAT_DB_KEY
-    │   ├── CacheCorrupt  not a database, truncated, or failing its integrity check
-    │   └── CacheTooNew   written by a newer Lifeboat (schema version above ours)
-    ├── BadQuery          a search query the full-text index cannot understand
-    └── ConfigError       configuration or policy is invalid
+    ├── MessageBad          one message cannot be used (others go on)
+    │   └── TooLarge        over a size limit the provider never lifts (e.g. a 150 MB attachment)
+    ├── FolderBad           one folder cannot be synced (others go on)
+    │   └── AccessDenied    403 that is not sign-in: this folder or item is not ours to open, or the app
+    │                       lacks a permission IT must grant; permanent for that request, not an outage
+    ├── Unreachable         the provider or a relay did not answer (timeout, refused, 5xx, hang)
+    │   ├── Offline         this machine has no network at all
+    │   └── Retryable       worth one more try on a new connection (5xx, a dropped connection, a cut
+    │                       answer); `retry_after` is the server's Retry-After, None when it gave none
+    ├── AuthRequired        the provider answered but rejected our sign-in
+    ├── Throttled           429: slow down (retry_after seconds); never an outage
+    ├── CursorExpired       a delta/sync cursor is no longer valid: re-baseline the folder
+    ├── SendRejected        a server refused a message for good (5xx): FAILED with its words
+    │   └── RequestTooLarge Graph refused a request body over its limit (413) unread: nothing was done
+    ├── SendDeferred        a server refused for now (4xx, timeout): retry later
+    │   └── MaybeSent       the message was handed over and the answer was lost (read timeout, dropped
+    │                       or cut response): it may have been accepted, so look it up, never resend
+    ├── CacheError          the encrypted cache cannot be used
+    │   ├── WrongKey        the key does not open the file
+    │   ├── KeyMissing      no key in the keystore or LIFEBOAT_DB_KEY
+    │   ├── CacheCorrupt    not a database, truncated, or failing its integrity check
+    │   └── CacheTooNew     written by a newer Lifeboat (schema version above ours)
+    ├── BadQuery            a search query the full-text index cannot understand
+    ├── BadArgument         a caller (the window's page, the demo) passed something not accepted
+    └── ConfigError         configuration or policy is invalid
 
 Every error carries a message a person can act on; `fix` says what to do about it.
+
+Adapters (sync/sources, sync/routes, desktop/auth.py) translate at their boundary: nothing else leaves
+them (tests/test_adapter_errors.py drives them through every outage and error answer). A send route
+raises MaybeSent only for the step that hands the message over (Graph's sendMail or a draft's /send)
+when its request may have arrived; any other failure of a send means nothing went out (a large
+message's draft, attachments or earlier steps included), so it is retried or failed, never looked up.
 """
 
 from __future__ import annotations
@@ -65,6 +77,15 @@ class Offline(Unreachable):
     pass
 
 
+class Retryable(Unreachable):
+    """Unreachable that the Governor may retry on a new connection (5xx, a dropped connection, a cut
+    answer); `retry_after` is the server's Retry-After (a 503/504 may carry one), None when it gave none."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.retry_after = retry_after
+
+
 class AuthRequired(LifeboatError):
     fix = "sign in again with `lifeboat login`"
 
@@ -83,8 +104,20 @@ class SendRejected(LifeboatError):
     pass
 
 
+class RequestTooLarge(SendRejected):
+    """Graph refused a request body over its 4 MB limit (413, or 400 "maximum request length") before
+    reading it: nothing was created or sent, so a smaller request (or the large-message way) may follow."""
+
+
 class SendDeferred(LifeboatError):
     pass
+
+
+class MaybeSent(SendDeferred):
+    """The request that hands a message over went out but no answer came back: the provider may have
+    accepted it. The outbox makes the item UNCERTAIN and looks it up before any resend."""
+
+    fix = "Lifeboat looks it up in Sent Items before any resend"
 
 
 REBUILD_FIX = (
@@ -118,6 +151,10 @@ class CacheTooNew(CacheError):
 
 class BadQuery(LifeboatError):
     fix = 'use plain words, "an exact phrase", OR, NOT, or a trailing * for a prefix'
+
+
+class BadArgument(LifeboatError):
+    """A caller passed something Lifeboat does not accept (the window's page through the bridge)."""
 
 
 class ConfigError(LifeboatError):

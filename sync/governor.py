@@ -1,13 +1,24 @@
 """The throttle governor: one per mailbox, it paces every request a source sends to the provider.
 
 `Governor.run(attempt)` holds one of `max_in_flight` slots (Graph allows 4 concurrent requests per
-app and mailbox), waits out any shared `Retry-After` pause, and retries within bounds: Throttled
-(429) after its Retry-After (all callers pause together) until `max_retry_after` seconds of waiting,
-and Unreachable marked `retryable` (5xx, a dropped connection) `max_attempts` times, after the
-server's `Retry-After` when a 503/504 carried one, else a jittered exponential backoff. A `$batch`
-runs with `slots=max_in_flight` (Outlook runs 4 of its requests at once, and they count toward the
-mailbox's 4), so one batch is in flight per mailbox and nothing else meanwhile. Anything else, and
-the last failure, propagates: patience beyond these bounds belongs to policy, not here.
+app and mailbox), waits out any shared `Retry-After` pause, and calls attempt(n) for n = 1, 2, ...
+A `$batch` runs with `slots=max_in_flight` (Outlook runs 4 of its requests at once, and they count
+toward the mailbox's 4), so one batch is in flight per mailbox and nothing else meanwhile.
+
+Retries of Graph requests happen here and nowhere else (requests' own are off; GraphSource's per-item
+retries inside a $batch take this object's bounds and pauses; GraphSource._send only renews a rejected
+token once), and they are what they are on purpose:
+- bounded: Throttled (429) after its Retry-After until `max_retry_after` seconds of waiting or
+  `max_throttled_attempts`; Retryable (5xx, a dropped connection, a cut answer) `max_attempts` times,
+  after the server's Retry-After when a 503/504 carried one, else a jittered exponential backoff;
+  nothing is retried for a request that is not idempotent (retry=False: sendMail, a draft's /send, a
+  create) except a 429, which the provider did not act on.
+- visible: `throttled` and `retried` count them (sync status, benchmarks); a pause is shared by every
+  caller, never hidden in one.
+- policy-driven: the bounds are this object's settings (the defaults follow Graph's documented limits;
+  a caller passes others), one per mailbox; anything else, and the last failure, propagates as the
+  sync.errors exception it is. Patience beyond these bounds (the next sync round, the outbox's backoff,
+  failover) belongs to policy (sync/failover.py, sync/outbox.py), not here.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sync.errors import Throttled, Unreachable
+from sync.errors import Retryable, Throttled
 
 T = TypeVar("T")
 
@@ -121,13 +132,12 @@ class Governor:
                     if throttled_wait > self.max_retry_after or n >= self.max_throttled_attempts:
                         raise
                     self.throttle_pause(exc.retry_after)
-                except Unreachable as exc:
-                    if not (retry and getattr(exc, "retryable", False)) or n >= self.max_attempts:
+                except Retryable as exc:
+                    if not retry or n >= self.max_attempts:
                         raise
                     self.retried += 1
-                    told = getattr(exc, "retry_after", None)  # a 503/504's Retry-After: everyone waits
-                    if told is not None:
-                        self.pause(float(told))
+                    if exc.retry_after is not None:  # a 503/504's Retry-After: everyone waits
+                        self.pause(exc.retry_after)
                     else:
                         delay = self.backoff(n)
             finally:

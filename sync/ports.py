@@ -1,7 +1,13 @@
 """Protocols the core talks to: the capabilities adapters provide, nothing about how.
 
 MailSource (a provider's mailbox), SendRoute (a way out for mail), Notifier, TokenProvider, Clock.
-Adapters raise only sync.errors exceptions, with explicit timeouts (no hidden retry loops).
+Adapters raise only sync.errors exceptions (LifeboatError and below): each translates every library
+and protocol error at its own boundary, so callers catch nothing else (tests/test_adapter_errors.py
+holds GraphSource, GraphRoute and SmtpRoute to it). Every request has an explicit timeout. A MailSource
+may retry only through its sync.governor.Governor: bounded, counted, set by policy (a 429 after its
+Retry-After; a 5xx or dropped connection a few times, never a request that is not idempotent). A
+SendRoute never retries a message that may have been sent: it raises MaybeSent and the outbox looks
+it up; it may reopen a connection that closed before the message started (SmtpRoute, once).
 """
 
 from __future__ import annotations
@@ -55,7 +61,9 @@ class SendRoute(Protocol):
     name: str
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
-        """Hand the message over; raise SendRejected (permanent) or SendDeferred (temporary)."""
+        """Hand the message over; raise SendRejected (permanent), SendDeferred (temporary), MaybeSent
+        (handed over, answer lost: look it up before any resend) or another LifeboatError (Unreachable,
+        AuthRequired, Throttled, MessageBad...), never anything outside sync.errors."""
         ...
 
     def probe(self) -> None: ...

@@ -1,8 +1,10 @@
-"""engine.sync_once against the simulator (own process) into a real encrypted cache.
+"""engine.sync_once against the simulator into a real encrypted cache.
 
 Each test compares the cache with the simulator's mailbox (same folders, same ids, same MIME
 sha256) and checks that no row is duplicated, after changes, expired cursors, outages in the
-middle of a sync, and throttling.
+middle of a sync, and throttling. The simulator runs in this process: tests of the engine's logic reach
+it through the in-process transport (tests/inprocess.py, no sockets); those marked `https` (outages,
+where the network's behaviour is under test) over real HTTPS and TLS to its port.
 """
 
 from __future__ import annotations
@@ -21,19 +23,19 @@ from sync.errors import Unreachable
 from sync.governor import Governor
 from sync.sources.graph import GraphSource
 from sync.store import Store
-from tests.syncsim import SimProcess, SimTokens, simulator_fixtures
+from tests.inprocess import InProcessSim, inprocess_fixture
 
 MIME = (b"From: Zoe <zoe@example.com>\r\nTo: adele.vance@contoso.test\r\nSubject: %s\r\n"
         b"Message-ID: <%s@example.com>\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n\r\nbody %s\r\n")
 
 
-sim, tokens = simulator_fixtures(messages=150, seed=11)
+sim = inprocess_fixture(messages=150, seed=11, listen=True)
 
 
 @pytest.fixture
-def source(sim: SimProcess, tokens: SimTokens) -> Iterator[GraphSource]:
-    s = GraphSource(sim.graph_url, tokens, ca_file=sim.ca_path, timeout=(3, 10), page_size=20,
-                    governor=Governor(base_delay=0.05, max_delay=0.3))
+def source(sim: InProcessSim, request: pytest.FixtureRequest) -> Iterator[GraphSource]:
+    s = sim.source(https=request.node.get_closest_marker("https") is not None, timeout=(3, 10),
+                   page_size=20, governor=Governor(base_delay=0.05, max_delay=0.3))
     yield s
     sim.outage("normal")
     sim.admin("POST", "limits", {"on": False})
@@ -56,7 +58,7 @@ def cached(store: Store) -> dict[str, dict[str, str | None]]:
     return out
 
 
-def assert_equal(store: Store, sim: SimProcess) -> None:
+def assert_equal(store: Store, sim: InProcessSim) -> None:
     rows = store.message_places()
     assert len(rows) == len({r["provider_id"] for r in rows})  # no duplicate rows
     assert cached(store) == sim.state()
@@ -67,7 +69,7 @@ def sync(store: Store, source: GraphSource, **kw: object) -> object:
 
 
 def test_first_sync_equals_the_mailbox_and_a_quiet_sync_costs_one_request_per_folder(
-    sim: SimProcess, source: GraphSource, store: Store
+    sim: InProcessSim, source: GraphSource, store: Store
 ) -> None:
     """First sync: same folders, ids and MIME hashes. A second sync with no change sends exactly one
     request per synced folder (the folder tree is re-listed only every 15 minutes)."""
@@ -83,7 +85,7 @@ def test_first_sync_equals_the_mailbox_and_a_quiet_sync_costs_one_request_per_fo
 
 
 def test_adds_moves_deletes_and_read_changes_between_syncs(
-    sim: SimProcess, source: GraphSource, store: Store
+    sim: InProcessSim, source: GraphSource, store: Store
 ) -> None:
     """New mail, a move Inbox -> Archive (immutable id kept), a deletion and a read flag change
     all arrive; the moved message keeps its id and MIME and is not fetched twice."""
@@ -107,7 +109,7 @@ def test_adds_moves_deletes_and_read_changes_between_syncs(
 
 @pytest.mark.parametrize("status", [410, 400])
 def test_expired_cursor_mid_round_rebaselines_without_loss_or_duplicates(
-    sim: SimProcess, source: GraphSource, store: Store, status: int
+    sim: InProcessSim, source: GraphSource, store: Store, status: int
 ) -> None:
     """One page per folder, then every delta token expires while mail is added and deleted: the next
     sync re-baselines each folder, keeps what is still there (MIME included), drops what is gone."""
@@ -125,9 +127,10 @@ def test_expired_cursor_mid_round_rebaselines_without_loss_or_duplicates(
     assert store._sql_for_tests("SELECT count(*) FROM baseline_seen") == [(0,)]
 
 
+@pytest.mark.https
 @pytest.mark.parametrize("mode", ["drop", "truncate", "503", "hang"])
 def test_outage_in_the_middle_of_a_sync_loses_nothing(
-    sim: SimProcess, source: GraphSource, store: Store, mode: str
+    sim: InProcessSim, source: GraphSource, store: Store, mode: str
 ) -> None:
     """Part of a first sync commits, then the provider drops connections / truncates bodies /
     answers 503 / hangs (accepts, never answers): the sync raises Unreachable, every cursor stays
@@ -145,8 +148,9 @@ def test_outage_in_the_middle_of_a_sync_loses_nothing(
     assert_equal(store, sim)
 
 
+@pytest.mark.https
 def test_outage_during_mime_fill_keeps_the_committed_part(
-    sim: SimProcess, source: GraphSource, store: Store
+    sim: InProcessSim, source: GraphSource, store: Store
 ) -> None:
     """Summaries are in, the provider starts refusing during the MIME phase: the sync raises,
     summaries stay, and the next sync fetches only what is missing."""
@@ -171,7 +175,7 @@ def test_outage_during_mime_fill_keeps_the_committed_part(
     assert_equal(store, sim)
 
 
-def test_sync_under_graph_limits_is_complete(sim: SimProcess, source: GraphSource, store: Store) -> None:
+def test_sync_under_graph_limits_is_complete(sim: InProcessSim, source: GraphSource, store: Store) -> None:
     """Graph's limits on with a small window: requests get 429 with Retry-After; the governor waits
     them out and the cache still ends equal."""
     limits = {"on": True, "window_requests": 60, "window_seconds": 1.0, "retry_after": 0.2}
@@ -181,7 +185,7 @@ def test_sync_under_graph_limits_is_complete(sim: SimProcess, source: GraphSourc
     assert_equal(store, sim)
 
 
-def test_a_smaller_window_prunes_older_mail(sim: SimProcess, source: GraphSource, store: Store) -> None:
+def test_a_smaller_window_prunes_older_mail(sim: InProcessSim, source: GraphSource, store: Store) -> None:
     """cache_days shrinks to 2: after the next round exactly the messages received since the new
     window start stay cached (the older ones are pruned locally)."""
     sync(store, source)
@@ -193,7 +197,7 @@ def test_a_smaller_window_prunes_older_mail(sim: SimProcess, source: GraphSource
 
 
 def test_a_vanished_folder_is_reported_and_the_rest_syncs(
-    sim: SimProcess, source: GraphSource, store: Store
+    sim: InProcessSim, source: GraphSource, store: Store
 ) -> None:
     """A folder id the provider no longer knows (deleted between listing and delta): FolderBad is
     reported for it, every other folder syncs, and the next sync re-lists the folder tree."""

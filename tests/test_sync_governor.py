@@ -8,9 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sync.errors import AuthRequired, Throttled, Unreachable
+from sync.errors import AuthRequired, Retryable, Throttled, Unreachable
 from sync.governor import Governor
-from sync.sources.graph import Retryable
 
 
 class FakeTime:

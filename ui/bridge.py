@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sync.errors import BadQuery, LifeboatError, MessageBad
+from sync.errors import BadArgument, BadQuery, LifeboatError, MessageBad
 from sync.failover import route_for
 from sync.model import Mode, OutboxState
 from ui import safehtml
@@ -44,10 +44,6 @@ RUNNABLE = {  # attachments that would run code if "opened": they can be saved, 
     ".vhd", ".vhdx", ".docm", ".xlsm", ".pptm", ".chm", ".library-ms", ".settingcontent-ms", ".appref-ms",
 }
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-
-
-class BadArgument(LifeboatError):
-    """The page passed something the bridge does not accept."""
 
 
 def _api(method: Callable[..., Any]) -> Callable[..., Any]:

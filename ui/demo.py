@@ -15,8 +15,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from sync.errors import ConfigError, Unreachable
-from ui.bridge import BadArgument, Bridge, _api, _str
+from sync.errors import BadArgument, ConfigError, Unreachable
+from ui.bridge import Bridge, _api, _str
 
 # the outages a newcomer can pick in the panel (the simulator knows a few more). Each is an
 # Exchange-only outage (simulator scope "mail"), the most common kind of Microsoft 365 incident: mail

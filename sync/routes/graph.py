@@ -4,46 +4,22 @@
 envelope recipients missing from To/Cc (the Bcc, which the outbox never keeps in the stored MIME)
 are added as a Bcc header on the copy handed to Graph (sync.compose.with_bcc); Exchange delivers to them
 and strips it.
-Errors arrive from the source already translated into sync.errors; one whose request may have reached
-Graph (no answer after it was sent) leaves as MaybeSent, so the outbox looks it up instead of resending,
-unless the source marked it `not_sent` (a large message failing before its draft was sent: the draft is
-deleted, nothing went out).
+Errors arrive from the source already translated into sync.errors, MaybeSent included (the source
+knows which request handed the message over and whether it may have arrived); anything else that
+escapes the source (a bug) leaves as SendDeferred, so the route raises nothing outside the tree.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-import requests
-import urllib3.exceptions
-
 from sync.compose import with_bcc
-from sync.errors import SendDeferred, Unreachable
+from sync.errors import LifeboatError, SendDeferred
 from sync.model import Route
 
-
-class MaybeSent(SendDeferred):
-    """The request went out but no answer came back: Graph may have accepted the message."""
-
-    maybe_sent = True
-
-
-def may_have_arrived(exc: BaseException) -> bool:
-    """True if the failure happened after the request was handed to the server (a read timeout, a
-    dropped or cut response); False if no connection was made (refused, connect timeout, TLS)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, requests.ConnectTimeout | requests.exceptions.SSLError):
-            return False
-        if isinstance(seen, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
-            return True
-        if isinstance(seen, requests.ConnectionError):
-            reason = getattr(seen.args[0], "reason", None) if seen.args else None
-            return not isinstance(reason, urllib3.exceptions.NewConnectionError
-                                  | urllib3.exceptions.ConnectTimeoutError)
-        seen = seen.__cause__ or seen.__context__
-    return False
+log = logging.getLogger(__name__)
 
 
 class MimeSender(Protocol):
@@ -61,11 +37,11 @@ class GraphRoute:
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
         try:
             self._source.send_mime(with_bcc(raw, recipients))
-        except Unreachable as exc:
-            if may_have_arrived(exc) and not getattr(exc, "not_sent", False):
-                raise MaybeSent(f"{exc}; the message may have been accepted",
-                                fix="Lifeboat looks it up in Sent Items before any resend") from exc
+        except LifeboatError:
             raise
+        except Exception as exc:  # a bug before the hand-over (the source translates every transport error)
+            log.error("the Graph route failed unexpectedly", exc_info=True)
+            raise SendDeferred(f"the Graph route failed unexpectedly: {type(exc).__name__}") from exc
 
     def probe(self) -> None:
         self._source.probe()

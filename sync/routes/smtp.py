@@ -29,10 +29,6 @@ def _words(resp: bytes | str) -> str:
     return " ".join(text.split())
 
 
-class _Stale(Exception):
-    """The reused connection was closed by the server before this message started."""
-
-
 class SmtpRoute:
     name = "backup"
 
@@ -147,13 +143,11 @@ class SmtpRoute:
             try:
                 for attempt in (1, 2):
                     reused = self._conn is not None
-                    try:
-                        self._transaction(raw, mail_from, recipients)
+                    if self._transaction(raw, mail_from, recipients):
                         break
-                    except _Stale:  # the message never started, so trying once more is safe
-                        self._drop(polite=False)
-                        if not reused or attempt == 2:
-                            raise errors.SendDeferred(f"{self.where} closed the connection at once") from None
+                    self._drop(polite=False)  # the message never started, so trying once more is safe
+                    if not reused or attempt == 2:
+                        raise errors.SendDeferred(f"{self.where} closed the connection at once")
             except errors.LifeboatError:
                 raise
             except Exception as exc:
@@ -161,7 +155,9 @@ class SmtpRoute:
                 raise self._translate(exc) from exc
             self._last_used = self._clock()
 
-    def _transaction(self, raw: bytes, mail_from: str, recipients: Sequence[str]) -> None:
+    def _transaction(self, raw: bytes, mail_from: str, recipients: Sequence[str]) -> bool:
+        """One SMTP transaction; False if the connection turned out closed before MAIL FROM was taken
+        (a stale reused one: nothing started), True once the relay accepted the message."""
         if self._conn is None:
             self._conn = self._open()
         conn = self._conn
@@ -177,10 +173,10 @@ class SmtpRoute:
             options.append("SMTPUTF8")
         try:
             code, resp = conn.mail(mail_from, options)
-        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-            raise _Stale() from exc
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            return False
         if code == 421:  # the server is closing this (reused) channel: like a drop before we started
-            raise _Stale()
+            return False
         if code != 250:
             self._reset()
             raise self._refusal(code, resp, f"sender {mail_from}")
@@ -198,6 +194,7 @@ class SmtpRoute:
         if code != 250:
             self._reset()
             raise self._refusal(code, resp, "the message")
+        return True
 
     def _reset(self) -> None:
         try:

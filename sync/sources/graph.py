@@ -1,10 +1,12 @@
 """GraphSource: the Microsoft Graph mail adapter (implements sync.ports.MailSource), over requests.
 
-One requests.Session per source; every request carries a fresh `client-request-id`, explicit
-connect/read timeouts, `Prefer: IdType="ImmutableId"`, and goes through the mailbox's Governor
-(4 in flight, Retry-After, bounded jittered retries). Every failure leaves as a sync.errors
-exception; a truncated or dropped response is Unreachable, so a page is never half-used.
-Tokens, message bodies and cursors are never logged.
+One requests.Session per source (given, e.g. the tests' in-process transport to the simulator, or a
+new one over HTTPS); every request carries a fresh `client-request-id`, explicit connect/read timeouts,
+`Prefer: IdType="ImmutableId"`, and goes through the mailbox's Governor (4 in flight, Retry-After,
+bounded jittered retries). Every failure leaves as a sync.errors exception, translated here
+(`transport_error` for requests' exceptions, `_send_once` for Graph's answers): a truncated or dropped
+response is Unreachable (Retryable), so a page is never half-used, and a lost answer to the request that
+hands a message over is MaybeSent. Tokens, message bodies and cursors are never logged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from sync.errors import (
@@ -36,7 +39,10 @@ from sync.errors import (
     CursorExpired,
     FolderBad,
     LifeboatError,
+    MaybeSent,
     MessageBad,
+    RequestTooLarge,
+    Retryable,
     SendDeferred,
     SendRejected,
     Throttled,
@@ -74,19 +80,41 @@ LARGE_FILTER = ("singleValueExtendedProperties/any(ep: ep/id eq 'Integer 0x0E08'
                 "cast(ep/value, Edm.Int32) gt {size})")
 
 
-class Retryable(Unreachable):
-    """Unreachable that the governor may retry on a new connection (5xx, a dropped connection);
-    `retry_after` is the server's Retry-After (a 503/504 may carry one), None when it gave none."""
+def connected(exc: requests.RequestException) -> bool:
+    """False if no connection was made (refused, no route, connect timeout, TLS), so the request never
+    left; True if it failed after the request was handed over (a read timeout, a dropped or cut answer)."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError
+                  | requests.exceptions.ContentDecodingError):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return not isinstance(reason, urllib3.exceptions.NewConnectionError
+                              | urllib3.exceptions.ConnectTimeoutError)
+    return False
 
-    retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, fix: str | None = None) -> None:
-        super().__init__(message, fix=fix)
-        self.retry_after = retry_after
-
-
-class RequestTooLarge(SendRejected):
-    """Graph refused a request body over its 4 MB limit (413, or 400 "maximum request length")."""
+def transport_error(exc: requests.RequestException, what: str, url: str, *, peer: str = "Graph",
+                    rid: str = "", sends: bool = False) -> LifeboatError:
+    """What a request that got no (whole) answer means, as sync.errors (pure). A failed TLS check or a
+    timeout is Unreachable; a refused, failed or dropped connection Retryable (worth a new connection).
+    With `sends` (the request hands a message over), one that may have arrived is MaybeSent instead."""
+    tag = f" (request {rid})" if rid else ""
+    if sends and connected(exc):
+        return MaybeSent(f"{what}: no answer from {peer} after the request went out{tag}; the message "
+                         "may have been accepted")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return Unreachable(
+            f"{what}: the TLS certificate of {urlsplit(url).netloc} could not be verified",
+            fix="check the ca_file setting (the simulator's ca.pem) or the system's certificates",
+        )
+    if isinstance(exc, requests.Timeout):
+        return Unreachable(f"{what}: {peer} did not answer in time{tag}")
+    if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError
+                  | requests.exceptions.ContentDecodingError):
+        return Retryable(f"{what}: the connection to {peer} failed or dropped{tag}")
+    return Unreachable(f"{what}: the request to {peer} failed: {type(exc).__name__}{tag}")
 
 
 def _error_code(resp: requests.Response) -> tuple[str, str]:
@@ -181,6 +209,15 @@ def changes_page(payload: Mapping[str, Any], folder_id: str) -> Changes:
     return Changes(tuple(items), tuple(removed), str(next_link or delta_link), complete=not next_link)
 
 
+def listing(payload: Any, what: str) -> tuple[list[Mapping[str, Any]], str | None]:
+    """(entries with an id, the next page's link) of a Graph collection page (pure); Retryable when the
+    answer is not one (cut short or malformed: never half-used)."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("value"), list):
+        raise Retryable(f"{what}: Graph returned a page without a `value` list (truncated or malformed)")
+    nxt = payload.get("@odata.nextLink")
+    return [v for v in payload["value"] if isinstance(v, Mapping) and "id" in v], str(nxt) if nxt else None
+
+
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
 
 
@@ -219,7 +256,11 @@ class GraphSource:
         governor: Governor | None = None,
         delta_cap: int = DELTA_CAP,
         large_message: int = LARGE_MESSAGE,
+        session: requests.Session | None = None,
     ) -> None:
+        """session: the transport every request goes through, owned by the source from then on (closed
+        by close()); default a new requests.Session over HTTPS with verified TLS (ca_file, else the
+        system's certificates) and no retries of its own. Tests pass the simulator's in-process one."""
         if ca_file and not os.path.isfile(ca_file):
             raise ConfigError(f"ca_file {ca_file!r} does not exist",
                               fix="point ca_file at the PEM bundle to trust (e.g. the simulator's ca.pem)")
@@ -241,10 +282,13 @@ class GraphSource:
         self.fetched_alone = 0  # messages fetched outside $batch (large, or an unclear $batch body)
         self._large: set[str] | None = None
         self._large_at = 0.0
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2,
+                                  max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
         self._session.headers["User-Agent"] = "Lifeboat/0.1 (email continuity)"
 
     def close(self) -> None:
@@ -282,9 +326,11 @@ class GraphSource:
         timeout: tuple[float, float] | None = None,
         headers: Mapping[str, str] | None = None,
         fresh: bool = False,
+        sends: bool = False,
         **kwargs: Any,
     ) -> requests.Response:
-        """Send once; return a 2xx response whose body has been read in full, or raise sync.errors."""
+        """Send once; return a 2xx response whose body has been read in full, or raise sync.errors.
+        sends: the request hands a message over (sendMail, a draft's /send): a lost answer is MaybeSent."""
         url = self._url(path_or_url)
         rid = str(uuid.uuid4())
         hdrs = {
@@ -303,18 +349,8 @@ class GraphSource:
                 method, url, headers=hdrs, timeout=timeout or self.timeout, verify=self._verify,
                 allow_redirects=False, **kwargs,
             )
-        except requests.exceptions.SSLError as exc:
-            raise Unreachable(
-                f"{what}: the TLS certificate of {urlsplit(url).netloc} could not be verified",
-                fix="check the ca_file setting (the simulator's ca.pem) or the system's certificates",
-            ) from exc
-        except requests.Timeout as exc:
-            raise Unreachable(f"{what}: Graph did not answer in time (request {rid})") from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as exc:
-            raise Retryable(f"{what}: the connection to Graph failed or dropped (request {rid})") from exc
         except requests.RequestException as exc:
-            raise Unreachable(f"{what}: the request to Graph failed: {type(exc).__name__}") from exc
+            raise transport_error(exc, what, url, rid=rid, sends=sends) from exc
         log.debug("graph %s %s -> %s (client-request-id %s)", method, urlsplit(url).path[-60:],
                   resp.status_code, rid)
         status = resp.status_code
@@ -387,8 +423,9 @@ class GraphSource:
                 else f"/me/mailFolders/{quote(parent, safe='=')}/childFolders?$top=100"
             )
             while path:
-                page = self._get_json(path, what="list folders", bad=Unreachable)
-                for f in page.get("value", []):
+                entries, path = listing(self._get_json(path, what="list folders", bad=Unreachable),
+                                        "list folders")
+                for f in entries:
                     if "mailSearchFolder" in str(f.get("@odata.type", "")):
                         continue
                     fid = str(f["id"])
@@ -396,7 +433,6 @@ class GraphSource:
                                       well_known.get(fid), f.get("totalItemCount")))
                     if f.get("childFolderCount"):
                         pending.append(fid)
-                path = page.get("@odata.nextLink")
         return out
 
     def changes(self, folder_id: str, cursor: str | None, window_start: datetime | None) -> Changes:
@@ -423,13 +459,9 @@ class GraphSource:
             if window_start is not None:
                 stamp = window_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 path += f"&$filter=receivedDateTime+ge+{stamp}"
-        page = self._get_json(path, what=f"list folder …{folder_id[-8:]}")
-        if not isinstance(page, Mapping) or not isinstance(page.get("value"), list):
-            raise Retryable("Graph returned a message list without a `value` list (truncated or malformed)")
-        items = tuple(remote_item(m, folder_id) for m in page["value"]
-                      if isinstance(m, Mapping) and "id" in m)
-        nxt = page.get("@odata.nextLink")
-        return Changes(items, (), str(nxt) if nxt else None, complete=not nxt)
+        what = f"list folder …{folder_id[-8:]}"
+        entries, nxt = listing(self._get_json(path, what=what), what)
+        return Changes(tuple(remote_item(m, folder_id) for m in entries), (), nxt, complete=not nxt)
 
     def _batch(
         self, requests_: list[dict[str, Any]], *, what: str
@@ -451,8 +483,11 @@ class GraphSource:
             raise Retryable(f"{what}: Graph sent a $batch answer without `responses`")
         out = {}
         for r in responses:
-            if isinstance(r, Mapping) and "id" in r:
-                out[str(r["id"])] = (int(r.get("status", 0)), dict(r.get("headers") or {}), r.get("body"))
+            status = str(r.get("status", 0)) if isinstance(r, Mapping) and "id" in r else ""
+            if status.isdigit():  # anything else counts as missing (a malformed answer)
+                headers = r.get("headers")
+                out[str(r["id"])] = (int(status), dict(headers) if isinstance(headers, Mapping) else {},
+                                     r.get("body"))
         missing = {str(q["id"]) for q in requests_} - set(out)
         if missing:
             raise Retryable(f"{what}: the $batch answer lacks {len(missing)} of its responses (truncated?)")
@@ -529,10 +564,9 @@ class GraphSource:
         found: set[str] = set()
         try:
             while path:
-                page = self._get_json(path, what="list large messages")
-                found.update(str(m["id"]) for m in page.get("value", [])
-                             if isinstance(m, Mapping) and "id" in m)
-                path = page.get("@odata.nextLink")
+                entries, path = listing(self._get_json(path, what="list large messages"),
+                                        "list large messages")
+                found.update(str(m["id"]) for m in entries)
         except FolderBad as exc:  # the filter was refused: batch everything rather than fetch nothing
             log.warning("large messages cannot be listed (%s); all messages go through $batch", exc)
         self._large, self._large_at = found, now
@@ -560,7 +594,8 @@ class GraphSource:
                               what=what, bad=MessageBad, fresh=n > 1, stream=True)
             try:
                 too_big = MessageBad(f"{what}: larger than {max_bytes >> 20} MB; not cached")
-                if int(resp.headers.get("Content-Length") or 0) > max_bytes:
+                length = resp.headers.get("Content-Length") or ""
+                if length.isdigit() and int(length) > max_bytes:
                     raise too_big
                 buf = bytearray()
                 for chunk in resp.iter_content(1 << 16):
@@ -568,8 +603,7 @@ class GraphSource:
                     if len(buf) > max_bytes:
                         raise too_big
                 return bytes(buf)
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError, requests.Timeout) as exc:
+            except requests.RequestException as exc:  # a read timeout, a drop or a cut body mid-stream
                 raise Retryable(f"{what}: the connection dropped while reading the message") from exc
             finally:
                 resp.close()
@@ -582,9 +616,8 @@ class GraphSource:
         path: str | None = (f"/me/mailFolders/{quote(folder_id, safe='=')}/messages"
                             f"?$select={SUMMARY_FIELDS}&$top=100")
         while path:
-            page = self._get_json(path, what="list messages")
-            out.extend(remote_item(m, folder_id) for m in page.get("value", []))
-            path = page.get("@odata.nextLink")
+            entries, path = listing(self._get_json(path, what="list messages"), "list messages")
+            out.extend(remote_item(m, folder_id) for m in entries)
         return out
 
     def find_by_message_id(self, message_id: str) -> list[MessageCopy]:
@@ -598,7 +631,7 @@ class GraphSource:
             return self._json(self._send("GET", "/me/messages", what="look a message up", params=params,
                                          fresh=n > 1), "look a message up")
 
-        hits = [h for h in self.governor.run(attempt).get("value", []) if isinstance(h, Mapping)]
+        hits, _ = listing(self.governor.run(attempt), "look a message up")
         names = self._folder_names() if hits else {}
         return [
             MessageCopy(str(h["id"]), str(h.get("parentFolderId") or ""),
@@ -676,7 +709,7 @@ class GraphSource:
                             f"{self.attachment_max / 2**20:.0f} MB Microsoft 365 takes: {outcome}")
 
     def _post(self, path: str, *, what: str, bad: type[LifeboatError], **kwargs: Any) -> Any:
-        """POST once (not idempotent: only a 429 is tried again) and return the JSON answer."""
+        """POST once (not idempotent: only a 429 is tried again) and return the JSON answer (or None)."""
         resp = self.governor.run(lambda n: self._send("POST", path, what=what, bad=bad,
                                                       timeout=SEND_TIMEOUT, **kwargs), retry=False)
         return self._json(resp, what) if resp.content else None
@@ -721,12 +754,8 @@ class GraphSource:
         try:
             resp = self._session.put(url, data=chunk, headers=headers, timeout=SEND_TIMEOUT,
                                      verify=self._verify, allow_redirects=False)
-        except requests.exceptions.SSLError as exc:
-            raise Unreachable(f"{what}: the upload host's TLS certificate could not be verified") from exc
-        except requests.Timeout as exc:
-            raise Unreachable(f"{what}: the upload URL did not answer in time") from exc
         except requests.RequestException as exc:
-            raise Retryable(f"{what}: the connection to the upload URL failed or dropped") from exc
+            raise transport_error(exc, what, url, peer="the upload URL") from exc
         if resp.status_code < 300:
             self.requests_ok += 1
             return
@@ -752,7 +781,7 @@ class GraphSource:
             def attempt(n: int) -> None:
                 try:
                     self._send("POST", "/me/sendMail", what="send", bad=SendRejected, data=data,
-                               headers={"Content-Type": "text/plain"}, timeout=SEND_TIMEOUT)
+                               headers={"Content-Type": "text/plain"}, timeout=SEND_TIMEOUT, sends=True)
                 except FolderBad as exc:  # pragma: no cover - bad=SendRejected above
                     raise SendRejected(str(exc)) from exc
 
@@ -766,8 +795,8 @@ class GraphSource:
 
     def _send_through_draft(self, raw: bytes, budget: int) -> None:
         """Draft (MIME without its large files) + attachments + send. A failure before the send deletes
-        the draft and is marked `not_sent` (nothing went out); the send itself is the only step whose
-        lost answer may mean "sent"."""
+        the draft (nothing went out) and is never MaybeSent; the send itself is the only step whose lost
+        answer may mean "sent" (MaybeSent, and the draft stays for the lookup to find)."""
         small, files = graph_parts.split_mime(raw, budget)
         outcome = "it can never be sent through Microsoft 365 (the backup route may take it)"
         self._check_fits(base64.b64encode(small), files, SendRejected, outcome)
@@ -789,17 +818,15 @@ class GraphSource:
                                                        bad=SendRejected, json=fix, fresh=n > 1))
             for f in files:
                 self._attach(draft_id, f, SendRejected)
-        except LifeboatError as exc:
+        except LifeboatError:
             if draft_id is not None:
                 self.discard_copy(draft_id, quiet=True)
-            setattr(exc, "not_sent", True)  # noqa: B010  # nothing went out: never "maybe sent"
             raise
         send = f"/me/messages/{quote(draft_id, safe='=')}/send"
         try:
-            self._post(send, what="send a draft", bad=SendRejected)
-        except (SendRejected, Throttled) as exc:  # answered, and not sent: the draft must not linger
+            self._post(send, what="send a draft", bad=SendRejected, sends=True)
+        except (SendRejected, Throttled):  # answered, and not sent: the draft must not linger
             self.discard_copy(draft_id, quiet=True)
-            setattr(exc, "not_sent", True)  # noqa: B010
             raise
 
     def _drop_drafts(self, message_id: str) -> None:
@@ -809,7 +836,7 @@ class GraphSource:
         page = self.governor.run(lambda n: self._json(self._send(
             "GET", "/me/mailFolders/drafts/messages", what="look for an earlier draft", params=params,
             fresh=n > 1), "look for an earlier draft"))
-        for hit in page.get("value", []) if isinstance(page, Mapping) else []:
+        for hit in listing(page, "look for an earlier draft")[0]:
             if hit.get("isDraft") is True and hit.get("id"):
                 self.discard_copy(str(hit["id"]))
 
