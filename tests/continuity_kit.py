@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from mailservers import FaultySmtp
 
 from desktop.auth import MsalAuth
 from desktop.config import Config
@@ -26,6 +25,7 @@ from sync.routes.graph import GraphRoute
 from sync.routes.smtp import SmtpRoute
 from sync.sources.graph import GraphSource
 from sync.store import Store, cache_path
+from tests.mailservers import FaultySmtp
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -15,9 +15,8 @@ import keyring.backends.fail
 import pytest
 
 from desktop import cli
-
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
-MAIL = ASSETS / "mime-public"
+from tests import corpus
+from tests.samples import SAMPLES
 
 
 @pytest.fixture
@@ -46,16 +45,32 @@ def write(path: Path, subject: str, body: str) -> Path:
     return path
 
 
-def test_import_a_real_corpus_then_again(home: Path, capsys):
-    """Imports every public sample (malformed ones included): exit 0 and a summary; a second run finds
-    them all already there and stores nothing twice."""
-    count = len([p for p in MAIL.rglob("*") if p.suffix.lower() == ".eml"])
-    code, out, _ = run(capsys, "import-eml", str(MAIL))
+def _import_twice(capsys, mail: Path) -> None:
+    count = len([p for p in mail.rglob("*") if p.suffix.lower() == ".eml"])
+    assert count
+    code, out, _ = run(capsys, "import-eml", str(mail))
     assert code == 0 and f"{count} stored" in out and "0 failed" in out
-    code, out, _ = run(capsys, "import-eml", str(MAIL))
+    code, out, _ = run(capsys, "import-eml", str(mail))
     assert code == 0 and f"{count} already there" in out
     code, out, _ = run(capsys, "status", "--json")
     assert json.loads(out)["messages"] == count
+
+
+@corpus.needs_corpus
+def test_import_a_real_corpus_then_again(home: Path, capsys):
+    """Tried: import every public sample (malformed ones included): exit 0 and a summary; a second run
+    finds them all already there and stores nothing twice."""
+    _import_twice(capsys, corpus.path("mime-public"))
+
+
+def test_import_generated_mail_then_again(home: Path, tmp_path: Path, capsys):
+    """Tried: the same over a folder (with a subfolder) of generated messages (attachments, HTML, cid
+    images) and one with no headers at all: all stored, then all already there."""
+    (tmp_path / "mail" / "sub").mkdir(parents=True)
+    for n, (name, make) in enumerate(SAMPLES.items()):
+        (tmp_path / "mail" / ("sub" if n % 2 else "") / f"{name}.eml").write_bytes(make())
+    (tmp_path / "mail" / "bare.EML").write_bytes(b"just a line, no headers\r\n")
+    _import_twice(capsys, tmp_path / "mail")
 
 
 def test_import_reports_what_it_could_not_store(home: Path, tmp_path: Path, capsys):

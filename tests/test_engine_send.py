@@ -9,7 +9,14 @@ import time
 from collections.abc import Callable
 
 import pytest
-from continuity_kit import (
+
+from simulator import shape
+from sync import engine, mime
+from sync.errors import MessageBad
+from sync.model import Mode, OutboxItem, OutboxState, Route
+from sync.routes.smtp import SmtpRoute
+from sync.store import Store
+from tests.continuity_kit import (
     START,
     FakeClock,
     Provider,
@@ -22,14 +29,7 @@ from continuity_kit import (
     store,
     store_key,
 )
-from mailservers import FaultySmtp, make_tls
-
-from simulator import shape
-from sync import engine, mime
-from sync.errors import MessageBad
-from sync.model import Mode, OutboxItem, OutboxState, Route
-from sync.routes.smtp import SmtpRoute
-from sync.store import Store
+from tests.mailservers import FaultySmtp, make_tls
 
 __all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(180)  # safety net against hangs only

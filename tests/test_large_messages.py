@@ -12,12 +12,12 @@ from email.message import EmailMessage
 
 import pytest
 import requests
-from continuity_kit import START, Provider, env, provider, queue, relay, relay_route, sent_copies, store
-from mailservers import FaultySmtp
 
 from sync import engine
 from sync.model import Mode, OutboxItem, OutboxState, Route
 from sync.store import Store
+from tests.continuity_kit import START, Provider, env, provider, queue, relay, relay_route, sent_copies, store
+from tests.mailservers import FaultySmtp
 
 __all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(300)  # safety net against hangs only

@@ -905,18 +905,19 @@ def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
 
 def test_generator_is_seeded_and_varied() -> None:
     """Same seed and anchor give the same bytes; the mailbox has threads, attachments, HTML, plain text,
-    several charsets and real corpus messages."""
+    several charsets and (with the corpus) real corpus messages."""
     import datetime as dt
 
     from simulator import shape
-    from simulator.generator import CORPUS, populate
+    from simulator.generator import populate
     from simulator.mailbox import Mailbox
+    from tests import corpus
 
     anchor = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
     def build(seed: int) -> Mailbox:
         mb = Mailbox(seed)
-        populate(mb, 200, seed=seed, anchor=anchor)
+        populate(mb, 200, seed=seed, anchor=anchor, corpus=corpus.ASSETS / "mime-public")
         return mb
 
     a, b = build(4), build(4)
@@ -935,9 +936,9 @@ def test_generator_is_seeded_and_varied() -> None:
     assert sum(b"text/html" in m for m in raws) >= 50
     assert sum(b"Content-Type: text/plain" in m and b"multipart" not in m for m in raws) >= 10
     assert sum(shape.message_json(a, i)["hasAttachments"] for i in a.items.values()) >= 20
-    if CORPUS.is_dir():
-        corpus = {p.read_bytes() for p in CORPUS.glob("*.eml")}
-        assert sum(m in corpus for m in raws) >= 5
+    if corpus.PRESENT:  # the corpus is mixed in when found (tests/test_corpus.py guards that it is)
+        real = {p.read_bytes() for p in corpus.files("mime-public")}
+        assert sum(m in real for m in raws) >= 5
     sent = a.state()[a.folder("sentitems").id]
     assert sent and all(
         shape.summarize(a.items[i].mime).sender[0]["emailAddress"]["address"] == "adele@contoso.test"

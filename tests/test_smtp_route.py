@@ -8,7 +8,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import pytest
-from mailservers import (
+
+from sync import errors, outbox
+from sync.routes.smtp import SmtpRoute, strip_bcc
+from tests.mailservers import (
     POSTFIX_DOMAIN,
     QUIET_AIOSMTPD,
     FaultySmtp,
@@ -18,9 +21,6 @@ from mailservers import (
     postfix_relay,
     tls_files,
 )
-
-from sync import errors, outbox
-from sync.routes.smtp import SmtpRoute, strip_bcc
 
 __all__ = ["postfix_relay", "tls_files"]  # fixtures used by this module
 
