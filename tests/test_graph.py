@@ -23,7 +23,7 @@ from sync.sources import graph
 from sync.sources.graph import GraphSource, changes_page
 from tests import corpus
 from tests.samples import sample
-from tests.syncsim import SimProcess, SimTokens, simulator_fixtures
+from tests.syncsim import SimProcess, SimTokens
 
 
 def example(name: str) -> dict:
@@ -110,7 +110,7 @@ def test_sent_item_json_is_a_non_draft_with_extended_properties() -> None:
 # -- against the simulator --------------------------------------------------------------------------
 
 
-sim, tokens = simulator_fixtures(messages=60, seed=11)
+SIMULATOR = {"messages": 60, "seed": 11}  # the mailbox of conftest's `sim` fixture
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ import requests
 from sync import engine
 from sync.model import Mode, OutboxItem, OutboxState, Route
 from sync.store import Store
-from tests.continuity_kit import START, Provider, env, provider, queue, relay, relay_route, sent_copies, store
+from tests.continuity_kit import START, Provider, queue, relay_route, sent_copies
 from tests.mailservers import FaultySmtp
 
-__all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(300)  # safety net against hangs only
 
 BIG = bytes(range(256)) * (4_500_000 // 256)  # 4.5 MB that any re-encoding would show

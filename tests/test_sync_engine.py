@@ -22,13 +22,13 @@ from sync.errors import Unreachable
 from sync.governor import Governor
 from sync.sources.graph import GraphSource
 from sync.store import Store
-from tests.syncsim import SimProcess, SimTokens, simulator_fixtures
+from tests.syncsim import SimProcess, SimTokens
 
 MIME = (b"From: Zoe <zoe@example.com>\r\nTo: adele.vance@contoso.test\r\nSubject: %s\r\n"
         b"Message-ID: <%s@example.com>\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n\r\nbody %s\r\n")
 
 
-sim, tokens = simulator_fixtures(messages=150, seed=11)
+SIMULATOR = {"messages": 150, "seed": 11}  # the mailbox of conftest's `sim` fixture
 
 
 @pytest.fixture
