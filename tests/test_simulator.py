@@ -155,10 +155,17 @@ def test_device_flow_waits_for_admin_approval(tmp_path: Path) -> None:
 
 
 def test_expired_access_token_gets_401_then_silent_refresh(tmp_path: Path) -> None:
-    """A token past its lifetime answers Graph's 401 InvalidAuthenticationToken; msal refreshes silently."""
+    """A token past its lifetime answers Graph's 401 InvalidAuthenticationToken; msal refreshes silently.
+    Tried: the authority's clock moved 2 s past a 1 s lifetime (no sleep: a loaded machine cannot make
+    the token expire early or late)."""
     with Simulator(tmp_path, messages=3, token_lifetime=1) as s:
+        now = [time.time()]
+        s.auth.clock = lambda: now[0]
         app, result = sign_in(s)
-        time.sleep(2.1)
+        r0 = requests.get(f"{s.graph_url}/me", headers={"Authorization": "Bearer " + result["access_token"]},
+                          verify=str(s.ca_path))
+        assert r0.status_code == 200  # within its lifetime however slow the machine is
+        now[0] += 2
         r = requests.get(
             f"{s.graph_url}/me",
             headers={"Authorization": "Bearer " + result["access_token"]},
@@ -858,8 +865,8 @@ def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
             lines["oidc_authority"] + "/.well-known/openid-configuration", verify=lines["ca_path"], timeout=10
         )
         assert r.json()["issuer"] == lines["oidc_authority"]
-        p.send_signal(signal.SIGINT)
-        assert p.wait(timeout=30) == 0
+        p.send_signal(signal.SIGINT)  # the CLI handles it from before its "Ctrl-C" line: no race
+        assert p.wait(timeout=600) == 0  # a safety net against a hang, not a time limit
     finally:
         if p.poll() is None:
             p.kill()
