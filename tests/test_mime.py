@@ -453,9 +453,16 @@ def test_deep_nesting() -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=3000))
 def test_never_raises_on_random_bytes(raw: bytes) -> None:
-    """Tried: arbitrary bytes (hypothesis); parse() returns a Parsed, never raises."""
+    """Tried: arbitrary bytes (hypothesis); parse() returns a Parsed without its last line of defence
+    (parse() itself catches everything, so "never raises" alone could not fail: the parser must cope)."""
     parsed = mime.parse(raw)
     assert parsed.raw == raw and parsed.summary.size == len(raw)
+    assert not _rescued(parsed), parsed.summary.problems
+
+
+def _rescued(parsed: mime.Parsed) -> bool:
+    """True when parse()'s catch-all had to turn an exception of the parser into a raw view."""
+    return any(p.startswith("could not parse the message (") for p in parsed.summary.problems)
 
 
 _SEED = msg(
@@ -480,8 +487,20 @@ def test_never_raises_on_mutated_messages(edits: list[tuple[int, bytes]]) -> Non
     for pos, chunk in edits:
         raw[pos : pos + len(chunk)] = chunk
     parsed = mime.parse(bytes(raw))
+    assert not _rescued(parsed), parsed.summary.problems
     for info in parsed.summary.attachments:
         assert parsed.attachment(info.index) is not None
+
+
+def test_the_catch_all_is_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tried: a parser that raises; parse() still returns the raw view, and _rescued() (what the two
+    property tests above assert against) sees it, so they can fail."""
+    def boom(self: object) -> mime.Parsed:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(mime._Parser, "run", boom)
+    parsed = mime.parse(b"Subject: x\r\n\r\nbody")
+    assert _rescued(parsed) and not parsed.summary.parse_ok and parsed.raw == b"Subject: x\r\n\r\nbody"
 
 
 # ------------------------------------------------------------------------------------------ build
