@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # else bench/sync.py shadows the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 from sync import mime
 
 ROOT = Path(__file__).resolve().parents[1]
