@@ -32,6 +32,21 @@ from tests.syncsim import SimProcess, SimTokens, signed_in
 
 DEFAULT_SIMULATOR = {"messages": 60, "seed": 11}
 
+# The fast lane (`./dev check`, `pytest -m fast`): modules of pure logic and local files only, with no
+# simulator (in or out of process), no Xvfb, D-Bus or keystore, no Postfix, no wine. A module belongs
+# here when all of its tests qualify (a slow-marked test stays out).
+FAST_MODULES = {
+    "test_bridge", "test_cli", "test_corpus", "test_failover", "test_layering", "test_mime",
+    "test_mime_corpus", "test_msi_build", "test_outbox", "test_plan", "test_policy_admx",
+    "test_policy_registry", "test_store", "test_store_failure", "test_sync_governor", "test_ui_safehtml",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in FAST_MODULES and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.fast)
+
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
