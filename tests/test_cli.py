@@ -177,8 +177,8 @@ def test_bad_config_is_a_clear_error(home: Path, tmp_path: Path, capsys):
 
 
 def test_simulator_passes_through(home: Path, monkeypatch: pytest.MonkeyPatch, capsys):
-    """`simulator` hands every later argument to simulator.cli.main, options included, and says
-    "not built yet" (exit 2) while that module is missing."""
+    """`simulator` hands every later argument to simulator.cli.main, options included, and says the
+    package is not installed (exit 2, never the old "not built yet") while that module is missing."""
     seen: list[list[str]] = []
     fake = types.ModuleType("simulator.cli")
     fake.main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
@@ -187,7 +187,7 @@ def test_simulator_passes_through(home: Path, monkeypatch: pytest.MonkeyPatch, c
     assert seen == [["--port", "8443", "serve", "--json"]]
     monkeypatch.setitem(sys.modules, "simulator.cli", None)
     code, _, err = run(capsys, "simulator", "--help")
-    assert code == 2 and "not built yet" in err
+    assert code == 2 and "not installed" in err and "not built" not in err
 
 
 def test_log_file_has_no_bodies_or_keys(home: Path, tmp_path: Path, capsys):
