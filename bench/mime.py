@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 from sync import mime
+from tests.corpus import ASSETS  # LIFEBOAT_ASSETS, else ../shared/assets
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "assets" / "mime-public"
+CORPUS = ASSETS / "mime-public"
 
 
 def bench_parse(rounds: int) -> dict[str, object]:
