@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench/sync.py would shadow the `sync` package: put the repository first instead of this folder.
-sys.path[0:1] = [str(ROOT / "tests"), str(ROOT)]  # the real test servers live in tests/mailservers.py
-
-from mailservers import POSTFIX_DOMAIN, FaultySmtp, PostfixRelay, make_tls  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the app's packages, and the real test servers in tests/mailservers.py
 
 from sync.routes.smtp import SmtpRoute  # noqa: E402
+from tests.mailservers import POSTFIX_DOMAIN, FaultySmtp, PostfixRelay, make_tls  # noqa: E402
 
 GOAL = 50.0
 

@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # else bench/sync.py shadows the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 from sync import mime
+from tests.corpus import ASSETS  # LIFEBOAT_ASSETS, else ../shared/assets
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "assets" / "mime-public"
+CORPUS = ASSETS / "mime-public"
 
 
 def bench_parse(rounds: int) -> dict[str, object]:

@@ -284,7 +284,9 @@ def insert(store: Store, box_messages: list[tuple[bytes, Generated]], start: int
 
 def real_corpus(path: Path) -> dict[str, object]:
     """Cache size against raw size for the public third-party MIME samples (parsed by sync.mime)."""
-    assets = Path(__file__).resolve().parents[2] / "shared" / "assets" / "mime-public"
+    from tests.corpus import ASSETS  # LIFEBOAT_ASSETS, else ../shared/assets
+
+    assets = ASSETS / "mime-public"
     files = sorted(assets.rglob("*.eml")) if assets.is_dir() else []
     if not files:
         return {"skipped": f"no samples under {assets}"}

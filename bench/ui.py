@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ASSETS = ROOT.parent / "shared" / "assets"
+from tests.corpus import ASSETS  # noqa: E402 (LIFEBOAT_ASSETS, else ../shared/assets)
 
 
 def build_cache(db: Path, key: bytes, total: int) -> list[int]:

@@ -638,7 +638,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in ("simulator.cli", "simulator"):
             raise
-        print("lifeboat: simulator: not built yet", file=sys.stderr)
+        print("lifeboat: simulator: the simulator package is not installed here "
+              "(it ships in the source tree: run `./dev setup` from a clone)", file=sys.stderr)
         return 2
     return int(simulator_cli.main(list(args.rest)))
 

@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'mailbox':15} {sum(len(v) for v in sim.state().values())} messages; "
         f"device codes {'auto-approved' if args.auto_approve else 'need POST /_sim/devicecode/approve'}"
     )
-    print("Ctrl-C to stop.", flush=True)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    # both signals only set the event, and before the "Ctrl-C" line: a signal sent as soon as a caller
+    # reads that line always ends here with exit 0, however late this thread is scheduled
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print("Ctrl-C to stop.", flush=True)
+    while not done.wait(0.5):
         pass
     sim.stop()
     return 0

@@ -78,7 +78,7 @@ class Governor:
             self._paused_until = max(self._paused_until, self._clock() + min(seconds, self.max_retry_after))
 
     def throttle_pause(self, retry_after: float) -> None:
-        """A 429: everyone waits Retry-After (exactly: longer pauses measured slower, see bench/sync.py)."""
+        """A 429: everyone waits Retry-After (exactly: longer pauses measured slower, bench/sync_speed.py)."""
         with self._lock:
             self._streak += 1
         self.pause(retry_after)

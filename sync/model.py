@@ -20,13 +20,6 @@ class Mode(StrEnum):
     RECOVERING = "recovering"
 
 
-class Condition(StrEnum):
-    """Conditions that ride beside the mode and never cause failover by themselves."""
-
-    OFFLINE = "offline"  # this machine has no network at all
-    SIGN_IN_NEEDED = "sign_in_needed"  # the provider answers but rejects our token
-
-
 class OutboxState(StrEnum):
     QUEUED = "queued"  # waiting (also after a temporary failure, with next_attempt_at)
     SENDING = "sending"  # committed before any server is contacted

@@ -1,20 +1,17 @@
 """Shared pieces for the continuity tests: the simulator signed in through the real msal code, a real
 aiosmtpd relay as the backup route, a store, and a FakeClock (a time source, not a mock of a server).
 
-Import the fixtures into a test module (`from continuity_kit import ...`) and list them in __all__.
+The fixtures built from these pieces (`env`, `provider`, `relay`, `store`) live in tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import requests
-from mailservers import FaultySmtp
 
 from desktop.auth import MsalAuth
 from desktop.config import Config
@@ -25,7 +22,8 @@ from sync.model import OutboxItem
 from sync.routes.graph import GraphRoute
 from sync.routes.smtp import SmtpRoute
 from sync.sources.graph import GraphSource
-from sync.store import Store, cache_path
+from sync.store import Store
+from tests.mailservers import FaultySmtp
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -67,44 +65,8 @@ class Provider:
     route: GraphRoute
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setenv("LIFEBOAT_INSECURE_TOKEN_CACHE", "1")  # tokens for a throwaway simulator
-    monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
-
-
-@pytest.fixture
-def provider(env: None, tmp_path: Path) -> Iterator[Provider]:
-    sim = Simulator(tmp_path / "sim", messages=3, seed=5).start()
-    # simulator set to deliver at once: sendMail's copy reaches Sent Items in the same request (real
-    # Exchange takes seconds to minutes; the tests of that call sim.set_transport(sent_delay=...) themselves)
-    sim.set_transport(sent_delay=0)
-    try:
-        cfg = sim_config(sim, tmp_path / "home")
-        auth = sign_in(cfg)
-        source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file, probe_timeout=(2.0, 3.0))
-        yield Provider(sim, cfg, auth, source, GraphRoute(source))
-        source.close()
-    finally:
-        sim.stop()
-
-
-@pytest.fixture
-def relay() -> Iterator[FaultySmtp]:
-    with FaultySmtp() as server:
-        yield server
-
-
 def relay_route(relay: FaultySmtp) -> SmtpRoute:
     return SmtpRoute("127.0.0.1", relay.port, "none", timeout=10)
-
-
-@pytest.fixture
-def store(env: None, tmp_path: Path) -> Iterator[Store]:
-    with Store.open(cache_path(tmp_path / "home", "test"), store_key()) as s:
-        yield s
 
 
 def store_key() -> bytes:

@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from mailservers import FaultySmtp  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from desktop.auth import MsalAuth  # noqa: E402
 from desktop.config import Config  # noqa: E402
 from simulator.server import Simulator  # noqa: E402
+from tests.mailservers import FaultySmtp  # noqa: E402
 
 HOST = "login.microsoftonline.com"
 DAY = 86400

@@ -122,24 +122,6 @@ def signed_in(sim: SimProcess, home: Path) -> Iterator[SimTokens]:
         os.environ.update(saved)
 
 
-def simulator_fixtures(messages: int, seed: int) -> tuple[Any, Any]:
-    """A test module's `sim` (a SimProcess of this size and seed) and `tokens` (signed in to it),
-    both module-scoped: `sim, tokens = simulator_fixtures(messages=60, seed=11)`."""
-    import pytest
-
-    @pytest.fixture(scope="module")
-    def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-        s = SimProcess(tmp_path_factory.mktemp("sim"), messages=messages, seed=seed)
-        yield s
-        s.stop()
-
-    @pytest.fixture(scope="module")
-    def tokens(sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimTokens]:
-        with signed_in(sim, tmp_path_factory.mktemp("auth")) as t:
-            yield t
-
-    return sim, tokens
-
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Our environment without the CA-bundle overrides (they would beat verify=ca.pem)."""

@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 import requests
-from continuity_kit import sign_in, sim_config
-from mailservers import QUIET_AIOSMTPD, FaultySmtp, HangingServer, free_port, make_tls
 
 import sync.sources.graph as graph_mod
 from simulator.server import FAILURES, Simulator
@@ -30,6 +28,8 @@ from sync.governor import Governor
 from sync.routes.graph import GraphRoute
 from sync.routes.smtp import SmtpRoute
 from sync.sources.graph import GraphSource
+from tests.continuity_kit import sign_in, sim_config
+from tests.mailservers import QUIET_AIOSMTPD, FaultySmtp, HangingServer, free_port, make_tls
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings(QUIET_AIOSMTPD)]  # timeout: a safety net
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""The js_api bridge over a real SQLCipher store filled with real third-party MIME."""
+"""The js_api bridge over a real SQLCipher store filled with generated MIME (tests/samples.py), and with
+real third-party MIME when the corpus is present (tests/corpus.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from sync import mime
 from sync.errors import MessageBad
 from sync.model import Folder
 from sync.store import Store
+from tests import corpus
+from tests.samples import sample
 from ui.bridge import Bridge
 
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
-MIME = ASSETS / "mime-public"
 ME = "Me Myself <me@example.org>"
 
 
@@ -30,8 +31,8 @@ def store(tmp_path):
 
 
 def put(store: Store, name: str, folder: str = "inbox") -> int:
-    raw = (MIME / name).read_bytes()
-    return store.put_message(folder, "p-" + name, raw)
+    """Store one generated sample (tests/samples.py) under provider id "p-<name>"."""
+    return store.put_message(folder, "p-" + name, sample(name))
 
 
 @pytest.fixture
@@ -54,8 +55,9 @@ def test_public_surface_is_only_the_api(bridge):
 
 
 def test_folders_and_paged_list(store, bridge):
-    """Tried: three real messages in Inbox; the folder count, then pages by offset/limit, newest first."""
-    for name in ("cpython__msg_02.txt.eml", "hunnysoft__m1005.txt.eml", "spamassassin__spam_006.eml"):
+    """Tried: three generated messages in Inbox; the folder count, then pages by offset/limit, newest
+    first."""
+    for name in ("plain", "attachments", "other-links"):
         put(store, name)
     folders = {f["id"]: f for f in bridge.folders()}
     assert folders["inbox"]["count"] == 3 and folders["sent"]["count"] == 0
@@ -89,14 +91,14 @@ def test_folders_and_paged_list(store, bridge):
 )
 def test_bad_arguments_come_back_as_clear_errors(store, bridge, call, args):
     """Tried: wrong types, ranges, unknown ids and values; each is an {"error", "fix"} JSON, not a crash."""
-    put(store, "cpython__msg_02.txt.eml")
+    put(store, "plain")
     out = getattr(bridge, call)(*args)
     assert isinstance(out, dict) and out["error"] and "kind" in out
 
 
 def test_message_body_is_sanitized_and_images_blocked(store, bridge):
-    """Tried: a real spam mail with remote images; strict CSP in srcdoc, no remote src, images counted."""
-    mid = put(store, "spamscope__mail_test_8.eml")
+    """Tried: an HTML mail with remote images; strict CSP in srcdoc, no remote src, images counted."""
+    mid = put(store, "remote-images")
     m = bridge.message(mid)
     assert "default-src 'none'" in m["srcdoc"] and "img-src data:;" in m["srcdoc"]
     assert m["blocked_images"] > 0
@@ -108,7 +110,7 @@ def test_message_body_is_sanitized_and_images_blocked(store, bridge):
 
 def test_cid_images_become_data_uris(store, bridge):
     """Tried: a multipart/related message whose HTML shows a cid: image; it arrives as a data: URI."""
-    mid = put(store, "dovecot-thirdparty__019.eml")
+    mid = put(store, "cid-image")
     m = bridge.message(mid)
     assert "cid:" not in m["srcdoc"]
     assert "data:image/" in m["srcdoc"]
@@ -116,22 +118,22 @@ def test_cid_images_become_data_uris(store, bridge):
 
 def test_open_link_only_for_links_of_that_message(store, bridge):
     """Tried: open a link the message has, one it does not have, and one from another message."""
-    mid = put(store, "spamscope__mail_test_8.eml")
-    other = put(store, "mailcore2-summary__965-email-rendering.eml")
+    mid = put(store, "remote-images")
+    other = put(store, "other-links")
     links = bridge.message(mid)["links"]
     assert links
     assert bridge.open_link(mid, links[0]) == {"opened": links[0]}
     assert bridge._opened == [links[0]]
     assert "error" in bridge.open_link(mid, "https://evil.example/phish")
     foreign = [u for u in bridge.message(other)["links"] if u not in links]
-    if foreign:
-        assert "error" in bridge.open_link(mid, foreign[0])
+    assert foreign  # the other sample's links are its own: the refusal below is really tried
+    assert "error" in bridge.open_link(mid, foreign[0])
     assert bridge._opened == [links[0]]
 
 
 def test_attachments_open_and_save(store, bridge, tmp_path):
-    """Tried: a real message with attachments; open writes a private temp copy, save writes the bytes."""
-    mid = put(store, "hunnysoft__m1005.txt.eml")
+    """Tried: a message with two attachments; open writes a private temp copy, save writes the bytes."""
+    mid = put(store, "attachments")
     atts = bridge.message(mid)["attachments"]
     assert atts
     first = atts[0]
@@ -149,7 +151,7 @@ def test_attachments_open_and_save(store, bridge, tmp_path):
 
 def test_search_as_you_type(store, bridge):
     """Tried: partial words (prefix match) and FTS syntax characters that must not raise."""
-    mid = put(store, "hunnysoft__m1005.txt.eml")
+    mid = put(store, "attachments")
     subject = bridge.message(mid)["subject"]
     word = next(w for w in subject.split() if len(w) > 4 and w.isalpha())
     found = bridge.search(word[:3])
@@ -162,7 +164,7 @@ def test_search_as_you_type(store, bridge):
 
 def test_reply_goes_to_outbox_with_threading_headers(store, bridge):
     """Tried: draft a reply-all and send it; queued row has In-Reply-To/References, engine woken."""
-    mid = put(store, "hunnysoft__m1005.txt.eml")
+    mid = put(store, "attachments")
     original = store.message(mid)
     d = bridge.draft("reply_all", mid)
     assert d["subject"].lower().startswith("re:")
@@ -183,7 +185,7 @@ def test_reply_goes_to_outbox_with_threading_headers(store, bridge):
 
 def test_forward_keeps_attachments(store, bridge):
     """Tried: forward a message with attachments; the queued MIME carries the same attachment bytes."""
-    mid = put(store, "hunnysoft__m1005.txt.eml")
+    mid = put(store, "attachments")
     d = bridge.draft("forward", mid)
     assert d["attachments"]
     d["to"] = "friend@example.com"
@@ -268,9 +270,9 @@ def test_conversations_grouped_in_the_virtual_list(store, bridge):
 
 
 def test_start_brings_status_folders_and_the_inbox_first_page(store, bridge):
-    """Tried: the page's one start-up call over three real messages; the same status, folders and first
+    """Tried: the page's one start-up call over three generated messages; the same status, folders and first
     inbox page as the separate calls give, and a bad page size comes back as a clear error."""
-    for name in ("cpython__msg_02.txt.eml", "hunnysoft__m1005.txt.eml", "spamassassin__spam_006.eml"):
+    for name in ("plain", "attachments", "other-links"):
         put(store, name)
     init = bridge.start(2)
     assert init["status"] == bridge.status()
@@ -283,7 +285,7 @@ def test_start_brings_status_folders_and_the_inbox_first_page(store, bridge):
 def test_reopening_reuses_the_rendered_body_and_a_replaced_mime_is_not_stale(store, bridge, monkeypatch):
     """Tried: open a message twice (parsed once), with images shown (rendered anew), after its MIME was
     replaced (the new body, not the cached one), and open_link against the cached render's links."""
-    mid = put(store, "spamscope__mail_test_8.eml")
+    mid = put(store, "remote-images")
     parses: list[int] = []
     real = store.parsed
     monkeypatch.setattr(store, "parsed", lambda i: parses.append(i) or real(i))
@@ -292,17 +294,17 @@ def test_reopening_reuses_the_rendered_body_and_a_replaced_mime_is_not_stale(sto
     shown = bridge.message(mid, True)
     assert shown["srcdoc"] != first["srcdoc"] and shown["blocked_images"] == 0 and len(parses) == 2
     assert bridge.open_link(mid, first["links"][0]) == {"opened": first["links"][0]} and len(parses) == 2
-    other = (MIME / "cpython__msg_02.txt.eml").read_bytes()
-    assert store.put_message("inbox", "p-spamscope__mail_test_8.eml", other) == mid
+    other = sample("plain")
+    assert store.put_message("inbox", "p-remote-images", other) == mid
     replaced = bridge.message(mid)
     assert replaced["srcdoc"] != first["srcdoc"] and len(parses) == 3
     assert bridge.message(mid)["srcdoc"] == replaced["srcdoc"] and len(parses) == 3  # cached again
 
 
 def test_prefetch_renders_ahead_and_returns_no_content(store, bridge, monkeypatch):
-    """Tried: prefetch a real message (no content comes back), then open it (not parsed again); a
+    """Tried: prefetch an HTML message (no content comes back), then open it (not parsed again); a
     missing id and a bad theme flag come back as clear errors."""
-    mid = put(store, "spamscope__mail_test_8.eml")
+    mid = put(store, "remote-images")
     parses: list[int] = []
     real = store.parsed
     monkeypatch.setattr(store, "parsed", lambda i: parses.append(i) or real(i))
@@ -321,3 +323,19 @@ def test_send_refuses_line_breaks_in_headers(store, bridge):
         out = bridge.send(draft)
         assert out["kind"] == "MessageBad", out
     assert bridge.outbox() == [] and bridge._commands.empty()
+
+
+@corpus.needs_corpus
+def test_real_third_party_mail_through_the_bridge(store, bridge):
+    """Tried: the real corpus messages the generated samples stand in for (a spam mail with remote images,
+    a cid: image, a message with attachments); blocked images, data: URIs, attachments listed."""
+    mime_dir = corpus.path("mime-public")
+
+    def real(name: str) -> int:
+        return store.put_message("inbox", "real-" + name, (mime_dir / name).read_bytes())
+
+    spam = bridge.message(real("spamscope__mail_test_8.eml"))
+    assert spam["blocked_images"] > 0 and 'src="http' not in spam["srcdoc"].lower() and spam["links"]
+    cid = bridge.message(real("dovecot-thirdparty__019.eml"))
+    assert "cid:" not in cid["srcdoc"] and "data:image/" in cid["srcdoc"]
+    assert bridge.message(real("hunnysoft__m1005.txt.eml"))["attachments"]

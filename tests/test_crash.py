@@ -14,16 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from continuity_kit import FakeClock, Provider, env, provider, relay, relay_route, sent_copies, store_key
-from mailservers import FaultySmtp, Received
 
 from desktop.worker import Continuity
 from sync import engine, mime
 from sync.errors import MessageBad
 from sync.model import Mode, OutboxState, Route
 from sync.store import Store, cache_path
+from tests.continuity_kit import FakeClock, Provider, relay_route, sent_copies, store_key
+from tests.mailservers import FaultySmtp, Received
 
-__all__ = ["env", "provider", "relay"]
 pytestmark = pytest.mark.timeout(900)  # safety net against hangs only
 
 FAST = {"probe_interval_seconds": 5.0, "suspect_probe_interval_seconds": 2.0, "failures_to_enter": 2,

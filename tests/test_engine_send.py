@@ -9,20 +9,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from continuity_kit import (
-    START,
-    FakeClock,
-    Provider,
-    env,
-    provider,
-    queue,
-    relay,
-    relay_route,
-    sent_copies,
-    store,
-    store_key,
-)
-from mailservers import FaultySmtp, make_tls
 
 from simulator import shape
 from sync import engine, mime
@@ -30,8 +16,9 @@ from sync.errors import MessageBad
 from sync.model import Mode, OutboxItem, OutboxState, Route
 from sync.routes.smtp import SmtpRoute
 from sync.store import Store
+from tests.continuity_kit import START, FakeClock, Provider, queue, relay_route, sent_copies, store_key
+from tests.mailservers import FaultySmtp, make_tls
 
-__all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(180)  # safety net against hangs only
 
 

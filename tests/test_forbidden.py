@@ -6,8 +6,6 @@ does. The mapping itself is checked on the codes Microsoft documents."""
 from __future__ import annotations
 
 import pytest
-from continuity_kit import START, FakeClock, Provider, env, provider, queue, relay, relay_route, store
-from mailservers import FaultySmtp
 
 from sync import engine, health
 from sync.errors import (
@@ -24,8 +22,9 @@ from sync.health import Monitor
 from sync.model import Mode, OutboxState, Route
 from sync.sources.graph import forbidden
 from sync.store import Store
+from tests.continuity_kit import START, FakeClock, Provider, queue, relay_route
+from tests.mailservers import FaultySmtp
 
-__all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(300)  # safety net against hangs only
 
 

@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +21,14 @@ from sync.governor import Governor
 from sync.model import MessageCopy
 from sync.sources import graph
 from sync.sources.graph import GraphSource, changes_page
-from tests.syncsim import SimProcess, SimTokens, simulator_fixtures
-
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
-EXAMPLES = ASSETS / "graph" / "docs-examples"
+from tests import corpus
+from tests.samples import sample
+from tests.syncsim import SimProcess, SimTokens
 
 
 def example(name: str) -> dict:
-    return json.loads((EXAMPLES / name).read_text())
+    """One of Microsoft's documented payloads from the corpus (the calling test skips without it)."""
+    return json.loads((corpus.path("graph/docs-examples") / name).read_text())
 
 
 # -- pure: Microsoft's documented payloads ------------------------------------------------------------
@@ -62,11 +61,31 @@ def test_malformed_pages_are_unreachable_not_used(payload: dict) -> None:
         changes_page(payload, "F")
 
 
-def test_retry_after_is_fractional_and_batch_bodies_are_base64() -> None:
-    """Retry-After "2.128" (the documented 429) parses; a $batch MIME body is base64; JSON is not MIME."""
-    http = (ASSETS / "graph" / "docs-examples-2021" / "throttling__429-response.http").read_text()
+def test_delta_pages_made_here() -> None:
+    """Tried: pages shaped like the docs' (written here): a nextLink page is not complete; a deltaLink
+    page with an @removed entry and isRead as the string "true" is, and its cursor is the whole URL."""
+    item = {"id": "A1", "subject": "s", "isRead": "true",
+            "from": {"emailAddress": {"name": "Dana", "address": "dana@contoso.com"}}}
+    p1 = changes_page({"value": [item], "@odata.nextLink": "https://g/delta?$skiptoken=x"}, "F")
+    assert [i.provider_id for i in p1.items] == ["A1"] and not p1.complete
+    assert p1.cursor == "https://g/delta?$skiptoken=x" and p1.items[0].is_read is True
+    assert p1.items[0].sender == "Dana <dana@contoso.com>"
+    p2 = changes_page({"value": [{"id": "A2", "@removed": {"reason": "deleted"}}],
+                       "@odata.deltaLink": "https://g/delta?$deltatoken=y"}, "F")
+    assert p2.removed == ("A2",) and not p2.items and p2.complete and p2.cursor.endswith("$deltatoken=y")
+
+
+def test_retry_after_of_the_documented_429() -> None:
+    """Tried: the Retry-After header of Microsoft's documented 429 response (from the corpus): 2.128."""
+    http = (corpus.path("graph/docs-examples-2021") / "throttling__429-response.http").read_text()
     header = next(line for line in http.splitlines() if line.startswith("Retry-After"))
     assert graph._retry_after({"Retry-After": header.split(":", 1)[1].strip()}) == 2.128
+
+
+def test_retry_after_is_fractional_and_batch_bodies_are_base64() -> None:
+    """Retry-After "2.128" (the documented 429's value) parses; a $batch MIME body is base64; JSON is
+    not MIME."""
+    assert graph._retry_after({"Retry-After": "2.128"}) == 2.128
     assert graph._retry_after({"Retry-After": "soon"}) == 1.0
     raw = b"Subject: hi\r\n\r\nbody\r\n"
     assert graph.decode_value(base64.b64encode(raw).decode()) == raw
@@ -75,11 +94,10 @@ def test_retry_after_is_fractional_and_batch_bodies_are_base64() -> None:
 
 
 def test_sent_item_json_is_a_non_draft_with_extended_properties() -> None:
-    """A real multipart message with an attachment becomes Graph JSON with PR_MESSAGE_FLAGS=1, the
+    """A generated multipart message with attachments becomes Graph JSON with PR_MESSAGE_FLAGS=1, the
     submit/delivery times, the Message-ID (once, as internetMessageId: not also String 0x1035), its
-    recipients and its attachment."""
-    raw = next(p.read_bytes() for p in sorted((ASSETS / "mime-public").rglob("*.eml"))
-               if b"Content-Disposition: attachment" in p.read_bytes() and b"\nTo:" in p.read_bytes())
+    recipients and its attachments."""
+    raw = sample("attachments")
     body = graph.sent_item_json(raw, datetime(2026, 11, 28, 10, 0, tzinfo=UTC), "<abc@lifeboat.test>")
     props = {p["id"]: p["value"] for p in body["singleValueExtendedProperties"]}
     assert props["Integer 0x0E07"] == "1" and "String 0x1035" not in props
@@ -92,7 +110,7 @@ def test_sent_item_json_is_a_non_draft_with_extended_properties() -> None:
 # -- against the simulator --------------------------------------------------------------------------
 
 
-sim, tokens = simulator_fixtures(messages=60, seed=11)
+SIMULATOR = {"messages": 60, "seed": 11}  # the mailbox of conftest's `sim` fixture
 
 
 @pytest.fixture

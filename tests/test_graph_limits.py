@@ -24,12 +24,12 @@ from sync.errors import MessageBad, Unreachable
 from sync.governor import Governor
 from sync.sources.graph import GraphSource, decode_value
 from sync.store import Store
-from tests.syncsim import SimProcess, SimTokens, mime_b64, simulator_fixtures
+from tests.syncsim import SimProcess, SimTokens, mime_b64
 
 CAP = 50  # the simulator's delta cap in these tests (Graph's is 5,000)
 
 
-sim, tokens = simulator_fixtures(messages=60, seed=21)
+SIMULATOR = {"messages": 60, "seed": 21}  # the mailbox of conftest's `sim` fixture
 
 
 def make_source(sim: SimProcess, tokens: SimTokens, **kw: Any) -> GraphSource:

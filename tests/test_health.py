@@ -14,8 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from continuity_kit import START, FakeClock, Provider, env, provider, relay, relay_route, store, store_key
-from mailservers import FaultySmtp, free_port
 
 from sync import failover, health
 from sync.errors import Throttled, Unreachable
@@ -24,8 +22,9 @@ from sync.health import DnsReference, HttpReference, Monitor
 from sync.model import Mode, Route
 from sync.routes.smtp import SmtpRoute
 from sync.store import Store
+from tests.continuity_kit import START, FakeClock, Provider, relay_route, store_key
+from tests.mailservers import FaultySmtp, free_port
 
-__all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(300)  # safety net against hangs only
 ROOT = Path(__file__).resolve().parents[1]
 

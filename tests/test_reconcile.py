@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import pytest
-from continuity_kit import START, Provider, env, provider, queue, relay, relay_route, sent_copies, store
-from mailservers import FaultySmtp
 
 from sync import engine
 from sync.errors import Unreachable
 from sync.model import Mode, OutboxState, Route
 from sync.store import Store
+from tests.continuity_kit import START, Provider, queue, relay_route, sent_copies
+from tests.mailservers import FaultySmtp
 
-__all__ = ["env", "provider", "relay", "store"]
 pytestmark = pytest.mark.timeout(180)  # safety net against hangs only
 
 

@@ -155,10 +155,17 @@ def test_device_flow_waits_for_admin_approval(tmp_path: Path) -> None:
 
 
 def test_expired_access_token_gets_401_then_silent_refresh(tmp_path: Path) -> None:
-    """A token past its lifetime answers Graph's 401 InvalidAuthenticationToken; msal refreshes silently."""
+    """A token past its lifetime answers Graph's 401 InvalidAuthenticationToken; msal refreshes silently.
+    Tried: the authority's clock moved 2 s past a 1 s lifetime (no sleep: a loaded machine cannot make
+    the token expire early or late)."""
     with Simulator(tmp_path, messages=3, token_lifetime=1) as s:
+        now = [time.time()]
+        s.auth.clock = lambda: now[0]
         app, result = sign_in(s)
-        time.sleep(2.1)
+        r0 = requests.get(f"{s.graph_url}/me", headers={"Authorization": "Bearer " + result["access_token"]},
+                          verify=str(s.ca_path))
+        assert r0.status_code == 200  # within its lifetime however slow the machine is
+        now[0] += 2
         r = requests.get(
             f"{s.graph_url}/me",
             headers={"Authorization": "Bearer " + result["access_token"]},
@@ -858,8 +865,8 @@ def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
             lines["oidc_authority"] + "/.well-known/openid-configuration", verify=lines["ca_path"], timeout=10
         )
         assert r.json()["issuer"] == lines["oidc_authority"]
-        p.send_signal(signal.SIGINT)
-        assert p.wait(timeout=30) == 0
+        p.send_signal(signal.SIGINT)  # the CLI handles it from before its "Ctrl-C" line: no race
+        assert p.wait(timeout=600) == 0  # a safety net against a hang, not a time limit
     finally:
         if p.poll() is None:
             p.kill()
@@ -905,18 +912,19 @@ def test_cli_prints_urls_and_stops_on_sigint(tmp_path: Path) -> None:
 
 def test_generator_is_seeded_and_varied() -> None:
     """Same seed and anchor give the same bytes; the mailbox has threads, attachments, HTML, plain text,
-    several charsets and real corpus messages."""
+    several charsets and (with the corpus) real corpus messages."""
     import datetime as dt
 
     from simulator import shape
-    from simulator.generator import CORPUS, populate
+    from simulator.generator import populate
     from simulator.mailbox import Mailbox
+    from tests import corpus
 
     anchor = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
     def build(seed: int) -> Mailbox:
         mb = Mailbox(seed)
-        populate(mb, 200, seed=seed, anchor=anchor)
+        populate(mb, 200, seed=seed, anchor=anchor, corpus=corpus.ASSETS / "mime-public")
         return mb
 
     a, b = build(4), build(4)
@@ -935,9 +943,9 @@ def test_generator_is_seeded_and_varied() -> None:
     assert sum(b"text/html" in m for m in raws) >= 50
     assert sum(b"Content-Type: text/plain" in m and b"multipart" not in m for m in raws) >= 10
     assert sum(shape.message_json(a, i)["hasAttachments"] for i in a.items.values()) >= 20
-    if CORPUS.is_dir():
-        corpus = {p.read_bytes() for p in CORPUS.glob("*.eml")}
-        assert sum(m in corpus for m in raws) >= 5
+    if corpus.PRESENT:  # the corpus is mixed in when found (tests/test_corpus.py guards that it is)
+        real = {p.read_bytes() for p in corpus.files("mime-public")}
+        assert sum(m in real for m in raws) >= 5
     sent = a.state()[a.folder("sentitems").id]
     assert sent and all(
         shape.summarize(a.items[i].mime).sender[0]["emailAddress"]["address"] == "adele@contoso.test"

@@ -1,5 +1,5 @@
 """Faithfulness: the simulator's Graph responses validate against the Graph v1.0 CSDL (mail subset) and
-have the shapes of Microsoft's published examples (../shared/assets/graph).
+have the shapes of Microsoft's published examples (the corpus's graph/ folder, found by tests/corpus.py).
 
 The CSDL check is strict: every property we emit must be declared on the type (or its base types), with
 the declared JSON type, enum member, or nullability. Every message of a generated mailbox (which includes
@@ -20,11 +20,12 @@ import requests
 
 from simulator import shape
 from simulator.server import Simulator
+from tests import corpus
 
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "graph"
+ASSETS = corpus.ASSETS / "graph"
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 
-pytestmark = pytest.mark.skipif(not ASSETS.is_dir(), reason="../shared/assets/graph is not present")
+pytestmark = corpus.needs_corpus
 
 
 class Csdl:
@@ -284,10 +285,9 @@ def test_shapes_match_microsofts_examples(live: Any) -> None:
 def test_every_corpus_message_gives_a_valid_message(csdl: Csdl, tmp_path: Path) -> None:
     """All public third-party MIME (malformed, nested, odd charsets) stored as-is yields a schema-valid
     message without raising, and $value would return the exact bytes."""
-    from simulator.generator import CORPUS
     from simulator.mailbox import Mailbox
 
-    files = sorted(CORPUS.glob("*.eml"))
+    files = corpus.files("mime-public")
     assert len(files) > 200
     mb = Mailbox(1)
     problems = []

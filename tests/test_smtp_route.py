@@ -8,7 +8,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import pytest
-from mailservers import (
+
+from sync import errors, outbox
+from sync.compose import strip_bcc
+from sync.routes.smtp import SmtpRoute
+from tests.mailservers import (
     POSTFIX_DOMAIN,
     QUIET_AIOSMTPD,
     FaultySmtp,
@@ -18,10 +22,6 @@ from mailservers import (
     postfix_relay,
     tls_files,
 )
-
-from sync import errors, outbox
-from sync.compose import strip_bcc
-from sync.routes.smtp import SmtpRoute
 
 __all__ = ["postfix_relay", "tls_files"]  # fixtures used by this module
 

@@ -14,8 +14,8 @@ from sync import schema
 from sync.errors import BadQuery, CacheError, MessageBad
 from sync.model import Folder, OutboxState, RemoteItem, Route
 from sync.store import Store, cache_path
+from tests import corpus
 
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
@@ -311,9 +311,10 @@ def test_status_and_check(store: Store):
     assert store.count_messages() == 2 and store.count_messages(with_mime=False) == 1
 
 
+@corpus.needs_corpus
 def test_real_corpus_stores_every_message_byte_exact(tmp_path: Path):
     """Every public third-party MIME sample (malformed ones included) is stored and read back exactly."""
-    files = sorted((ASSETS / "mime-public").rglob("*.eml"))
+    files = sorted(corpus.path("mime-public").rglob("*.eml"))
     assert len(files) > 100
     with Store.open(tmp_path / "c.db", os.urandom(32)) as s:
         folder = s.local_folder("Imported")

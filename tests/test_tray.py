@@ -5,17 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
-import window_kit as kit
-
 from desktop import tray as tray_mod
+from tests.e2e import window_kit as kit
 
 NEEDS = ("Xvfb", "dbus-daemon", "dunst", "trayer")
 pytestmark = pytest.mark.skipif(any(shutil.which(n) is None for n in NEEDS),

@@ -1,20 +1,19 @@
-"""ui.safehtml without a browser: every vector of ../shared/assets/xss comes out inert (the window test
-then proves the same in the real engine)."""
+"""ui.safehtml without a browser: every vector of the corpus's xss/ folder (tests/corpus.py) comes out
+inert (the window test then proves the same in the real engine)."""
 
 from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
+from tests import corpus
 from ui import safehtml
-
-XSS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "xss"
 
 
 def all_vectors() -> list[str]:
+    XSS = corpus.path("xss")  # skips the calling test without the corpus
     out = [e["payload"] for e in json.loads((XSS / "DOMPurify__expect.json").read_text())]
     out += [e["input"] for e in json.loads((XSS / "html5lib-python__sanitizer-tests1.json").read_text())]
     for path in sorted((XSS / "payloadsallthethings").iterdir()):

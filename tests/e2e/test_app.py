@@ -7,14 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import window_kit as kit
-
+from tests.e2e import window_kit as kit
 from tests.syncsim import PY, REPO, clean_env
 from tests.test_tray import Dunst
 

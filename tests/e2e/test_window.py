@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import window_kit as kit
 
 from sync import mime
 from sync.model import Folder
 from sync.store import Store
+from tests import corpus
+from tests.e2e import window_kit as kit
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,7 +38,7 @@ def fill(db: Path, key: bytes) -> dict[str, int]:
                                                                                 well_known="sentitems")])
     ids = {}
     for name in REAL:
-        ids[name] = store.put_message("inbox", "p-" + name, (kit.ASSETS / "mime-public" / name).read_bytes())
+        ids[name] = store.put_message("inbox", "p-" + name, (corpus.path("mime-public") / name).read_bytes())
     base = datetime(2025, 1, 1, tzinfo=UTC)
     with store.transaction():
         for n in range(3000):

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-import window_kit as kit
 
 from desktop.window import WindowProcess
 from sync.model import Folder
 from sync.store import Store
+from tests.e2e import window_kit as kit
+from tests.samples import sample
 
 pytestmark = [
     pytest.mark.e2e,
@@ -29,7 +30,7 @@ def test_window_process_commands_key_and_close(tmp_path, monkeypatch):
     db = tmp_path / "cache.db"
     store = Store.open(db, key)
     store.upsert_folders([Folder("inbox", "Inbox", well_known="inbox")])
-    store.put_message("inbox", "p1", (kit.ASSETS / "mime-public" / "hunnysoft__m1005.txt.eml").read_bytes())
+    store.put_message("inbox", "p1", sample("attachments"))
     commands: queue.Queue = queue.Queue()
     with kit.xvfb() as display:
         monkeypatch.setenv("DISPLAY", display)

@@ -15,15 +15,17 @@ import re
 import shutil
 
 import pytest
-import window_kit as kit
 
 from sync import mime
 from sync.model import Folder
 from sync.store import Store
+from tests import corpus
+from tests.e2e import window_kit as kit
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (debian-packages.txt)"),
+    corpus.needs_corpus,
 ]
 
 XSS = kit.ASSETS / "xss"

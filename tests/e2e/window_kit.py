@@ -16,8 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests import corpus
+
 ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT.parent / "shared" / "assets"
+ASSETS = corpus.ASSETS
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHILD = Path(__file__).resolve().parent / "window_child.py"
 PYTHON = sys.executable
