@@ -24,9 +24,10 @@ from desktop import keys
 from desktop.config import Config
 from sync import engine, failover
 from sync.errors import AuthRequired, ConfigError, LifeboatError, Throttled, Unreachable
-from sync.health import DnsReference, HttpReference, Monitor, Probe, SystemClock
+from sync.health import Monitor, Probe, SystemClock
 from sync.model import Mode, Route
 from sync.ports import Clock, MailSource, Notifier, SendRoute
+from sync.sources.references import DnsReference, HttpReference
 from sync.store import Store, cache_path
 
 log = logging.getLogger(__name__)

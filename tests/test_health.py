@@ -18,9 +18,10 @@ import pytest
 from sync import failover, health
 from sync.errors import Throttled, Unreachable
 from sync.failover import Notify, Policy, StartReconcile
-from sync.health import DnsReference, HttpReference, Monitor
+from sync.health import Monitor
 from sync.model import Mode, Route
 from sync.routes.smtp import SmtpRoute
+from sync.sources.references import DnsReference, HttpReference
 from sync.store import Store
 from tests.continuity_kit import START, FakeClock, Provider, relay_route, store_key
 from tests.mailservers import FaultySmtp, free_port
@@ -277,7 +278,8 @@ NETNS_SCRIPT = textwrap.dedent("""
     import json, sys
     from datetime import UTC, datetime, timedelta
     from sync.failover import Policy
-    from sync.health import DnsReference, HttpReference, Monitor
+    from sync.health import Monitor
+    from sync.sources.references import DnsReference, HttpReference
     from sync.routes.smtp import SmtpRoute
     from sync.sources.graph import GraphSource
     from sync.store import Store

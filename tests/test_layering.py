@@ -117,3 +117,20 @@ def test_only_the_store_opens_the_database():
         found |= {(f, m) for f, m in imported_modules(package) if m in drivers}
     assert ("sync/store.py", "sqlcipher3") in found  # the rule sees imports (it can fail)
     assert {f for f, _ in found} == {"sync/store.py"}
+
+
+# The network libraries belong to the adapters: sync/sources (Graph, the reference probes), sync/routes
+# (the SMTP and Graph send routes) and desktop/auth.py, the adapter around msal, which raises requests'
+# own exceptions and must translate them. Everything else reaches the network through those.
+NETWORK_LIBRARIES = {"requests", "urllib3", "smtplib", "aiosmtplib", "httpx"}
+NETWORK_ADAPTERS = ("sync/sources/", "sync/routes/", "desktop/auth.py")
+
+
+def test_only_adapters_import_the_network_libraries():
+    """Tried: every import (also inside functions) in sync/, ui/ and desktop/: only the adapters import
+    requests, urllib3 or smtplib (and the rule sees an adapter's import, so it can fail)."""
+    found = set()
+    for package in ("sync", "ui", "desktop"):
+        found |= {(f, m) for f, m in imported_modules(package) if m in NETWORK_LIBRARIES}
+    assert ("sync/sources/graph.py", "requests") in found and ("sync/routes/smtp.py", "smtplib") in found
+    assert {f for f, _ in found if not f.startswith(NETWORK_ADAPTERS)} == set()

@@ -1,0 +1,53 @@
+"""Reference probes: adapters to services that do not depend on Microsoft.
+
+A reference that answers proves this machine's network works, so a provider that does not answer is
+down (not "this laptop is offline"). Each probe has its own timeout and raises only `Unreachable`.
+The backup relay's SMTP greeting (`sync.routes.smtp.SmtpRoute.probe`) is the third kind.
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.resolver
+import requests
+
+from sync.errors import Unreachable
+
+
+class DnsReference:
+    """Resolves one name through the system's DNS servers (not /etc/hosts), or the given one, within
+    `timeout` seconds. Any answer from a server counts, even "no such name": the network works."""
+
+    def __init__(self, name: str, timeout: float = 3.0, nameserver: str | None = None, port: int = 53
+                 ) -> None:
+        self.name, self.timeout, self.nameserver, self.port = name, timeout, nameserver, port
+
+    def __repr__(self) -> str:
+        return f"DNS lookup of {self.name}"
+
+    def probe(self) -> None:
+        resolver = dns.resolver.Resolver(configure=self.nameserver is None)
+        if self.nameserver is not None:
+            resolver.nameservers, resolver.port = [self.nameserver], self.port
+        try:
+            resolver.resolve(self.name, "A", lifetime=self.timeout, search=False)
+        except dns.resolver.NXDOMAIN:
+            return  # a DNS server answered (that the name does not exist is still an answer)
+        except (dns.exception.DNSException, OSError) as exc:
+            raise Unreachable(f"DNS lookup of {self.name} failed: {type(exc).__name__}") from exc
+
+
+class HttpReference:
+    """GET a URL that does not depend on Microsoft; any HTTP answer (even 404) proves the network works."""
+
+    def __init__(self, url: str, timeout: float = 5.0, verify: bool | str = True) -> None:
+        self.url, self.timeout, self.verify = url, timeout, verify
+
+    def __repr__(self) -> str:
+        return f"GET {self.url}"
+
+    def probe(self) -> None:
+        try:
+            requests.get(self.url, timeout=self.timeout, verify=self.verify, allow_redirects=False).close()
+        except requests.RequestException as exc:
+            raise Unreachable(f"GET {self.url} failed: {type(exc).__name__}") from exc
