@@ -155,6 +155,7 @@ class Continuity:
         """Sync unless paused or in continuity (the provider is down: the probes watch it)."""
         interval = self.settings.sync_interval
         if is_paused(self.store):
+            log.debug("sync: paused")
             return interval
         if self.monitor.refresh().mode is Mode.CONTINUITY:
             return interval
