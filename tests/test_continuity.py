@@ -118,8 +118,8 @@ def test_the_cli_and_the_window_mean_the_same(homes: tuple[Path, Path], monkeypa
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Tried: `lifeboat failover on`, `off`, `on`, `off` in one home; in another, the window's buttons
     (Bridge.force) written as JSON lines by the window child's pipe queue, read back by the app's
-    WindowProcess reader onto its queue and drained into the app's Continuity.handle. The persisted mode,
-    forced choice and event log are the same."""
+    WindowProcess reader onto its queue (after three lines that are not commands, dropped) and drained into
+    the app's Continuity.handle. The persisted mode, forced choice and event log are the same."""
     cli_home, window_home = homes
     monkeypatch.setenv("LIFEBOAT_HOME", str(cli_home))
     for choice in ("on", "off", "on", "off"):
@@ -132,7 +132,10 @@ def test_the_cli_and_the_window_mean_the_same(homes: tuple[Path, Path], monkeypa
             assert bridge.force(mode) == {"queued": "force", "mode": mode}
         app_queue: queue.Queue[Any] = queue.Queue()
         reader = WindowProcess(s.path, store_key(), app_queue, me=USER)
-        reader._read(type("Proc", (), {"stdout": io.StringIO(pipe.getvalue())})())  # type: ignore[arg-type]
+        junk = '{"command": "reboot"}\n{"command": ["force", "normal"]}\n{"command": "pause", "paused": 1}\n'
+        lines = io.StringIO(junk + pipe.getvalue())
+        reader._read(type("Proc", (), {"stdout": lines})())  # type: ignore[arg-type]
+        assert app_queue.qsize() == 4  # the four buttons; what is not a command never reaches the app
         # the app's core with no source: commands touch only the persisted state
         c = Continuity(Config(username=USER), s, None, {}, [])  # type: ignore[arg-type]
         c.start()
