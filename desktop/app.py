@@ -22,7 +22,7 @@ from desktop import keys, worker
 from desktop.config import Config
 from desktop.doorbell import Doorbell
 from desktop.window import WindowProcess
-from sync import failover
+from sync import commands
 from sync.errors import ConfigError
 from sync.store import Store, cache_path
 
@@ -47,7 +47,7 @@ class App:
         self.account = cfg.username or "default"
         self.key = key if key is not None else keys.db_key(self.account)
         self.on_started = on_started
-        self.commands: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.commands: queue.Queue[commands.Command] = queue.Queue()
         self.stopping = threading.Event()
         self.continuity: worker.Continuity | None = None
         self.tray: Any = None
@@ -80,13 +80,13 @@ class App:
                 if self.tray is not None:
                     self.tray.stop()
                 raise
-            loops = self._start_loops(c, store)
+            loops = worker.start_loops(c, self.stopping)
             self.window = WindowProcess(store.path, self.key, self.commands, me=self.cfg.username,
                                         title="Lifeboat (demo)" if self.demo else "Lifeboat",
                                         demo_admin=self.demo.admin_url if self.demo else None)
-            commands = threading.Thread(target=self._drain, args=(c, store), name="lifeboat-commands",
+            drainer = threading.Thread(target=self._drain, args=(c,), name="lifeboat-commands",
                                         daemon=True)
-            commands.start()
+            drainer.start()
             self.doorbell.listen(self.open_window)
             if threading.current_thread() is threading.main_thread():
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -101,7 +101,7 @@ class App:
                     self._watch(c)
             finally:
                 self.stopping.set()
-                self._stop(c, loops, commands)
+                self._stop(c, loops, drainer)
         return 0
 
     def _start_tray(self) -> None:
@@ -109,9 +109,10 @@ class App:
         from desktop import tray as tray_mod
 
         try:
-            self.tray = tray_mod.Tray(self.open_window, lambda: self.commands.put(("sync_now",)),
-                                      lambda mode: self.commands.put(("force", mode)),
-                                      lambda paused: self.commands.put(("pause", paused)), self.quit)
+            put = self.commands.put
+            self.tray = tray_mod.Tray(self.open_window, lambda: put(commands.SyncNow()),
+                                      lambda mode: put(commands.Force(mode)),
+                                      lambda paused: put(commands.Pause(paused)), self.quit)
             self.tray.start()
             self.notifier = self.tray
             log.info("app: tray icon started (%s)", self.tray.backend)
@@ -121,24 +122,7 @@ class App:
             self.tray = None
             self.notifier = tray_mod.default_notifier()
 
-    def _start_loops(self, c: worker.Continuity, store: Store) -> list[worker.Loop]:
-        """The three loops of worker.start_loops; the sync loop skips its tick while sync is paused."""
-
-        def sync_tick() -> float:
-            if store.get_setting("sync_paused", False):
-                return self.cfg.sync_interval_seconds
-            return c.sync_tick()
-
-        loops = [
-            worker.Loop("health", c.health_tick, self.stopping, c.monitor.wake),
-            worker.Loop("outbox", c.outbox_tick, self.stopping, c.outbox_wake),
-            worker.Loop("sync", sync_tick, self.stopping, c.sync_wake),
-        ]
-        for loop in loops:
-            loop.start()
-        return loops
-
-    def _drain(self, c: worker.Continuity, store: Store) -> None:
+    def _drain(self, c: worker.Continuity) -> None:
         """Commands from the window and the tray, applied to the workers (one at a time, in order)."""
         while not self.stopping.is_set():
             try:
@@ -146,37 +130,17 @@ class App:
             except queue.Empty:
                 continue
             try:
-                self.apply(command, c, store)
+                self.apply(command, c)
             except Exception:  # a bad command must not end the app
-                log.exception("app: command %r failed", command[0])
+                log.exception("app: command %r failed", command)
 
-    def apply(self, command: tuple[Any, ...], c: worker.Continuity, store: Store) -> None:
-        name = command[0]
-        log.info("app: command %s", name)
-        if name == "wake_outbox":
-            c.outbox_wake.set()
-        elif name == "sync_now":
-            c.sync_wake.set()
-        elif name == "force":
-            mode = str(command[1])
-            effects = c.monitor.force(mode)
-            if mode == "normal" and c.monitor.state.forced_by != "admin":
-                # "Back to normal" in the window or tray leaves continuity (reconciling) and hands the
-                # decision back to the probes, so a later outage still fails over by itself
-                effects += c.monitor.force("auto")
-            if any(isinstance(e, failover.StartReconcile) for e in effects):
-                c.outbox_wake.set()
-            c.outbox_wake.set()  # the route may have changed
+    def apply(self, command: commands.Command, c: worker.Continuity) -> None:
+        """The core decides what the command means (sync.continuity.handle); the app only redraws."""
+        c.handle(command)
+        if isinstance(command, commands.Pause) and self.tray is not None:
+            self.tray.paused = command.paused
+        if isinstance(command, commands.Force):
             self._watch(c)
-        elif name == "pause":
-            paused = bool(command[1])
-            store.set_setting("sync_paused", paused)
-            if self.tray is not None:
-                self.tray.paused = paused
-            if not paused:
-                c.sync_wake.set()
-        else:
-            log.warning("app: unknown command %r", name)
 
     def _watch(self, c: worker.Continuity) -> None:
         """Make the tray show the persisted mode (a CLI `lifeboat failover` may also change it)."""
@@ -191,7 +155,7 @@ class App:
             # the failover engine already raised the notification with its reason: redraw only
             self.tray.set_mode(state.mode.value, conditions, notify=False)
 
-    def _stop(self, c: worker.Continuity, loops: list[worker.Loop], commands: threading.Thread) -> None:
+    def _stop(self, c: worker.Continuity, loops: list[worker.Loop], drainer: threading.Thread) -> None:
         log.info("app: quitting")
         if self.window is not None:
             self.window.close()
@@ -199,7 +163,7 @@ class App:
         if self.tray is not None:
             self.tray.stop()
         worker.stop_loops(loops, self.stopping)
-        commands.join(timeout=10)
+        drainer.join(timeout=10)
         for route in c.routes.values():
             close = getattr(route, "close", None)
             if close is not None:

@@ -552,18 +552,20 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    """Force continuity (on), normal (off) or hand control back to the probes (auto)."""
+    """Force continuity (on), back to normal (off: leave continuity now, then the probes decide) or
+    hand control back to the probes (auto): the window's and the tray's commands, through the same core."""
+    from sync.commands import Force
+    from sync.continuity import handle
     from sync.failover import Notify, Policy
     from sync.health import Monitor, mode_json
 
     cfg = load_config(args)
     wanted = {"on": "continuity", "off": "normal", "auto": "auto"}[args.choice]
     with open_cache(cfg) as store:
-        monitor = Monitor(store, None, [], Policy.from_config(cfg))
-        effects = monitor.force(wanted)
+        outcome = handle(Force(wanted), Monitor(store, None, [], Policy.from_config(cfg)), store)
         status = mode_json(store, _utcnow(), events=0)
-    refused = monitor.state.forced != wanted
-    for effect in effects:
+    refused = outcome.refused
+    for effect in outcome.effects:
         if isinstance(effect, Notify):
             print(f"{effect.title}: {effect.body}", file=sys.stderr if refused else sys.stdout)
     print(f"mode: {status['mode']} (route {status['route']}; {status['reason'] or 'automatic'})")

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sync.commands import Command, from_json, to_json
+
 log = logging.getLogger(__name__)
-COMMANDS = {"wake_outbox": 0, "sync_now": 0, "force": 1, "pause": 1}  # name -> number of arguments
 
 STATIC = Path(__file__).resolve().parents[1] / "ui" / "static"
 INDEX = STATIC / "index.html"
@@ -216,12 +217,10 @@ class WindowProcess:
             except ValueError:
                 continue
             if "command" in msg:
-                command = msg["command"]
-                if (isinstance(command, list) and command and command[0] in COMMANDS
-                        and len(command) == 1 + COMMANDS[command[0]]):
-                    self._commands.put(tuple(command))
-                else:
-                    log.warning("ignored an unknown command from the window: %r", command)
+                try:
+                    self._commands.put(from_json(msg))
+                except ValueError as exc:
+                    log.warning("ignored a command from the window: %s", exc)
             elif "reply" in msg:
                 with self._reply_ready:
                     self._replies[msg["reply"]] = (msg.get("ok", False), msg.get("value"))
@@ -242,8 +241,8 @@ class _PipeQueue:
         self._out = out
         self._lock = threading.Lock()
 
-    def put(self, command: tuple[Any, ...]) -> None:
-        self.send({"command": list(command)})
+    def put(self, command: Command) -> None:
+        self.send(to_json(command))
 
     def send(self, message: dict[str, Any]) -> None:
         with self._lock:

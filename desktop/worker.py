@@ -1,9 +1,11 @@
-"""The headless workers: sync, health and outbox loops in threads; each tick is a plain engine/health call.
+"""The headless workers: sync, health and outbox loops in threads running sync.continuity's ticks.
 
-Main types: `Continuity` (wires config -> store, source, routes, Monitor and the three ticks; tests
-call the ticks directly) and `Loop` (a thread that ticks, then waits for its delay, a wake-up or
-stop). `run_headless(config)` is `lifeboat run --headless`. Invariants: one running instance per
-cache (a lock file); SENDING items left by a crash become UNCERTAIN before the outbox loop starts.
+Main types: `Loop` (a thread that ticks, then waits for its delay, a wake-up or stop) and `build`
+(wires config -> store, source, routes and references into a `sync.continuity.Continuity`, which owns
+the ticks, their order per mode and the commands). `run_headless(config)` is `lifeboat run --headless`
+(it honours a paused sync like the app: the pause is a persisted setting the sync tick reads).
+Invariants: one running instance per cache (a lock file); SENDING items left by a crash become
+UNCERTAIN before the outbox loop starts.
 """
 
 from __future__ import annotations
@@ -16,23 +18,21 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from desktop import keys
 from desktop.config import Config
-from sync import engine, failover
-from sync.errors import AuthRequired, ConfigError, LifeboatError, Throttled, Unreachable
-from sync.health import Monitor, Probe, SystemClock
-from sync.model import Mode, Route
-from sync.ports import Clock, MailSource, Notifier, SendRoute
+from sync.continuity import Continuity
+from sync.errors import ConfigError
+from sync.health import Probe
+from sync.model import Route
+from sync.ports import Clock, Notifier, SendRoute
 from sync.sources.references import DnsReference, HttpReference
 from sync.store import Store, cache_path
 
 log = logging.getLogger(__name__)
 
-OUTBOX_INTERVAL = 1.0  # seconds between outbox ticks when idle (new mail may be queued by the CLI)
 RETRY_AFTER_ERROR = 5.0  # seconds before a loop whose tick crashed tries again
 
 
@@ -85,104 +85,6 @@ class LogNotifier:
         log.info("notify: %s: %s", title, body)
         if self.stream is not None:
             print(json.dumps({"notify": title, "body": body}), file=self.stream, flush=True)
-
-
-class Continuity:
-    """Everything the three loops need, and their ticks. Each tick returns seconds until the next one."""
-
-    def __init__(
-        self,
-        cfg: Config,
-        store: Store,
-        source: MailSource,
-        routes: dict[Route, SendRoute],
-        refs: list[Probe],
-        *,
-        clock: Clock | None = None,
-        notifier: Notifier | None = None,
-        reference_timeout: float = 10.0,
-    ) -> None:
-        self.cfg, self.store, self.source, self.routes = cfg, store, source, routes
-        self.clock = clock or SystemClock()
-        self.policy = failover.Policy.from_config(cfg)
-        self.monitor = Monitor(store, source, refs, self.policy, self.clock, notifier, reference_timeout)
-        self.sync_wake = threading.Event()
-        self.outbox_wake = threading.Event()
-        self.last_reconcile: engine.ReconcileReport | None = None
-        self.checkpoint: engine.Checkpoint = engine.no_checkpoint  # crash tests raise from it
-
-    def start(self) -> None:
-        """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed."""
-        for item in engine.recover_outbox(self.store, self.clock.now()):
-            log.warning("outbox item %d (%s) may or may not have gone out: uncertain", item.id, item.subject)
-        self.monitor.start()
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    # ---- ticks ---------------------------------------------------------------------------------
-
-    def health_tick(self) -> float:
-        effects = self.monitor.tick()
-        if any(isinstance(e, failover.StartReconcile) for e in effects):
-            self.outbox_wake.set()
-        if self.monitor.mode is not Mode.CONTINUITY and any(
-            isinstance(e, failover.LogEvent) and e.kind == "mode" for e in effects
-        ):
-            self.outbox_wake.set()  # a mode change also changes the route
-        return self.monitor.delay()
-
-    def sync_tick(self) -> float:
-        mode = self.monitor.refresh().mode
-        if mode is Mode.CONTINUITY:
-            return self.cfg.sync_interval_seconds  # the provider is down: the probes watch it
-        try:
-            report = engine.sync_once(self.store, self.source, folders=self.cfg.folders,
-                                      cache_days=self.cfg.cache_days, cache_max_mb=self.cfg.cache_max_mb,
-                                      clock=self.clock.now)
-            for error in report.errors:
-                log.warning("sync: %s", error)
-        except Unreachable as exc:
-            log.info("sync: %s", exc)
-            self.monitor.report(exc, "sync")
-        except (Throttled, AuthRequired) as exc:
-            log.info("sync: %s", exc)
-        return self.cfg.sync_interval_seconds
-
-    def outbox_tick(self) -> float:
-        """Reconcile when RECOVERING, settle uncertain items while the provider answers, then send."""
-        state = self.monitor.refresh()
-        now = self.clock.now()
-        if state.mode is Mode.RECOVERING:
-            self.reconcile(now)
-            state = self.monitor.state
-        if state.mode in (Mode.NORMAL, Mode.RECOVERING):
-            try:
-                engine.settle_uncertain_once(self.store, self.source, now, checkpoint=self.checkpoint)
-            except LifeboatError as exc:
-                log.info("settle: %s", exc)
-        report = engine.send_once(self.store, self.routes, state.mode, now, checkpoint=self.checkpoint)
-        if report.sent or report.failed or report.deferred:
-            log.info("%s", report)
-        if report.error is not None and report.route is Route.PRIMARY:
-            self.monitor.report(report.error, "send")
-        if report.waiting and report.error is None and report.route in self.routes:
-            return 0.0  # more is due: go on at once
-        return OUTBOX_INTERVAL
-
-    def reconcile(self, now: datetime) -> engine.ReconcileReport | None:
-        try:
-            report = engine.reconcile_once(self.store, self.source, now, checkpoint=self.checkpoint)
-        except (Unreachable, AuthRequired, Throttled) as exc:
-            log.info("reconcile: %s (will try again; the probes decide whether the outage is back)", exc)
-            self.monitor.report(exc, "sync")  # a failed mail request counts (only Unreachable does)
-            return None
-        self.last_reconcile = report
-        if report.failed:  # they stay unreconciled, with the reason on the outbox item
-            log.warning("reconcile: %d message(s) could not be copied: %s", len(report.failed), report.failed)
-        self.monitor.reconcile_done(report.summary)
-        self.sync_wake.set()  # then catch up the sync
-        return report
 
 
 class Loop(threading.Thread):

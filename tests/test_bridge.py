@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sync import mime
+from sync.commands import Force, Pause, SyncNow, WakeOutbox
 from sync.errors import MessageBad
 from sync.model import Folder
 from sync.store import Store
@@ -177,7 +178,7 @@ def test_reply_goes_to_outbox_with_threading_headers(store, bridge):
     msg = email.message_from_bytes(item.raw)
     assert msg["In-Reply-To"] == original["message_id"]
     assert original["message_id"] in msg["References"]
-    assert bridge._commands.get_nowait() == ("wake_outbox",)
+    assert bridge._commands.get_nowait() == WakeOutbox()
     listed = bridge.outbox()
     assert listed[0]["id"] == item.id and listed[0]["state"] == "queued"
     assert bridge.status()["outbox"]["queued"] == 1
@@ -218,13 +219,15 @@ def test_status_and_timeline(store, bridge):
 
 
 def test_commands_are_enqueued(bridge):
-    """Tried: sync now, force continuity/normal, pause; each becomes one command tuple, nothing else."""
+    """Tried: sync now, force continuity/normal, pause; each becomes one sync.commands value, nothing else;
+    a mode the window does not offer ("auto") is refused."""
     bridge.sync_now()
     bridge.force("continuity")
     bridge.force("normal")
     bridge.pause(True)
     got = [bridge._commands.get_nowait() for _ in range(4)]
-    assert got == [("sync_now",), ("force", "continuity"), ("force", "normal"), ("pause", True)]
+    assert got == [SyncNow(), Force("continuity"), Force("normal"), Pause(True)]
+    assert bridge.force("auto")["kind"] == "BadArgument" and bridge._commands.empty()
 
 
 def test_runnable_attachments_are_not_opened(store, bridge):

@@ -1,4 +1,4 @@
-"""Crash at every durable step: the real shell (desktop.worker.Continuity ticks) plays a story against the
+"""Crash at every durable step: the real shell (sync.continuity.Continuity ticks) plays a story against the
 simulator and an aiosmtpd relay; a checkpoint raises at step k (for every k), the "process" restarts (new
 store connection, start-up recovery), and the story goes on. Afterwards every Message-ID was delivered
 exactly once (relay or Graph), every outage-sent one is in Sent Items exactly once as a sent item, and
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from desktop.worker import Continuity
 from sync import engine, mime
+from sync.continuity import Continuity
 from sync.errors import MessageBad
 from sync.model import Mode, OutboxState, Route
 from sync.store import Store, cache_path

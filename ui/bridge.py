@@ -2,14 +2,14 @@
 
 Every public method validates its arguments, reads the store or enqueues a command, and returns plain
 JSON (errors as {"error", "fix", "kind"}); it never calls the network. Mail HTML reaches the page only
-as sanitized iframe srcdoc (ui.safehtml). All else is `_underscore`: pywebview exposes public names.
+as sanitized iframe srcdoc (ui.safehtml). What the lists and bodies look like, and their caches, is
+ui.view; commands go out as sync.commands values. All else is `_underscore`: pywebview exposes public names.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
-import json
 import mimetypes
 import os
 import queue
@@ -17,25 +17,23 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from sync.commands import Force, Pause, SyncNow, WakeOutbox
 from sync.errors import BadArgument, BadQuery, LifeboatError, MessageBad
-from sync.failover import route_for
-from sync.model import Mode, OutboxState
-from ui import safehtml
+from ui.view import View
+from ui.view import folder as _folder
+from ui.view import row as _row
 
 MAX_PAGE = 500
 MAX_QUERY = 500
 MAX_FIELD = 10_000
 MAX_BODY = 2_000_000
 MAX_ATTACH_BYTES = 35 * 1024 * 1024
-CACHED_BODIES = 16  # rendered bodies kept per window (reopening, theme, links, the prefetched next one)
-MAX_CACHED_SRCDOC = 1_000_000  # characters: larger bodies are rendered on each open, never kept
 MODES = ("normal", "continuity")
 RUNNABLE = {  # attachments that would run code if "opened": they can be saved, not opened
     ".exe", ".com", ".bat", ".cmd", ".scr", ".pif", ".msi", ".msp", ".ps1", ".psm1", ".vbs", ".vbe", ".js",
@@ -43,7 +41,6 @@ RUNNABLE = {  # attachments that would run code if "opened": they can be saved, 
     ".appimage", ".run", ".py", ".pyw", ".pl", ".rb", ".command", ".app", ".dll", ".sys", ".iso", ".img",
     ".vhd", ".vhdx", ".docm", ".xlsm", ".pptm", ".chm", ".library-ms", ".settingcontent-ms", ".appref-ms",
 }
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|vs|r|fw|fwd|wg|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
 def _api(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,10 +80,6 @@ def _addresses(value: Any, name: str) -> list[str]:
     return [_str(v, name, 1000).strip() for v in value if v.strip()]
 
 
-def _thread_key(subject: str | None) -> str:
-    return _REPLY_PREFIX.sub("", subject or "").strip().lower()
-
-
 class Bridge:
     """The js_api object. `commands` is a queue.Queue-like object the engine's workers read."""
 
@@ -105,21 +98,11 @@ class Bridge:
         self._open_url = open_url or (lambda url: webbrowser.open(url, new=2))
         self._open_path = open_path or _open_with_system
         self._window: Any = None
-        self._folders_cache: dict[str, dict[str, Any]] = {}
-        self._picked: set[str] = set()
-        self._thread_cache: tuple[Any, list[dict[str, Any]]] = (None, [])
+        self._view = View(store)  # the lists, bodies and their caches (ui.view)
+        self._picked: set[str] = set()  # files the user chose in the dialog: the only ones send() attaches
         self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
-        # (id, stored_at, size, has_mime, show_images, dark) -> rendered body: a replaced MIME misses
-        self._bodies: collections.OrderedDict[tuple[Any, ...], safehtml.Rendered] = collections.OrderedDict()
-        self._bodies_lock = threading.Lock()
         self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
         os.chmod(self._tmp, 0o700)
-
-    def _known_folders(self, fresh: bool) -> dict[str, dict[str, Any]]:
-        """Folders by id; counting 50,000 rows per page would be slow, so later pages reuse the counts."""
-        if fresh or not self._folders_cache:
-            self._folders_cache = {f["provider_id"]: f for f in self._store.folders()}
-        return self._folders_cache
 
     def _attach_window(self, window: Any) -> None:
         self._window = window
@@ -130,15 +113,9 @@ class Bridge:
     def start(self, limit: Any = 200) -> dict[str, Any]:
         """What the page needs to be usable, in one call: status, folders and the inbox's first page."""
         limit = _int(limit, "limit", 1, MAX_PAGE)
-        folders = self._known_folders(fresh=True)
-        listed = [_folder(f) for f in folders.values()]
-        inbox = next((f for f in listed if f["well_known"] == "inbox"), listed[0] if listed else None)
-        first = None
-        if inbox is not None:
-            rows = self._store.list_messages(inbox["id"], 0, limit)
-            items = [_row(r) for r in rows]
-            first = {"folder": inbox["id"], "total": inbox["count"], "offset": 0, "items": items}
-        return {"status": self._status(), "folders": listed, "first": first}
+        started = self._view.start(limit)
+        started["status"]["me"] = self._me
+        return started
 
     @_api
     def status(self) -> dict[str, Any]:
@@ -146,32 +123,7 @@ class Bridge:
         return self._status()
 
     def _status(self) -> dict[str, Any]:
-        mode, since, reason = self._store.load_mode()
-        try:
-            state = json.loads(self._store.mode_state() or "{}")
-        except ValueError:
-            state = {}
-        try:
-            route = str(route_for(Mode(mode)))
-        except ValueError:
-            route = "primary"
-        conditions = [c for c in ("offline", "sign_in_needed") if state.get(c)]
-        shown = "sign_in_needed" if "sign_in_needed" in conditions else "offline" if conditions else mode
-        outbox = {str(s): 0 for s in OutboxState}
-        for item in self._store.outbox_list():
-            outbox[str(item.state)] += 1
-        return {
-            "mode": mode,
-            "shown": shown,
-            "since": since.isoformat() if since else None,
-            "reason": reason,
-            "route": route,
-            "conditions": conditions,
-            "forced": state.get("forced", "auto"),
-            "paused": bool(self._store.get_setting("sync_paused", False)),
-            "me": self._me,
-            "outbox": outbox,
-        }
+        return {**self._view.status(), "me": self._me}
 
     @_api
     def folders(self) -> list[dict[str, Any]]:
@@ -191,32 +143,10 @@ class Bridge:
         limit = _int(limit, "limit", 1, MAX_PAGE)
         if not isinstance(threaded, bool):
             raise BadArgument("threaded must be true or false")
-        known = self._known_folders(fresh=offset == 0)
-        if folder_id not in known:
+        page = self._view.page(folder_id, offset, limit, threaded)
+        if page is None:
             raise BadArgument(f"there is no folder {folder_id!r}", fix="reload the folder list")
-        total = known[folder_id].get("count", 0)
-        if threaded:
-            rows = self._threads(folder_id, total)
-            return {"total": len(rows), "offset": offset, "items": rows[offset:offset + limit]}
-        rows = self._store.list_messages(folder_id, offset, limit)
-        return {"total": total, "offset": offset, "items": [_row(r) for r in rows]}
-
-    def _threads(self, folder_id: str, total: int) -> list[dict[str, Any]]:
-        """The folder's rows in conversation order (cached until the folder's count or newest row changes)."""
-        newest = self._store.list_messages(folder_id, 0, 1)
-        stamp = (folder_id, total, newest[0]["id"] if newest else None)
-        if self._thread_cache[0] != stamp:
-            groups: dict[str, list[dict[str, Any]]] = {}
-            for r in self._store.list_messages(folder_id, 0, max(total, 1)):
-                row = _row(r)
-                groups.setdefault(row["thread"] or f"#{row['id']}", []).append(row)
-            flat: list[dict[str, Any]] = []
-            for members in groups.values():  # dicts keep insertion order: newest thread first
-                for depth, row in enumerate(members):
-                    size = 0 if depth else len(members)
-                    flat.append({**row, "depth": min(depth, 1), "thread_size": size})
-            self._thread_cache = (stamp, flat)
-        return self._thread_cache[1]
+        return page
 
     @_api
     def search(self, query: Any, limit: Any = 50) -> dict[str, Any]:
@@ -239,29 +169,7 @@ class Bridge:
         row = self._store.message(id)
         if row is None:
             raise MessageBad(f"there is no message {id} in the cache", fix="reload the message list")
-        body = self._body(id, row, show_images, dark)
-        return {
-            "id": id,
-            "subject": row.get("subject") or "",
-            "sender": row.get("sender") or "",
-            "to": row.get("to_addrs") or "",
-            "cc": row.get("cc_addrs") or "",
-            "date": row.get("date"),
-            "folder": row.get("folder"),
-            "message_id": row.get("message_id"),
-            "signed": row.get("is_signed", False),
-            "encrypted": row.get("is_encrypted", False),
-            "problems": row.get("problems") or [],
-            "attachments": [
-                {k: a.get(k) for k in ("index", "filename", "content_type", "size", "inline")}
-                for a in row.get("attachments", [])
-                if not a.get("inline") and (a.get("content_id") or "").strip("<>") not in body.used_cids
-            ],
-            "srcdoc": body.srcdoc,
-            "links": list(body.links),
-            "blocked_images": body.blocked_images,
-            "show_images": show_images,
-        }
+        return self._view.message(id, row, show_images, dark)
 
     @_api
     def prefetch(self, id: Any, dark: Any = False) -> dict[str, Any]:
@@ -273,55 +181,17 @@ class Bridge:
         row = self._store.message(id)
         if row is None:
             raise MessageBad(f"there is no message {id} in the cache", fix="reload the message list")
-        self._body(id, row, False, dark)
+        self._view.body(id, row, False, dark)
         return {"cached": id}
-
-    def _body(self, id: int, row: dict[str, Any], show_images: bool, dark: bool) -> safehtml.Rendered:
-        """The sanitized body, parsed and rendered once per (message version, images, theme)."""
-        key = (id, row.get("stored_at"), row.get("size"), row.get("has_mime"), show_images, dark)
-        with self._bodies_lock:
-            if key in self._bodies:
-                self._bodies.move_to_end(key)
-                return self._bodies[key]
-        parsed = self._store.parsed(id) if row.get("has_mime") else None
-        if parsed is None:
-            body = safehtml.render(None, "(only the summary of this message is cached so far)", dark=dark)
-        else:
-            body = safehtml.render(
-                parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
-                inline=parsed.inline, show_remote=show_images, dark=dark,
-            )
-        if len(body.srcdoc) <= MAX_CACHED_SRCDOC:
-            with self._bodies_lock:
-                self._bodies[key] = body
-                while len(self._bodies) > CACHED_BODIES:
-                    self._bodies.popitem(last=False)
-        return body
 
     @_api
     def outbox(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": item.id,
-                "message_id": item.message_id,
-                "state": str(item.state),
-                "subject": item.subject,
-                "recipients": list(item.recipients),
-                "created_at": item.created_at.isoformat(),
-                "attempts": item.attempts,
-                "next_attempt_at": item.next_attempt_at.isoformat() if item.next_attempt_at else None,
-                "last_error": item.last_error,
-                "route": str(item.route) if item.route else None,
-                "sent_at": item.sent_at.isoformat() if item.sent_at else None,
-            }
-            for item in reversed(self._store.outbox_list())
-        ]
+        return self._view.outbox()
 
     @_api
     def timeline(self, limit: Any = 200) -> list[dict[str, Any]]:
         """The event log, newest first: the outage timeline."""
-        limit = _int(limit, "limit", 1, 5000)
-        return [{k: e.get(k) for k in ("id", "at", "kind", "detail")} for e in self._store.events(limit)]
+        return self._view.timeline(_int(limit, "limit", 1, 5000))
 
     # ------------------------------------------------------------------ links and attachments
 
@@ -335,7 +205,7 @@ class Bridge:
         row = self._store.message(id)
         if row is None or not row.get("has_mime"):
             raise MessageBad(f"there is no cached message {id}")
-        links = self._body(id, row, False, False).links  # the links message() listed (no image/theme effect)
+        links = self._view.body(id, row, False, False).links  # message()'s links (no image/theme effect)
         if url not in links:
             raise BadArgument("that link is not in this message", fix="use the links listed with the message")
         self._open_url(url)
@@ -445,7 +315,7 @@ class Bridge:
         if sum(len(a[2]) for a in [*compose.forwarded(d), *files]) > MAX_ATTACH_BYTES:
             raise BadArgument("the attachments are larger than 35 MB", fix="send fewer or smaller files")
         item = engine.queue(self._store, d, datetime.now(UTC))
-        self._commands.put(("wake_outbox",))
+        self._commands.put(WakeOutbox())
         return {"queued": item.id, "message_id": item.message_id}
 
     @_api
@@ -463,47 +333,26 @@ class Bridge:
 
     @_api
     def sync_now(self) -> dict[str, Any]:
-        self._commands.put(("sync_now",))
+        self._commands.put(SyncNow())
         return {"queued": "sync_now"}
 
     @_api
     def force(self, mode: Any) -> dict[str, Any]:
-        """Switch to continuity by hand, or back to normal (the engine decides what happens next)."""
+        """Switch to continuity by hand, or back to normal (sync.continuity.handle says what that means)."""
         mode = _str(mode, "mode", 20)
         if mode not in MODES:
             raise BadArgument(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self._commands.put(("force", mode))
+        self._commands.put(Force(mode))
         return {"queued": "force", "mode": mode}
 
     @_api
     def pause(self, paused: Any) -> dict[str, Any]:
         if not isinstance(paused, bool):
             raise BadArgument("paused must be true or false")
-        self._commands.put(("pause", paused))
+        self._commands.put(Pause(paused))
         return {"queued": "pause", "paused": paused}
 
 
-def _folder(f: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": f["provider_id"],
-        "name": f["name"],
-        "well_known": f.get("well_known"),
-        "count": f.get("count", 0),
-        "unread": f.get("unread", 0),
-        "local": f.get("local", False),
-    }
-
-
-def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": r["id"],
-        "subject": r.get("subject") or "",
-        "sender": r.get("sender") or r.get("sender_email") or "",
-        "date": r.get("date"),
-        "unread": r.get("is_read") is False,
-        "attachments": bool(r.get("has_attachments")),
-        "thread": _thread_key(r.get("subject")),
-    }
 
 
 def _safe_filename(name: str) -> str:

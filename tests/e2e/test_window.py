@@ -95,7 +95,7 @@ def test_window_read_search_reply_outbox(tmp_path):
     finally:
         store.close()
     assert steps["outbox"]["rows"] == [["queued", item.message_id, item.subject]]
-    assert ["wake_outbox"] in res["commands"]
+    assert {"command": "wake_outbox"} in res["commands"]  # a sync.commands value, as JSON
     assert steps["timeline"]["items"] == 1
     assert steps["dark"]["theme"] == "dark" and steps["dark"]["bg"] != "rgb(255, 255, 255)"
     assert steps["zoom200"]["overflow"] <= 0 and steps["zoom200"]["banner_visible"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from desktop.window import WindowProcess
+from sync.commands import Force, SyncNow, WakeOutbox
 from sync.model import Folder
 from sync.store import Store
 from tests.e2e import window_kit as kit
@@ -56,7 +57,7 @@ def test_window_process_commands_key_and_close(tmp_path, monkeypatch):
                            " document.getElementById('c-text').value = 'Hello';"
                            " document.getElementById('c-send').click()")
             got = [commands.get(timeout=60) for _ in range(3)]
-            assert got == [("sync_now",), ("force", "continuity"), ("wake_outbox",)]
+            assert got == [SyncNow(), Force("continuity"), WakeOutbox()]  # sync.commands values, off the pipe
             [item] = store.outbox_list()
             assert item.subject == "From the window process" and item.recipients == ("friend@example.com",)
             wp.show()  # a second show() raises the running window instead of starting another

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from desktop import window as win  # noqa: E402
+from sync.commands import to_json  # noqa: E402
 from sync.store import Store  # noqa: E402
 from ui.bridge import Bridge  # noqa: E402
 
@@ -278,7 +279,7 @@ class Driver:
             self.result["alerts"] = SEEN["alerts"]
             self.result["console"] = SEEN["console"][-400:]
             self.result["calls"] = dict(self.bridge._calls)
-            self.result["commands"] = list(self.bridge._commands.queue)
+            self.result["commands"] = [to_json(c) for c in self.bridge._commands.queue]
             self.result["opened_urls"] = list(self.cfg.get("_opened", []))
             (self.out / "result.json").write_text(json.dumps(self.result, indent=1, default=str))
             self.mw.quit()

@@ -1,0 +1,208 @@
+"""Continuity logic in the core: what each user command means, and the three ticks with their order.
+
+Main types: `handle(command, monitor, store) -> Outcome` for the frozen commands of sync.commands
+(`WakeOutbox`, `SyncNow`, `Force(mode)`, `Pause(paused)`): one meaning per command, whoever sends it
+(CLI, tray, window, a headless run); and `Continuity`, the shell that owns the ticks (`health_tick`,
+`sync_tick`, `outbox_tick`) the desktop's threads run.
+Invariants: "normal" (`lifeboat failover off`, "Back to normal" in the window and the tray) leaves
+continuity now (reconciling the outage mail) and hands the decision back to the probes, so a later
+outage still fails over by itself; pause is a persisted setting every sync tick honours; the outbox
+tick reconciles (RECOVERING), then settles uncertain items (NORMAL, RECOVERING), then sends on the
+mode's route.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sync import engine, failover
+from sync.commands import Command, Force, Pause, SyncNow, WakeOutbox
+from sync.errors import AuthRequired, LifeboatError, Throttled, Unreachable
+from sync.health import Monitor, Probe, SystemClock
+from sync.model import Mode, Route
+from sync.ports import Clock, MailSource, Notifier, SendRoute
+from sync.store import Store
+
+log = logging.getLogger(__name__)
+
+OUTBOX_INTERVAL = 1.0  # seconds between outbox ticks when idle (new mail may be queued by the CLI)
+PAUSED_SETTING = "sync_paused"  # the persisted pause switch (a setting, so every process sees it)
+
+# ---- one meaning per command --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: the failover effects, whether it was refused (machine policy), and which
+    workers should run now (a process without workers, the CLI, ignores the wakes: the running app
+    re-reads the persisted mode on its next outbox tick)."""
+
+    effects: tuple[failover.Effect, ...] = ()
+    refused: bool = False
+    wake_outbox: bool = False
+    wake_sync: bool = False
+
+
+def is_paused(store: Store) -> bool:
+    return bool(store.get_setting(PAUSED_SETTING, False))
+
+
+def handle(command: Command, monitor: Monitor, store: Store) -> Outcome:
+    """Apply one command to the persisted state (the same call in every process)."""
+    if isinstance(command, WakeOutbox):
+        return Outcome(wake_outbox=True)
+    if isinstance(command, SyncNow):
+        return Outcome(wake_sync=True)
+    if isinstance(command, Pause):
+        store.set_setting(PAUSED_SETTING, command.paused)
+        return Outcome(wake_sync=not command.paused)
+    assert isinstance(command, Force)
+    effects = monitor.force(command.mode)
+    refused = monitor.state.forced_by == "admin"
+    if command.mode == "normal" and not refused:
+        # back to normal: leaving continuity happened above (RECOVERING, reconcile); the probes decide again
+        effects += monitor.force("auto")
+    return Outcome(tuple(effects), refused=refused, wake_outbox=True)  # the route may have changed
+
+
+# ---- the shell: three ticks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the ticks read from the configuration (duck-typed from desktop.config.Config)."""
+
+    sync_interval: float = 60.0
+    folders: tuple[str, ...] = ("*",)
+    cache_days: int = 30
+    cache_max_mb: int = 2048
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Settings:
+        return cls(float(cfg.sync_interval_seconds), tuple(cfg.folders), int(cfg.cache_days),
+                   int(cfg.cache_max_mb))
+
+
+@dataclass
+class Wakes:
+    """The events that cut a worker's wait short (threads wait on them in desktop.worker.Loop)."""
+
+    sync: threading.Event = field(default_factory=threading.Event)
+    outbox: threading.Event = field(default_factory=threading.Event)
+
+
+class Continuity:
+    """Everything the three loops need, and their ticks. Each tick returns seconds until the next one."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        store: Store,
+        source: MailSource,
+        routes: dict[Route, SendRoute],
+        refs: list[Probe],
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        reference_timeout: float = 10.0,
+    ) -> None:
+        self.settings = Settings.from_config(cfg)
+        self.store, self.source, self.routes = store, source, routes
+        self.clock = clock or SystemClock()
+        self.policy = failover.Policy.from_config(cfg)
+        self.monitor = Monitor(store, source, refs, self.policy, self.clock, notifier, reference_timeout)
+        self.wakes = Wakes()
+        self.sync_wake, self.outbox_wake = self.wakes.sync, self.wakes.outbox
+        self.last_reconcile: engine.ReconcileReport | None = None
+        self.checkpoint: engine.Checkpoint = engine.no_checkpoint  # crash tests raise from it
+
+    def start(self) -> None:
+        """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed."""
+        for item in engine.recover_outbox(self.store, self.clock.now()):
+            log.warning("outbox item %d (%s) may or may not have gone out: uncertain", item.id, item.subject)
+        self.monitor.start()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def handle(self, command: Command) -> Outcome:
+        """A command from the window, the tray or the app: `handle`, then wake the workers it names."""
+        log.info("command %s", command.name)
+        outcome = handle(command, self.monitor, self.store)
+        if outcome.wake_outbox:
+            self.outbox_wake.set()
+        if outcome.wake_sync:
+            self.sync_wake.set()
+        return outcome
+
+    # ---- ticks ---------------------------------------------------------------------------------
+
+    def health_tick(self) -> float:
+        effects = self.monitor.tick()
+        if any(isinstance(e, failover.StartReconcile) for e in effects):
+            self.outbox_wake.set()
+        if self.monitor.mode is not Mode.CONTINUITY and any(
+            isinstance(e, failover.LogEvent) and e.kind == "mode" for e in effects
+        ):
+            self.outbox_wake.set()  # a mode change also changes the route
+        return self.monitor.delay()
+
+    def sync_tick(self) -> float:
+        """Sync unless paused or in continuity (the provider is down: the probes watch it)."""
+        interval = self.settings.sync_interval
+        if is_paused(self.store):
+            log.debug("sync: paused")
+            return interval
+        if self.monitor.refresh().mode is Mode.CONTINUITY:
+            return interval
+        try:
+            report = engine.sync_once(self.store, self.source, folders=list(self.settings.folders),
+                                      cache_days=self.settings.cache_days,
+                                      cache_max_mb=self.settings.cache_max_mb, clock=self.clock.now)
+            for error in report.errors:
+                log.warning("sync: %s", error)
+        except Unreachable as exc:
+            log.info("sync: %s", exc)
+            self.monitor.report(exc, "sync")
+        except (Throttled, AuthRequired) as exc:
+            log.info("sync: %s", exc)
+        return interval
+
+    def outbox_tick(self) -> float:
+        """Reconcile when RECOVERING, settle uncertain items while the provider answers, then send."""
+        state = self.monitor.refresh()
+        now = self.clock.now()
+        if state.mode is Mode.RECOVERING:
+            self.reconcile(now)
+            state = self.monitor.state
+        if state.mode in (Mode.NORMAL, Mode.RECOVERING):
+            try:
+                engine.settle_uncertain_once(self.store, self.source, now, checkpoint=self.checkpoint)
+            except LifeboatError as exc:
+                log.info("settle: %s", exc)
+        report = engine.send_once(self.store, self.routes, state.mode, now, checkpoint=self.checkpoint)
+        if report.sent or report.failed or report.deferred:
+            log.info("%s", report)
+        if report.error is not None and report.route is Route.PRIMARY:
+            self.monitor.report(report.error, "send")
+        if report.waiting and report.error is None and report.route in self.routes:
+            return 0.0  # more is due: go on at once
+        return OUTBOX_INTERVAL
+
+    def reconcile(self, now: datetime) -> engine.ReconcileReport | None:
+        try:
+            report = engine.reconcile_once(self.store, self.source, now, checkpoint=self.checkpoint)
+        except (Unreachable, AuthRequired, Throttled) as exc:
+            log.info("reconcile: %s (will try again; the probes decide whether the outage is back)", exc)
+            self.monitor.report(exc, "sync")  # a failed mail request counts (only Unreachable does)
+            return None
+        self.last_reconcile = report
+        if report.failed:  # they stay unreconciled, with the reason on the outbox item
+            log.warning("reconcile: %d message(s) could not be copied: %s", len(report.failed), report.failed)
+        self.monitor.reconcile_done(report.summary)
+        self.sync_wake.set()  # then catch up the sync
+        return report
