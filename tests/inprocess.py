@@ -34,6 +34,7 @@ from requests.utils import get_encoding_from_headers
 
 from simulator.graph import Response, error_response
 from simulator.server import Simulator
+from tests.syncsim import SimAdmin
 
 CLIENT_ID = "lifeboat-tests"
 
@@ -135,7 +136,7 @@ class InProcessTokens:
         self._force = True
 
 
-class InProcessSim:
+class InProcessSim(SimAdmin):
     """A Simulator served in this process with no port, driven like tests/syncsim.SimProcess."""
 
     def __init__(self, data: Path, messages: int = 50, seed: int = 7, token_lifetime: float = 3600.0,
@@ -178,15 +179,6 @@ class InProcessSim:
         if resp.status >= 400:
             raise AssertionError(f"simulator admin {method} {path}: {resp.status} {resp.body[:300]!r}")
         return json.loads(resp.body)
-
-    def state(self) -> dict[str, dict[str, str]]:
-        return {k: v for k, v in self.admin("GET", "state")["state"].items() if v}
-
-    def requests(self) -> int:
-        return int(self.admin("GET", "requests")["count"])
-
-    def outage(self, mode: str, **kw: Any) -> None:
-        self.admin("POST", "outage", {"mode": mode, **kw})
 
     def tokens(self) -> InProcessTokens:
         """One signed-in TokenProvider per simulator (its tokens are valid over HTTPS too)."""

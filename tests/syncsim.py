@@ -27,7 +27,25 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-class SimProcess:
+class SimAdmin:
+    """What tests ask of a simulator through its admin API, whichever way `admin()` reaches it (the
+    admin port of a SimProcess, or an InProcessSim's direct call)."""
+
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, dict[str, str]]:
+        """{folder id: {provider_id: sha256 of MIME}} as the simulator holds it."""
+        return {k: v for k, v in self.admin("GET", "state")["state"].items() if v}
+
+    def requests(self) -> int:
+        return int(self.admin("GET", "requests")["count"])
+
+    def outage(self, mode: str, **kw: Any) -> None:
+        self.admin("POST", "outage", {"mode": mode, **kw})
+
+
+class SimProcess(SimAdmin):
     def __init__(self, data: Path, messages: int = 50, seed: int = 7, token_lifetime: float = 3600.0) -> None:
         self.data = data
         cmd = [PY, "-m", "simulator.cli", "--port", "0", "--admin-port", "0", "--messages", str(messages),
@@ -65,16 +83,6 @@ class SimProcess:
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300]
             raise AssertionError(f"simulator admin {method} {path}: {exc.code} {detail!r}") from None
-
-    def state(self) -> dict[str, dict[str, str]]:
-        """{folder id: {provider_id: sha256 of MIME}} as the simulator holds it."""
-        return {k: v for k, v in self.admin("GET", "state")["state"].items() if v}
-
-    def requests(self) -> int:
-        return int(self.admin("GET", "requests")["count"])
-
-    def outage(self, mode: str, **kw: Any) -> None:
-        self.admin("POST", "outage", {"mode": mode, **kw})
 
     def stop(self) -> None:
         if self.proc.poll() is None:

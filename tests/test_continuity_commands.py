@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from continuity_kit import FakeClock, Provider, env, provider, store, store_key
 
 from desktop import cli, worker
 from desktop.config import Config
@@ -27,9 +26,9 @@ from sync.continuity import Continuity, Outcome, handle, is_paused
 from sync.health import Monitor
 from sync.model import Mode
 from sync.store import Store, cache_path
+from tests.continuity_kit import FakeClock, Provider, store_key
 from ui.bridge import Bridge
 
-__all__ = ["env", "provider", "store"]
 pytestmark = pytest.mark.timeout(180)  # safety net against hangs only
 USER = "adele.vance@contoso.test"
 
