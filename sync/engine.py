@@ -101,6 +101,17 @@ def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now
     return ids
 
 
+def _commit_page(store: Store, actions: Sequence[plan.Action], rep: FolderReport,
+                 progress: Progress | None) -> None:
+    """Apply one page's actions in one transaction, count them in the folder's report, say progress."""
+    store.apply(actions)
+    rep.pages += 1
+    rep.upserted += sum(isinstance(a, plan.UpsertSummary) for a in actions)
+    rep.removed += sum(isinstance(a, plan.RemoveMessage) for a in actions)
+    if progress:
+        progress(f"summaries {rep.name}", rep.upserted, None)
+
+
 def sync_folder(
     store: Store, source: MailSource, folder_id: str, name: str, cache_days: int, now: datetime,
     progress: Progress | None = None, max_pages: int | None = None,
@@ -129,11 +140,7 @@ def sync_folder(
                 state = replace(state, fill_link=None)
                 continue
             actions, state = plan.plan_fill_page(folder_id, listed, state, now, cache_days)
-            store.apply(actions)
-            rep.pages += 1
-            rep.upserted += sum(isinstance(a, plan.UpsertSummary) for a in actions)
-            if progress:
-                progress(f"summaries {name}", rep.upserted, None)
+            _commit_page(store, actions, rep, progress)
             if listed.complete:
                 rep.complete = True
                 break
@@ -152,13 +159,8 @@ def sync_folder(
         mentioned = [i.provider_id for i in page.items] + list(page.removed)
         actions, state = plan.plan_page(folder_id, page, store.folders_of(mentioned), state, now,
                                         cache_days, cap)
-        store.apply(actions)
-        rep.pages += 1
-        rep.upserted += sum(isinstance(a, plan.UpsertSummary) for a in actions)
-        rep.removed += sum(isinstance(a, plan.RemoveMessage) for a in actions)
+        _commit_page(store, actions, rep, progress)
         cursor = page.cursor
-        if progress:
-            progress(f"summaries {name}", rep.upserted, None)
         if page.complete and state.filling:
             log.info("%s: the delta listed %d messages (Graph's cap): listing the window in full", name,
                      state.listed)
