@@ -31,6 +31,22 @@ from tests.syncsim import (
 )
 
 
+def state_difference(cached: dict[str, dict[str, str | None]], remote: dict[str, dict[str, str]]) -> str:
+    """Which ids differ between the cache and the mailbox, per folder, and how (for a failure message)."""
+    lines = []
+    for folder in sorted(set(cached) | set(remote)):
+        mine, theirs = cached.get(folder, {}), remote.get(folder, {})
+        only_cache = sorted(set(mine) - set(theirs))
+        only_remote = sorted(set(theirs) - set(mine))
+        no_mime = sorted(p for p in mine if p in theirs and mine[p] is None)
+        other = sorted(p for p in mine if p in theirs and mine[p] is not None and mine[p] != theirs[p])
+        if only_cache or only_remote or no_mime or other:
+            lines.append(f"folder …{folder[-10:]}: {len(only_cache)} only cached {only_cache[:3]}, "
+                         f"{len(only_remote)} only in the mailbox {only_remote[:3]}, {len(no_mime)} cached "
+                         f"without MIME {no_mime[:3]}, {len(other)} with other MIME {other[:3]}")
+    return "; ".join(lines) or "no difference by folder"
+
+
 class Account:
     """An isolated Lifeboat home (config, cache key, keystore) pointed at one simulator."""
 
@@ -56,8 +72,9 @@ class Account:
     def assert_equal(self) -> None:
         c = self.cache()
         assert c["rows"] == c["distinct"], "duplicate rows"
-        assert c["state"] == self.sim.state()
-        assert set(self.sim.state()) <= c["folders"]
+        remote = self.sim.state()
+        assert c["state"] == remote, state_difference(c["state"], remote)
+        assert set(remote) <= c["folders"]
 
 
 @pytest.fixture(scope="module")
