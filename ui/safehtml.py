@@ -52,6 +52,11 @@ _RAW_OPEN = re.compile(r"<(style|script)", re.IGNORECASE)
 _MARKUP = re.compile(r"<[^<>]*>")  # [^<>]: linear even on a flood of unclosed '<'
 _SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})(?:\r\n|[ \t\n\r\f])?|(\r\n|[\n\r\f])|(.))", re.DOTALL)
+_CSS_IMPORT = re.compile(r"@import\b[^;{}]*;?", re.IGNORECASE)
+# What makes CSS fetch (or, in old engines, run) something: a style attribute holding one is left out.
+_CSS_FETCHES = ("url(", "image(", "image-set(", "cross-fade(", "element(", "expression(", "@import",
+                "behavior", "binding")
 _URL_IN_TEXT = re.compile(r"""\b(?:https?://|mailto:)[^\s<>"']+""", re.IGNORECASE)
 
 
@@ -109,13 +114,13 @@ def html_text(html: str) -> str:
     at = 0
     while opener := _RAW_OPEN.search(html, at):  # cut <style>/<script> blocks; an unclosed one ends it
         parts.append(html[at:opener.start()])
-        closer = re.compile("</" + opener.group(1), re.IGNORECASE).search(html, opener.end())
+        closer = re.compile("</" + opener.group(1) + "[^<>]*>?", re.IGNORECASE).search(html, opener.end())
         if closer is None:
             break
         at = closer.end()
     else:
         parts.append(html[at:])
-    text = _MARKUP.sub(" ", "".join(parts))
+    text = _MARKUP.sub(" ", " ".join(parts))
     text = htmllib.unescape(text)
     return _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text)).strip()
 
@@ -133,9 +138,40 @@ def data_uri(content_type: str, data: bytes) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def css_plain(css: str) -> str:
+    """CSS as its tokenizer reads it, for checking only: comments out (an unclosed one runs to the end),
+    escapes decoded (`u\\72 l(` is `url(`), lower case. Linear."""
+    parts: list[str] = []
+    at = 0
+    while (start := css.find("/*", at)) >= 0:
+        parts.append(css[at:start])
+        end = css.find("*/", start + 2)
+        at = len(css) if end < 0 else end + 2
+    parts.append(css[at:])
+
+    def char(match: re.Match[str]) -> str:
+        if match.group(1):
+            code = int(match.group(1), 16)
+            return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+        return "" if match.group(2) else match.group(3)
+
+    return _CSS_ESCAPE.sub(char, "".join(parts)).lower()
+
+
+def _defuse_css(css: str) -> str:
+    """A style block's text: no raw '<' (no parser can read markup out of it), no @import (the frame's
+    CSP forbids it too). Literal @import rules (web fonts in newsletters) go alone; one spelled with
+    escapes or comments, which no mail program writes, takes the whole block with it."""
+    if "@import" in css_plain(css):
+        css = _CSS_IMPORT.sub("", css)
+        if "@import" in css_plain(css):
+            return ""
+    return css.replace("<", "\\3c ")
+
+
 def _defuse_styles(clean: str) -> str:
-    """CSS text never needs a raw '<': escape it, so no parser can ever read markup out of a style block.
-    One pass (the serializer closes every <style>, so an opener without a closer ends the work)."""
+    """Every style block of the cleaned body through `_defuse_css`. One pass (the serializer closes every
+    <style>, so an opener without a closer ends the work)."""
     out: list[str] = []
     at = 0
     while (start := clean.find("<style", at)) >= 0:
@@ -143,7 +179,7 @@ def _defuse_styles(clean: str) -> str:
         end = clean.find("</style>", inner) if inner >= 0 else -1
         if end < 0:
             break
-        out += [clean[at:inner + 1], clean[inner + 1:end].replace("<", "\\3c ")]
+        out += [clean[at:inner + 1], _defuse_css(clean[inner + 1:end])]
         at = end
     out.append(clean[at:])
     return "".join(out)
@@ -169,7 +205,8 @@ def render(
     note = None
     if html and html.strip() and (why := too_costly(html)):
         note = f"Shown as plain text: {why}."
-        html, plain = None, plain if plain and plain.strip() else html_text(html)
+        plain = plain if plain and plain.strip() else html_text(html)
+        html = None
     # Each href becomes this marker in nh3's output: the nonce is drawn after the mail was written, so no
     # text of the mail can contain it, and only hrefs that survive the cleaning are found and numbered.
     marker = f"https://lb-link.invalid/{secrets.token_hex(16)}/"
@@ -202,7 +239,7 @@ def render(
                 return None
             hrefs.append(value.strip())
             return f"{marker}{len(hrefs) - 1}"
-        if attr == "style" and ("url(" in low or "expression(" in low or "image-set(" in low):
+        if attr == "style" and any(f in css_plain(value) for f in _CSS_FETCHES):
             # CSS images: the CSP blocks them anyway; drop them so "show images" counts stay honest.
             if show_remote:
                 return value

@@ -4,9 +4,9 @@ Main type: `View(store)`: `folders(fresh)` (counts cached between pages of one f
 (a folder page, flat or in conversation order via sync.conversation, cached until the folder's count or
 newest row changes), `body(...)` (sanitized bodies, a small LRU keyed by the message's version, images
 and theme; a body being rendered is waited for, never rendered twice, and no render waits for another
-message's, so a prefetch never holds up the open), `status()`, `outbox()`, `timeline()`, `message(...)`. Shaping functions `folder(f)` and
-`row(r)`. It reads the store only; validation and errors stay in ui.bridge. Invariant: no message
-content but the sanitized srcdoc leaves this module.
+message's, so a prefetch never holds up the open), `status()`, `outbox()`, `timeline()`, `message(...)`.
+Shaping functions `folder(f)` and `row(r)`. It reads the store only; validation and errors stay in
+ui.bridge. Invariant: no message content but the sanitized srcdoc (and safehtml's note) leaves this module.
 """
 
 from __future__ import annotations
