@@ -41,8 +41,8 @@ for _tag in ("blockquote", "q", "ins", "del"):  # URLs a browser would never fet
 # 1 s; bench/ui.py's "render" section measures it). Real mail is far below them (the corpus: at most
 # 50 KB of HTML, 600 tags, a nesting work of 5,000).
 MAX_HTML_CHARS = 10_000_000  # nh3 cleans ordinary HTML at ~50 MB/s
-MAX_TAGS = 300_000  # bounds the nesting scan below (a Python loop, ~0.1 us a tag)
-MAX_NESTING_WORK = 20_000_000  # html5ever scans the open elements for each tag: ~50 ms at this bound
+MAX_TAGS = 150_000  # bounds the nesting scan below (a Python loop, ~0.5 us a tag)
+MAX_NESTING_WORK = 10_000_000  # html5ever scans the open elements for each tag: ~25 ms at this bound
 # Elements that close an open one of the same name instead of nesting, and elements that never hold any.
 _SIBLINGS = frozenset({"p", "li", "dt", "dd", "option", "tr", "td", "th", "a"})
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
