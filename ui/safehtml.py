@@ -56,7 +56,7 @@ _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})(?:\r\n|[ \t\n\r\f])?|(\r\n|[\
 _CSS_IMPORT = re.compile(r"@import\b[^;{}]*;?", re.IGNORECASE)
 # What makes CSS fetch (or, in old engines, run) something: a style attribute holding one is left out.
 _CSS_FETCHES = ("url(", "image(", "image-set(", "cross-fade(", "element(", "expression(", "@import",
-                "behavior", "binding")
+                "behavior", "-moz-binding")
 _URL_IN_TEXT = re.compile(r"""\b(?:https?://|mailto:)[^\s<>"']+""", re.IGNORECASE)
 
 
