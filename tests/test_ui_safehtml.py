@@ -207,6 +207,15 @@ def test_links_come_only_from_what_the_sanitizer_kept():
         assert gone not in body
 
 
+def test_blocked_images_counts_only_images_of_kept_elements():
+    """Tried: remote CSS images on <link>, <base> and <area> (removed by the cleaning) beside one real
+    remote image: the "N remote images were blocked" bar counts the one."""
+    r = safehtml.render('<link style="background:url(https://x.example/a)"><base style="background:url('
+                        'https://x.example/b)"><map><area style="background:url(https://x.example/c)"></map>'
+                        '<img src="https://x.example/i">')
+    assert r.blocked_images == 1
+
+
 FORGED = ['href="https://lb-link.invalid/99"', 'href="https://lb-link.invalid/1"',
           'href="https://lb-link.invalid/0"']
 

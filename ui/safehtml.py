@@ -213,6 +213,8 @@ def render(
     hrefs: list[str] = []
 
     def attribute_filter(tag: str, attr: str, value: str) -> str | None:
+        if tag not in TAGS:  # nh3 asks about elements it then removes (<base>, <link>, <area>): count none
+            return None
         low = value.strip().lower()
         if tag == "img" and attr == "src":
             if low.startswith("cid:"):
