@@ -3,6 +3,8 @@
 A real encrypted cache (summary rows + the real MIME of ../shared/assets/mime-public); the real window
 as the app runs it (desktop.window.WindowProcess, Xvfb if no DISPLAY); this process plays the app.
 Goals: launch < 2 s, open p95 < 100 ms, app RSS with the window closed < 150 MB. --short: 20,000/40.
+"render" (also in --short; alone with --render-only): ui.safehtml.render in this process over every HTML
+body of the corpus (p95) and over hostile bodies (nesting, tag floods, size: the worst); goal: none over 1 s.
 """
 
 from __future__ import annotations
@@ -45,6 +47,64 @@ def build_cache(db: Path, key: bytes, total: int) -> list[int]:
             store.put_message("inbox", item.provider_id, None, item)
     store.close()
     return ids
+
+
+def hostile_bodies() -> dict[str, str]:
+    """Bodies built to make cleaning slow: html5ever is quadratic in nesting depth (issue 11, item 3)."""
+    from ui import safehtml
+
+    at_bound = int((2 * safehtml.MAX_NESTING_WORK) ** 0.5)  # the deepest nesting still cleaned
+    deep = 1000
+    flat = (safehtml.MAX_NESTING_WORK - deep * deep // 2) // deep
+    return {
+        "div_200kb": "<div>" * 40_000,
+        "div_2mb": "<div>" * 400_000,
+        "pre_200kb": "<pre>" * 40_000,
+        "ul_li_200kb": "<ul><li>" * 25_000,
+        "div_unknown_200kb": "<div><x>" * 25_000,
+        "closed_div_200kb": "<div>" * 18_000 + "x" + "</div>" * 18_000,
+        "nesting_at_bound": "<pre>" * at_bound,
+        "deep_then_flat_at_bound": "<pre>" * deep + "<pre></pre>" * flat,
+        "tags_at_bound": "<p>x" * (safehtml.MAX_TAGS - 1),
+        "size_at_bound": "<p>" + "x" * (safehtml.MAX_HTML_CHARS - 10),
+        "size_over_bound": "<div>" * (safehtml.MAX_HTML_CHARS // 5 + 1),
+        "unclosed_lt_flood": "<" * 2_000_000,
+        "style_flood": "<style>" * 200_000,
+    }
+
+
+def render_times() -> dict:
+    """ui.safehtml.render over the corpus's HTML bodies and over hostile ones, in milliseconds."""
+    from sync import mime
+    from ui import safehtml
+
+    bodies = []
+    for path in sorted((ASSETS / "mime-public").glob("*.eml")):
+        parsed = mime.parse(path.read_bytes())
+        if parsed.html:
+            bodies.append((parsed.html, parsed.plain))
+    pages = sorted((ASSETS / "html-bodies").rglob("*.html"))
+    bodies += [(p.read_text(errors="replace"), None) for p in pages]
+    corpus_ms = []
+    for html, plain in bodies:
+        t = time.perf_counter()
+        safehtml.render(html, plain)
+        corpus_ms.append((time.perf_counter() - t) * 1000)
+    corpus_ms.sort()
+    hostile = {}
+    for name, html in hostile_bodies().items():
+        t = time.perf_counter()
+        r = safehtml.render(html, None)
+        hostile[name] = {"ms": round((time.perf_counter() - t) * 1000, 1), "as_text": r.note is not None}
+    worst = max(hostile, key=lambda k: hostile[k]["ms"])
+    return {
+        "corpus": {"n": len(corpus_ms), "p50_ms": round(statistics.median(corpus_ms), 2),
+                   "p95_ms": round(corpus_ms[min(len(corpus_ms) - 1, round(0.95 * (len(corpus_ms) - 1)))], 2),
+                   "max_ms": round(corpus_ms[-1], 2)},
+        "hostile": hostile,
+        "hostile_worst": {"case": worst, "ms": hostile[worst]["ms"]},
+        "goal_max_ms": 1000,
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -134,7 +194,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", action="store_true", help="fewer message opens (for CI)")
     ap.add_argument("--messages", type=int, default=50_000)
+    ap.add_argument("--render-only", action="store_true", help="only the render section (no window)")
     args = ap.parse_args()
+    render = render_times()
+    if args.render_only:
+        print(json.dumps({"benchmark": "ui", "render": render, "short": args.short}))
+        return
     total = min(args.messages, 20_000) if args.short else args.messages
     tmp = Path(tempfile.mkdtemp(prefix="lifeboat-bench-ui-"))
     xvfb = None
@@ -183,7 +248,9 @@ def main() -> None:
             "rss_window_closed_mb": round(res["rss_window_closed_mb"], 1),
             "rss_before_window_mb": round(res["rss_before_window_mb"], 1),
             "rss_window_open_mb": round(res["rss_window_open_mb"], 1),
-            "goals": {"launch_to_usable_s": 2.0, "open_message_p95_ms": 100, "rss_window_closed_mb": 150},
+            "render": render,
+            "goals": {"launch_to_usable_s": 2.0, "open_message_p95_ms": 100, "rss_window_closed_mb": 150,
+                      "render_max_ms": 1000},
             "short": args.short,
         }
         print(json.dumps(report))

@@ -3,9 +3,10 @@
 Main type: `View(store)`: `folders(fresh)` (counts cached between pages of one folder), `page(...)`
 (a folder page, flat or in conversation order via sync.conversation, cached until the folder's count or
 newest row changes), `body(...)` (sanitized bodies, a small LRU keyed by the message's version, images
-and theme), `status()`, `outbox()`, `timeline()`, `message(...)`. Shaping functions `folder(f)` and
-`row(r)`. It reads the store only; validation and errors stay in ui.bridge. Invariant: no message
-content but the sanitized srcdoc leaves this module.
+and theme; a body being rendered is waited for, never rendered twice, and no render waits for another
+message's, so a prefetch never holds up the open), `status()`, `outbox()`, `timeline()`, `message(...)`.
+Shaping functions `folder(f)` and `row(r)`. It reads the store only; validation and errors stay in
+ui.bridge. Invariant: no message content but the sanitized srcdoc (and safehtml's note) leaves this module.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class View:
         # (id, stored_at, size, has_mime, show_images, dark) -> rendered body: a replaced MIME misses
         self._bodies: collections.OrderedDict[tuple[Any, ...], safehtml.Rendered] = collections.OrderedDict()
         self._bodies_lock = threading.Lock()
+        self._rendering: dict[tuple[Any, ...], threading.Event] = {}  # keys being rendered now (any thread)
 
     def folders(self, fresh: bool) -> dict[str, dict[str, Any]]:
         """Folders by id; counting 50,000 rows per page would be slow, so later pages reuse the counts."""
@@ -130,20 +132,35 @@ class View:
             if key in self._bodies:
                 self._bodies.move_to_end(key)
                 return self._bodies[key]
+            running = self._rendering.get(key)
+            if running is None:
+                self._rendering[key] = threading.Event()
+        if running is not None:  # the same body is being rendered (the prefetch): wait for it, not twice
+            running.wait()
+            with self._bodies_lock:
+                if key in self._bodies:
+                    return self._bodies[key]
+            return self._render(id, r, show_images, dark)  # too big to be kept, or that render failed
+        try:
+            rendered = self._render(id, r, show_images, dark)
+            if len(rendered.srcdoc) <= MAX_CACHED_SRCDOC:
+                with self._bodies_lock:
+                    self._bodies[key] = rendered
+                    while len(self._bodies) > CACHED_BODIES:
+                        self._bodies.popitem(last=False)
+            return rendered
+        finally:
+            with self._bodies_lock:
+                self._rendering.pop(key).set()
+
+    def _render(self, id: int, r: dict[str, Any], show_images: bool, dark: bool) -> safehtml.Rendered:
         parsed = self._store.parsed(id) if r.get("has_mime") else None
         if parsed is None:
-            rendered = safehtml.render(None, "(only the summary of this message is cached so far)", dark=dark)
-        else:
-            rendered = safehtml.render(
-                parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
-                inline=parsed.inline, show_remote=show_images, dark=dark,
-            )
-        if len(rendered.srcdoc) <= MAX_CACHED_SRCDOC:
-            with self._bodies_lock:
-                self._bodies[key] = rendered
-                while len(self._bodies) > CACHED_BODIES:
-                    self._bodies.popitem(last=False)
-        return rendered
+            return safehtml.render(None, "(only the summary of this message is cached so far)", dark=dark)
+        return safehtml.render(
+            parsed.html, parsed.plain if parsed.plain is not None else parsed.text,
+            inline=parsed.inline, show_remote=show_images, dark=dark,
+        )
 
     def message(self, id: int, r: dict[str, Any], show_images: bool, dark: bool) -> dict[str, Any]:
         """Headers, attachments (not those shown inline) and the sanitized body of one message."""
@@ -168,6 +185,7 @@ class View:
             "srcdoc": rendered.srcdoc,
             "links": list(rendered.links),
             "blocked_images": rendered.blocked_images,
+            "note": rendered.note,  # why the body is shown as plain text (ui.safehtml's bounds), or None
             "show_images": show_images,
         }
 

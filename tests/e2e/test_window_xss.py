@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,6 +22,7 @@ from sync.model import Folder
 from sync.store import Store
 from tests import corpus
 from tests.e2e import window_kit as kit
+from tests.xss_own import OWN_VECTORS
 
 pytestmark = [
     pytest.mark.e2e,
@@ -55,6 +57,7 @@ def vectors(base: str) -> list[tuple[str, str]]:
             lines = enumerate(text.splitlines(), 1)
             out.extend((f"{path.name}:{n}", line) for n, line in lines if line.strip())
     out.append(("cure53-HTTPLeaks", (XSS / "cure53-HTTPLeaks__leak.html").read_text()))
+    out += [(f"own {kind} {n}", html) for n, (kind, html) in enumerate(OWN_VECTORS)]
     return [(src, _HOST.sub(base, html)) for src, html in out]
 
 
@@ -111,3 +114,33 @@ def test_every_vector_and_html_message_renders_inert(tmp_path):
         assert all("control.gif" in h for h in counter.hits), counter.hits
     finally:
         counter.close()
+
+
+def test_hostile_nesting_opens_as_text_with_a_note_and_prefetch_does_not_hold_up_reading(tmp_path):
+    """Tried: 200 KB of nested <div>s (quadratic to clean) as the second message of the list; the user
+    reads down with "j": the first opens and prefetches the hostile one, which then opens as its text
+    part with the note; the third opens after it as usual."""
+    key = os.urandom(32)
+    db = tmp_path / "cache.db"
+    store = Store.open(db, key)
+    store.upsert_folders([Folder("inbox", "Inbox", well_known="inbox")])
+    bodies = [("first", "<p>first <b>message</b></p>"), ("nested", "<div>" * 40_000 + "deep"),
+              ("third", "<p>third <i>message</i></p>")]
+    for n, (subject, html) in enumerate(bodies):
+        out = mime.build(sender="s@example.com", to=["me@example.org"], subject=subject,
+                         text=f"the text part of {subject}", html=html,
+                         date=datetime(2026, 1, 3 - n, tzinfo=UTC))
+        store.put_message("inbox", subject, out.raw)
+    store.close()
+    with kit.xvfb() as display:
+        res = kit.run_child({"scenario": "read_down", "db": str(db), "me": "me@example.org", "count": 3},
+                            display, key.hex(), "window-nesting")
+    read = [s for s in res["steps"] if s["name"] == "read"]
+    assert [r["subject"] for r in read] == ["first", "nested", "third"]
+    first, nested, third = read
+    assert "nested too deeply" in nested["notes"] and "the text part of nested" in nested["srcdoc"]
+    assert "<div>" not in nested["srcdoc"].split("<body>")[1]
+    assert "nested" not in first["notes"] and "<b>message</b>" in first["srcdoc"]
+    assert "nested" not in third["notes"] and "<i>message</i>" in third["srcdoc"]
+    calls = next(s for s in res["steps"] if s["name"] == "calls")
+    assert calls["calls"].get("prefetch", 0) >= 1 and calls["errors"] == []

@@ -268,6 +268,21 @@ class Driver:
             self.step("control", hits=_get_json(self.cfg["counter_url"]), requests=list(SEEN["requests"]))
             self.shot("show-images")
 
+    def read_down_scenario(self) -> None:
+        """Read the list from the top with "j", one message after the other (each open prefetches the next);
+        record what the reading pane shows for each."""
+        self.wait("window.lifeboatUI && window.lifeboatUI.ready")
+        self.js("document.getElementById('list').focus()")
+        for n in range(1, int(self.cfg["count"]) + 1):
+            self.key("j")
+            self.wait(f"window.lifeboatUI.loaded >= {n}", timeout=120)
+            self.step("read", id=self.js("window.lifeboatUI.openId"),
+                      subject=self.js("document.getElementById('r-subject').textContent"),
+                      notes=self.js("document.getElementById('r-notes').textContent"),
+                      srcdoc=self.js("document.getElementById('r-body').srcdoc"))
+        self.shot("read-down")
+        self.step("calls", calls=dict(self.bridge._calls), errors=self.js("window.lifeboatUI.errors"))
+
     def run(self) -> None:
         try:
             getattr(self, self.cfg["scenario"] + "_scenario")()

@@ -231,8 +231,10 @@ async function runSearch() {
 /* ------------------------------------------------------------------ reading pane */
 async function openMessage(id, opts = {}) {
   S.openStart = performance.now();
+  const seq = S.openSeq = (S.openSeq || 0) + 1;
   try {
     const m = await call("message", id, S.showImages.has(id), isDark());
+    if (seq !== S.openSeq) return; // a slower answer for a message the user has already left
     S.callMs = performance.now() - S.openStart; // the bridge part of opening (the rest is rendering)
     S.openId = id;
     S.open = m;
@@ -251,6 +253,7 @@ async function openMessage(id, opts = {}) {
     notes.replaceChildren();
     if (m.signed) notes.append(el("span", { class: "bar", text: "Signed message (the signature is not checked here)" }));
     if (m.encrypted) notes.append(el("span", { class: "bar", text: "Encrypted message: it cannot be read in Lifeboat" }));
+    if (m.note) notes.append(el("span", { class: "bar", text: m.note })); // e.g. HTML too deep: shown as text
     $("r-images").hidden = !m.blocked_images;
     $("r-images-text").textContent = m.blocked_images + " remote image" + (m.blocked_images === 1 ? " was" : "s were") + " blocked to protect your privacy.";
     const atts = $("r-attachments");

@@ -1,0 +1,47 @@
+"""The project's own XSS vectors (issue 11), beside the third-party corpus: used by
+tests/test_ui_safehtml.py (the sanitizer alone) and tests/e2e/test_window_xss.py (the real window)."""
+
+# (class, vector): mutation XSS (markup that changes meaning when parsed again after serializing),
+# CSS escapes that spell url( or @import, @import in a style block, svg/math namespace confusion.
+OWN_VECTORS = [
+    ("mxss", '<svg></p><style><a id="</style><img src=1 onerror=alert(1)>">'),
+    ("mxss", '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>'),
+    ("mxss", "<form><math><mtext></form><form><mglyph><style></math><img src onerror=alert(1)>"),
+    ("mxss", "<math><mtext><table><mglyph><style><!--</style><img title=\"--&gt;&lt;/mglyph&gt;&lt;img"
+             "&Tab;src=1&Tab;onerror=alert(1)&gt;\">"),
+    ("mxss", '<xmp><p title="</xmp><img src=x onerror=alert(1)>">'),
+    ("mxss", '<listing>&lt;img src=x onerror=alert(1)&gt;</listing>'),
+    ("mxss", '<textarea><p title="</textarea><img src=x onerror=alert(1)>">'),
+    ("mxss", '<a title="&lt;/style&gt;&lt;img src=x onerror=alert(1)&gt;"><style>x</style></a>'),
+    ("mxss", '<table><style><img src=x onerror=alert(1)></style><td>x</td></table>'),
+    ("mxss", '<div lang="<style>"></div><style>a{}</style><img src=x onerror=alert(1)></style>'),
+    ("css-escape", '<div style="background:u\\rl(https://t.example/a)">x</div>'),
+    ("css-escape", '<div style="background:\\75\\72\\6c(https://t.example/b)">x</div>'),
+    ("css-escape", '<div style="background-image:u\\000072 l(https://t.example/c)">x</div>'),
+    ("css-escape", '<div style="background:URL(https://t.example/d)">x</div>'),
+    ("css-escape", '<div style="background:u/**/rl(https://t.example/e)">x</div>'),
+    ("css-escape", '<div style="list-style:\\69mage-set(\'https://t.example/f\' 1x)">x</div>'),
+    ("css-escape", '<div style="width:expr\\65ssion(alert(1))">x</div>'),
+    ("css-escape", '<div style="beh\\61vior:url(#default#time2)">x</div>'),
+    ("css-escape", '<p style="font-family:x;src:\\75rl(https://t.example/g)">x</p>'),
+    ("import", "<style>@import url(https://t.example/a.css); p{color:red}</style><p>x</p>"),
+    ("import", '<style>@\\69mport "https://t.example/b.css"; p{color:red}</style><p>x</p>'),
+    ("import", "<style>@IMPORT 'https://t.example/c.css';</style><p>x</p>"),
+    ("import", "<style>@im/**/port 'https://t.example/d.css';</style><p>x</p>"),
+    ("import", "<style>@\\000069\\6d port url(https://t.example/e.css);</style><p>x</p>"),
+    ("import", "<style>/* a */@import url(https://t.example/f.css)</style><p>x</p>"),
+    ("import", "<svg><style>@import url(https://t.example/g.css);</style></svg>"),
+    ("ns", "<svg><style><img src=x onerror=alert(1)></style></svg>"),
+    ("ns", "<math><style><img src=x onerror=alert(1)></style></math>"),
+    ("ns", '<svg><a xlink:href="javascript:alert(1)"><text x="20" y="20">x</text></a></svg>'),
+    ("ns", '<svg><use href="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+"></use></svg>'),
+    ("ns", '<math href="javascript:alert(1)">x</math>'),
+    ("ns", '<svg><foreignObject><iframe src="https://t.example/h"></iframe></foreignObject></svg>'),
+    ("ns", '<svg><animate attributeName="href" values="javascript:alert(1)"></animate></svg>'),
+    ("ns", '<svg><set attributeName="onmouseover" to="alert(1)"></set></svg>'),
+    ("ns", "<math><mi><mglyph><svg><mtext><textarea><path id=\"</textarea><img onerror=alert(1) src=1>\">"),
+    ("ns", '<svg><![CDATA[><img src=x onerror=alert(1)>]]></svg>'),
+    ("ns", "<svg><title><style><img src=x onerror=alert(1)></style></title></svg>"),
+    ("ns", '<math><annotation-xml encoding="text/html"><style><img src=x onerror=alert(1)></style>'
+           "</annotation-xml></math>"),
+]
