@@ -305,6 +305,8 @@ def test_bidi_controls_are_not_shown_opened_or_saved(store, bridge, tmp_path, mo
     assert res["opened"] is None and Path(res["saved"]).name == "invoicefdp.exe"
     assert bridge.open_attachment(old, 0)["opened"] == "report.pdf"
     assert Path(bridge._opened[-1]).name == "report.pdf" and dialog.asked == ["invoicefdp.exe"]
+    assert Path(bridge.save_attachment(old, 0)["saved"]) == tmp_path / "report.pdf"  # "Save…" too
+    assert dialog.asked == ["invoicefdp.exe", "report.pdf"]
 
 
 def test_send_attaches_only_files_picked_in_the_dialog(store, bridge, tmp_path):
