@@ -25,6 +25,7 @@ from desktop.window import WindowProcess
 from sync import commands
 from sync.errors import ConfigError
 from sync.store import Store, cache_path
+from ui.attachment_files import OPENED, OpenedFolder
 
 log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.5  # seconds between looks at the persisted mode (the tray follows it)
@@ -53,6 +54,7 @@ class App:
         self.tray: Any = None
         self.window: WindowProcess | None = None
         self.doorbell = Doorbell(cfg.home)
+        self.opened = OpenedFolder(cfg.home / OPENED)  # decrypted copies "Open" wrote: gone at exit/start
         self.notifier: Any = None
         self.shown: tuple[str, tuple[str, ...]] | None = None  # what the tray shows now
 
@@ -71,6 +73,7 @@ class App:
     def run(self) -> int:
         with worker.single_instance(self.cfg.home), \
                 Store.open(cache_path(self.cfg.home, self.account), self.key) as store:
+            self.opened.clear()  # left by a run that crashed (this is the only app of this data folder)
             self._start_tray()
             try:
                 c = worker.build(self.cfg, store, notifier=self.notifier, tokens=self.tokens)
@@ -83,7 +86,8 @@ class App:
             loops = worker.start_loops(c, self.stopping)
             self.window = WindowProcess(store.path, self.key, self.commands, me=self.cfg.username,
                                         title="Lifeboat (demo)" if self.demo else "Lifeboat",
-                                        demo_admin=self.demo.admin_url if self.demo else None)
+                                        demo_admin=self.demo.admin_url if self.demo else None,
+                                        opened=self.opened.root)
             drainer = threading.Thread(target=self._drain, args=(c,), name="lifeboat-commands",
                                         daemon=True)
             drainer.start()
@@ -159,6 +163,7 @@ class App:
         log.info("app: quitting")
         if self.window is not None:
             self.window.close()
+        self.opened.clear()
         self.doorbell.close()
         if self.tray is not None:
             self.tray.stop()

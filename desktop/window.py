@@ -1,4 +1,7 @@
-"""The main window: pywebview showing ui/static/index.html with the bridge as js_api (Qt on Linux).
+"""The main window: pywebview showing ui/static/index.html with the bridge's page API (Qt on Linux).
+
+The page gets `ui.jsapi.expose(bridge)` as js_api, never the bridge itself: pywebview lets a script call
+any attribute it can reach by name, so the exposed object reaches the bridge's API and nothing else.
 
 `open_window(bridge, title=...)` makes it in this process (then `run()` owns the main thread; closing
 hides). `WindowProcess` runs it in a child process (closing frees Qt WebEngine's memory): the DB key
@@ -87,14 +90,16 @@ def open_window(
     width: int = 1280,
     height: int = 800,
 ) -> MainWindow:
-    """Create the window for `bridge` (exposed to the page as window.pywebview.api)."""
+    """Create the window for `bridge` (its page API is window.pywebview.api)."""
     gui = _prepare_backend()
     import webview  # imported late: the environment above must be set first
+
+    from ui.jsapi import expose
 
     window = webview.create_window(
         title,
         url=str(INDEX),  # served by pywebview's loopback HTTP server (see run())
-        js_api=bridge,
+        js_api=expose(bridge),  # the API methods only: nothing else of the bridge is reachable
         width=width,
         height=height,
         min_size=(480, 360),
@@ -104,7 +109,7 @@ def open_window(
     )
     attach = getattr(bridge, "_attach_window", None)
     if callable(attach):
-        attach(window)
+        attach(window)  # the bridge (not the page) asks the window for native file dialogs
     return MainWindow(window, webview, gui, debug)
 
 
@@ -129,8 +134,10 @@ class WindowProcess:
         debug: bool = False,
         on_event: Callable[[dict[str, Any]], Any] | None = None,
         demo_admin: str | None = None,
+        opened: Path | None = None,
     ) -> None:
         self._db, self._key, self._commands = Path(db_path), key, commands
+        self._opened = opened  # the private folder "Open" writes attachments to (ui.attachment_files)
         self._demo_admin = demo_admin  # `lifeboat demo` only: the simulator's admin URL (ui/demo.py)
         self._me, self._title, self._debug, self._on_event = me, title, debug, on_event
         self._proc: subprocess.Popen[str] | None = None
@@ -162,7 +169,8 @@ class WindowProcess:
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
             self._send({"db": str(self._db), "key": self._key.hex(), "me": self._me, "title": self._title,
-                        "debug": self._debug, "demo_admin": self._demo_admin})
+                        "debug": self._debug, "demo_admin": self._demo_admin,
+                        "opened": str(self._opened) if self._opened else None})
             threading.Thread(target=self._read, args=(self._proc,), name="window-pipe", daemon=True).start()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -261,12 +269,13 @@ def _child_main() -> None:
 
     store = Store.open(Path(cfg["db"]), bytes.fromhex(cfg.pop("key")))
     out = _PipeQueue(protocol)
+    opened = Path(cfg["opened"]) if cfg.get("opened") else None
     if cfg.get("demo_admin"):  # `lifeboat demo` only: the page also gets the demo panel's methods
         from ui.demo import DemoBridge
 
-        bridge: Bridge = DemoBridge(store, out, me=cfg["me"], admin_url=cfg["demo_admin"])
+        bridge: Bridge = DemoBridge(store, out, me=cfg["me"], admin_url=cfg["demo_admin"], opened=opened)
     else:
-        bridge = Bridge(store, out, me=cfg["me"])
+        bridge = Bridge(store, out, me=cfg["me"], opened=opened)
     mw = open_window(bridge, title=cfg["title"], debug=bool(cfg.get("debug")))
     mw.hide_on_close = False  # closing the window ends this process (and frees its memory)
 

@@ -26,6 +26,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from sync.errors import MessageBad
+from sync.filenames import safe_filename
 from sync.model import Address, AttachmentInfo, Summary
 
 log = logging.getLogger(__name__)
@@ -379,7 +380,7 @@ class _Parser:
             name = decode_words(raw, self.hint) if raw else None
         elif _has_surrogates(name) or _ENCODED_WORD.search(name):
             name = decode_words(name, self.hint)
-        return (_safe_filename(name) or None) if name is not None else None
+        return (safe_filename(name, default="") or None) if name is not None else None
 
     def texts_append(self, text: str) -> None:
         if text and self.text_len < TEXT_CAP:
@@ -410,7 +411,8 @@ class _Parser:
             subject = ""
             if isinstance(sub, Message):
                 subject = self.header(sub, "subject") or ""
-            filename = _safe_filename(subject) + ".eml" if _safe_filename(subject) else "message.eml"
+            named = safe_filename(subject, default="")
+            filename = safe_filename(named + ".eml") if named else "message.eml"
         if not filename:
             ext = mimetypes.guess_extension(ctype) or ".bin"
             filename = f"attachment-{len(self.attachments) + 1}{ext}"
@@ -638,11 +640,6 @@ def _constant(content: bytes) -> Callable[[], bytes]:
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
-
-
-def _safe_filename(name: str) -> str:
-    """No path separators or control characters, so a saved attachment stays in its folder."""
-    return re.sub(r"[\x00-\x1f\x7f]", "", name).strip().replace("/", "_").replace("\\", "_")
 
 
 def _smime_signed_content(der: bytes) -> Message | None:

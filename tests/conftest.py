@@ -37,7 +37,8 @@ DEFAULT_SIMULATOR = {"messages": 60, "seed": 11}
 # here when all of its tests qualify (a slow-marked test stays out).
 FAST_MODULES = {
     "test_bridge", "test_cli", "test_compose", "test_corpus", "test_failover", "test_layering", "test_mime",
-    "test_mime_corpus", "test_msi_build", "test_outbox", "test_plan", "test_policy_admx",
+    "test_mime_corpus", "test_msi_build", "test_outbox", "test_plan", "test_policy_admx", "test_filenames",
+    "test_jsapi",
     "test_policy_registry", "test_query", "test_store", "test_store_failure", "test_sync_governor",
     "test_ui_safehtml", "test_ui_view",
 }

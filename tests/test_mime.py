@@ -716,4 +716,4 @@ def test_attachment_names_cannot_escape_a_folder() -> None:
         b'Content-Disposition: attachment; filename="../../etc/pa\x07sswd.pdf"\r\n\r\nx\r\n--b--\r\n',
     )
     (info,) = mime.parse(raw).summary.attachments
-    assert info.filename == ".._.._etc_passwd.pdf"
+    assert info.filename == "_.._etc_passwd.pdf"  # sync.filenames: no leading dots (no hidden file)

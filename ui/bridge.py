@@ -1,9 +1,12 @@
-"""The page's only door to Python: `Bridge`, given to pywebview as js_api.
+"""The page's only door to Python: `Bridge`, whose `_api` methods the page calls through ui.jsapi.
 
-Every public method validates its arguments, reads the store or enqueues a command, and returns plain
+Every `_api` method validates its arguments, reads the store or enqueues a command, and returns plain
 JSON (errors as {"error", "fix", "kind"}); it never calls the network. Mail HTML reaches the page only
 as sanitized iframe srcdoc (ui.safehtml). What the lists and bodies look like, and their caches, is
-ui.view; commands go out as sync.commands values. All else is `_underscore`: pywebview exposes public names.
+ui.view; commands go out as sync.commands values. pywebview never sees this object: it gets
+`ui.jsapi.expose(bridge)`, which reaches the `_api` methods and nothing else. Attachments are named by
+sync.filenames; "Open" hands only allow-listed types to the system (from ui.attachment_files' private
+folder) and saves the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import queue
 import re
 import subprocess
 import sys
-import tempfile
 import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +26,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from sync.commands import Force, Pause, SyncNow, WakeOutbox
-from sync.errors import BadArgument, BadQuery, LifeboatError, MessageBad
+from sync.errors import BadArgument, BadQuery, ConfigError, LifeboatError, MessageBad
+from sync.filenames import opens_safely, safe_filename
+from ui import attachment_files
+from ui.attachment_files import OpenedFolder
+from ui.jsapi import API_MARK
 from ui.view import View
 from ui.view import folder as _folder
 from ui.view import row as _row
@@ -35,16 +41,11 @@ MAX_FIELD = 10_000
 MAX_BODY = 2_000_000
 MAX_ATTACH_BYTES = 35 * 1024 * 1024
 MODES = ("normal", "continuity")
-RUNNABLE = {  # attachments that would run code if "opened": they can be saved, not opened
-    ".exe", ".com", ".bat", ".cmd", ".scr", ".pif", ".msi", ".msp", ".ps1", ".psm1", ".vbs", ".vbe", ".js",
-    ".jse", ".wsf", ".wsh", ".hta", ".lnk", ".url", ".reg", ".cpl", ".jar", ".sh", ".bash", ".desktop",
-    ".appimage", ".run", ".py", ".pyw", ".pl", ".rb", ".command", ".app", ".dll", ".sys", ".iso", ".img",
-    ".vhd", ".vhdx", ".docm", ".xlsm", ".pptm", ".chm", ".library-ms", ".settingcontent-ms", ".appref-ms",
-}
 
 
 def _api(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a LifeboatError into {"error", "fix", "kind"} so the page can show it (and loses nothing)."""
+    """Mark a method as the page's (ui.jsapi exposes only these) and turn a LifeboatError into
+    {"error", "fix", "kind"} so the page can show it (and loses nothing)."""
 
     @functools.wraps(method)
     def wrapper(self: Bridge, *args: Any, **kwargs: Any) -> Any:
@@ -55,6 +56,7 @@ def _api(method: Callable[..., Any]) -> Callable[..., Any]:
             message = exc.args[0] if exc.args else str(exc)
             return {"error": message, "fix": exc.fix, "kind": type(exc).__name__}
 
+    setattr(wrapper, API_MARK, True)
     return wrapper
 
 
@@ -91,6 +93,7 @@ class Bridge:
         me: str = "",
         open_url: Callable[[str], Any] | None = None,
         open_path: Callable[[str], Any] | None = None,
+        opened: Path | None = None,
     ) -> None:
         self._store = store
         self._commands = commands if commands is not None else queue.Queue()
@@ -101,8 +104,8 @@ class Bridge:
         self._view = View(store)  # the lists, bodies and their caches (ui.view)
         self._picked: set[str] = set()  # files the user chose in the dialog: the only ones send() attaches
         self._calls: collections.Counter[str] = collections.Counter()  # API calls made, by name
-        self._tmp = Path(tempfile.mkdtemp(prefix="lifeboat-open-"))
-        os.chmod(self._tmp, 0o700)
+        # opened attachments: a private folder under the data folder (None: "Open" only saves)
+        self._private = OpenedFolder(opened) if opened is not None else None
 
     def _attach_window(self, window: Any) -> None:
         self._window = window
@@ -222,41 +225,44 @@ class Bridge:
         data = parsed.attachment(index)
         if index not in infos or data is None:
             raise MessageBad(f"message {id} has no attachment {index} that can be decoded")
-        return _safe_filename(infos[index].get("filename") or f"attachment-{index}"), data
+        return safe_filename(infos[index].get("filename") or f"attachment-{index}"), data
 
     @_api
     def open_attachment(self, id: Any, index: Any) -> dict[str, Any]:
-        """Write the attachment to a private temp folder and open it with the system's viewer."""
+        """Open a document, image or text attachment with the system's viewer (from the private folder);
+        any other type is saved where the user chooses instead, and the answer says why."""
         name, data = self._attachment(id, index)
-        if Path(name).suffix.lower() in RUNNABLE:
-            raise BadArgument(f"{name} could run a program, so Lifeboat does not open it",
-                              fix="save it and check it first")
-        folder = Path(tempfile.mkdtemp(dir=self._tmp))
-        path = folder / name
-        path.write_bytes(data)
+        if not opens_safely(name):
+            saved = self._save_with_dialog(name, data)
+            return {"opened": None, "saved": saved,
+                    "why": f"{name} is not a document, image or text file, so Lifeboat saves it instead "
+                           "of opening it (it could run a program)"}
+        if self._private is None:
+            raise ConfigError("there is no private folder for opened attachments", fix="save it instead")
+        path = self._private.write(name, data)
         self._open_path(str(path))
         return {"opened": name}
 
     @_api
     def save_attachment(self, id: Any, index: Any) -> dict[str, Any]:
         """Save the attachment where the user chooses in a native save dialog (the page names no path)."""
-        name, _ = self._attachment(id, index)
+        name, data = self._attachment(id, index)
+        return {"saved": self._save_with_dialog(name, data)}
+
+    def _save_with_dialog(self, name: str, data: bytes) -> str | None:
         if self._window is None:
             raise BadArgument("there is no window to ask where to save")
         import webview  # only here: the bridge has no GUI dependency otherwise
 
         chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=name)
         if not chosen:
-            return {"saved": None}
-        return self._save_attachment_to(id, index, chosen if isinstance(chosen, str) else chosen[0])
+            return None
+        target = Path(chosen if isinstance(chosen, str) else chosen[0])
+        return str(attachment_files.save(target, name, data))
 
     def _save_attachment_to(self, id: Any, index: Any, target: str) -> dict[str, Any]:
         name, data = self._attachment(id, index)
-        path = Path(target)
-        if path.is_dir():
-            path = path / name
-        path.write_bytes(data)
-        return {"saved": str(path)}
+        return {"saved": str(attachment_files.save(Path(target), name, data))}
 
     # ------------------------------------------------------------------ writing
 
@@ -352,12 +358,6 @@ class Bridge:
         self._commands.put(Pause(paused))
         return {"queued": "pause", "paused": paused}
 
-
-
-
-def _safe_filename(name: str) -> str:
-    name = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", name).strip(" .") or "attachment"
-    return name[:150]
 
 
 def _read_file(path: str) -> tuple[str, str, bytes]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sync.conversation import thread_key, thread_order
 from sync.failover import route_for
+from sync.filenames import safe_filename
 from sync.model import Mode, OutboxState
 from ui import safehtml
 
@@ -178,7 +179,8 @@ class View:
             "encrypted": r.get("is_encrypted", False),
             "problems": r.get("problems") or [],
             "attachments": [
-                {k: a.get(k) for k in ("index", "filename", "content_type", "size", "inline")}
+                {**{k: a.get(k) for k in ("index", "content_type", "size", "inline")},
+                 "filename": safe_filename(a.get("filename") or f"attachment-{a.get('index')}")}
                 for a in r.get("attachments", [])
                 if not a.get("inline") and (a.get("content_id") or "").strip("<>") not in rendered.used_cids
             ],

@@ -240,6 +240,23 @@ class Driver:
             " || (e.labels && e.labels.length)"
             " || e.title)).map(e => e.id || e.outerHTML.slice(0, 60))"))
 
+    def api_scenario(self) -> None:
+        """The page's script calls names that are not the API through pywebview's own call path (what any
+        script in the main page could do); a control call of `status` through the same path answers."""
+        self.wait("window.lifeboatUI && window.lifeboatUI.ready")
+        self.step("api", names=self.js("Object.keys(window.pywebview.api).sort()"))
+        self.js("window.__answers = {}; window.pywebview._returnValuesCallbacks.status = {ctl: (r) =>"
+                " { window.__answers.status = r; }}; window.pywebview._jsApiCallback('status', [], 'ctl')")
+        control = self.wait("window.__answers.status")
+        for n, (name, args) in enumerate(self.cfg["attempts"]):
+            self.js(f"window.pywebview._returnValuesCallbacks[{json.dumps(name)}] = {{}};"
+                    f" window.pywebview._returnValuesCallbacks[{json.dumps(name)}]['a{n}'] ="
+                    f" (r) => {{ window.__answers[{json.dumps(name)}] = r; }};"
+                    f" window.pywebview._jsApiCallback({json.dumps(name)}, {json.dumps(args)}, 'a{n}')")
+        time.sleep(3.0)  # the calls run in threads: give any of them time to act before looking
+        self.step("attempts", control=control, answers=self.js("window.__answers"),
+                  picked=sorted(self.bridge._picked), status=self.bridge.status().get("mode"))
+
     def render_scenario(self) -> None:
         """Open every listed message in the reading pane; then (control) show images of one message."""
         self.wait("window.lifeboatUI && window.lifeboatUI.ready")
@@ -311,7 +328,8 @@ def main() -> None:
     store = Store.open(Path(cfg["db"]), bytes.fromhex(os.environ["LIFEBOAT_DB_KEY"]))
     opened: list[str] = []
     cfg["_opened"] = opened
-    bridge = Bridge(store, queue.Queue(), me=cfg["me"], open_url=opened.append, open_path=opened.append)
+    bridge = Bridge(store, queue.Queue(), me=cfg["me"], open_url=opened.append, open_path=opened.append,
+                    opened=Path(cfg["out"]) / "opened")
     mw = win.open_window(bridge, title="Lifeboat (test)", width=1280, height=800)
     hook_qt()
     mw.window.events.request_sent += on_request

@@ -32,6 +32,9 @@ function toast(text) {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { t.hidden = true; }, 5000);
 }
+function opened(o) { // "Open" on a type that could run a program saves it instead: say so
+  if (o && !o.opened) toast(o.why + (o.saved ? ". Saved to " + o.saved : ". Not saved."));
+}
 function fail(err) { S.errors.push(String(err.message || err)); toast(String(err.message || err)); }
 function el(tag, props, ...kids) {
   const e = document.createElement(tag);
@@ -260,7 +263,7 @@ async function openMessage(id, opts = {}) {
     atts.replaceChildren();
     for (const a of m.attachments) {
       atts.append(el("li", {}, el("span", { text: a.filename + " (" + fmtSize(a.size) + ")" }),
-        el("button", { type: "button", "aria-label": "Open " + a.filename, text: "Open", onclick: () => call("open_attachment", id, a.index).catch(fail) }),
+        el("button", { type: "button", "aria-label": "Open " + a.filename, text: "Open", onclick: () => call("open_attachment", id, a.index).then(opened, fail) }),
         el("button", { type: "button", "aria-label": "Save " + a.filename, text: "Save…",
           onclick: () => call("save_attachment", id, a.index).then((o) => o.saved && toast("Saved to " + o.saved), fail) })));
     }
