@@ -27,6 +27,7 @@ import requests
 
 from desktop.config import Config
 from sync.errors import AuthRequired, ConfigError, KeyMissing, LifeboatError, Offline, Unreachable
+from sync.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def token_persistence(path: Path) -> Any:
     """
     from msal_extensions import FilePersistence, build_encrypted_persistence
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if os.environ.get(INSECURE_ENV) == "1":
         log.warning("%s=1: TOKENS ARE STORED UNENCRYPTED in %s (for tests only; never in real use)",
                     INSECURE_ENV, path)
@@ -163,7 +164,7 @@ class MsalAuth:
     def _save_http_cache(self) -> None:
         tmp = self.http_cache_path.with_suffix(".tmp")
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            private_dir(self.home)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 pickle.dump(dict(self._http_cache), fh)

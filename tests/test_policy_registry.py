@@ -82,10 +82,11 @@ def test_bad_policy_file_value_names_the_file(tmp_path: Path) -> None:
     """Tried: a policy TOML with a non-number and a value outside the allowed choices."""
     policy = tmp_path / "policy.toml"
     policy.write_text('[sync]\ncache_days = "lots"\n')
-    with pytest.raises(ConfigError, match=r"policy\.toml: cache_days = 'lots' is not a valid int"):
+    with pytest.raises(ConfigError, match=r"policy\.toml: cache_days = 'lots' is not valid: it must be a whole"):
         config.load(tmp_path / "none.toml", policy)
     policy.write_text('[failover]\nforce_mode = "panic"\n')
-    with pytest.raises(ConfigError, match="force_mode must be one of auto, continuity, normal"):
+    with pytest.raises(ConfigError, match="force_mode = 'panic' is not valid: it must be one of auto, continuity, "
+                                          "normal"):
         config.load(tmp_path / "none.toml", policy)
 
 
@@ -95,6 +96,6 @@ def test_registry_values_coerce_like_the_policy_file() -> None:
     raw = policy_registry.merge(hklm, {})
     coerced = {k: config._coerce(k, v, policy_registry.where(k)) for k, v in raw.items()}
     assert coerced == {"failover_after_seconds": 90.0, "backup_smtp_port": 2525, "force_mode": "normal"}
-    message = r"Lifeboat\\BackupSmtpSecurity: backup_smtp_security must be one of"
+    message = r"Lifeboat\\BackupSmtpSecurity: backup_smtp_security = 'ssl' is not valid: it must be one of"
     with pytest.raises(ConfigError, match=message):
         config._coerce("backup_smtp_security", "ssl", policy_registry.where("backup_smtp_security"))
