@@ -56,8 +56,8 @@ def token_persistence(path: Path) -> Any:
 
     private_dir(path.parent)
     if os.environ.get(INSECURE_ENV) == "1":
-        log.warning("%s=1: TOKENS ARE STORED UNENCRYPTED in %s (for tests only; never in real use)",
-                    INSECURE_ENV, path)
+        log.warning("%s=1: TOKENS ARE STORED UNENCRYPTED in the data folder (for tests only; never in real "
+                    "use)", INSECURE_ENV)
         return FilePersistence(str(path))
     try:
         return build_encrypted_persistence(str(path))
@@ -170,7 +170,7 @@ class MsalAuth:
                 pickle.dump(dict(self._http_cache), fh)
             os.replace(tmp, self.http_cache_path)
         except OSError as exc:
-            log.warning("could not save msal's http cache: %s", exc)
+            log.warning("could not save msal's http cache: %s", exc.strerror or type(exc).__name__)
 
     def _build(self, http_cache: dict[str, Any]) -> Any:
         """A new msal application over the persisted token cache and this http_cache (which msal fills
@@ -228,7 +228,7 @@ class MsalAuth:
                 app.get_accounts()
         except LifeboatError as exc:
             self._next_discovery_try = time.monotonic() + DISCOVERY_RETRY
-            log.info("msal discovery not refreshed (the kept answers stay): %s", exc)
+            log.info("msal discovery not refreshed (the kept answers stay): %s", type(exc).__name__)
             return False
         with self._lock:
             self._app, self._http_cache = app, fresh

@@ -69,6 +69,7 @@ def setup_logging(home: Path) -> None:
     """Log to <home>/logs/lifeboat.log, rotating at 1 MB with 5 old files kept; home and logs are
     made 0700 and the log files 0600 whatever the umask (sync.private_files)."""
     global _handler
+    level = log_level()
     logs = private_dir(private_dir(home) / "logs")
     root = logging.getLogger()
     if _handler is not None:
@@ -79,10 +80,13 @@ def setup_logging(home: Path) -> None:
     _handler = PrivateLog(logs / "lifeboat.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8")
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(_handler)
-    root.setLevel(log_level())
+    root.setLevel(logging.WARNING)  # libraries (msal, urllib3...) log URLs and accounts below that
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+OUR_LOGGERS = ("sync", "desktop", "ui", "lifeboat")  # Lifeboat's own, which log ids and counts only
 
 
 def log_level() -> int:

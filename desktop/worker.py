@@ -83,7 +83,7 @@ class LogNotifier:
         self.stream = stream
 
     def notify(self, title: str, body: str) -> None:
-        log.info("notify: %s: %s", title, body)
+        log.info("notify: %s", title)
         if self.stream is not None:
             print(json.dumps({"notify": title, "body": body}), file=self.stream, flush=True)
 
