@@ -50,6 +50,17 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def private_database(path: Path) -> Path:
+    """The database file 0600 before SQLite opens it (SQLite gives the -wal and -shm it creates the
+    database's mode), and any -wal, -shm or -journal an older version left loose tightened."""
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        extra = Path(f"{path}{suffix}")
+        if extra.exists():
+            _tighten(extra, FILE_MODE)
+    return path
+
+
 def opener(path: str, flags: int) -> int:
     """An `open(..., opener=opener)` that creates files 0600 (for the log files)."""
     return os.open(path, flags, FILE_MODE)

@@ -43,7 +43,7 @@ from sync.errors import (  # noqa: E402
     WrongKey,
 )
 from sync.model import Folder, OutboxItem, OutboxState, RemoteItem, Route  # noqa: E402
-from sync.private_files import private_dir, private_file  # noqa: E402
+from sync.private_files import private_database, private_dir  # noqa: E402
 
 if TYPE_CHECKING:
     from sync.mime import Parsed
@@ -165,7 +165,7 @@ class Store:
         if existed and not path.is_file():
             raise CacheCorrupt(f"{path} is not a file")
         if not path.exists() or path.is_file():
-            private_file(path)  # 0600 before SQLite opens it: its -wal and -shm get the same mode
+            private_database(path)  # 0600 before SQLite opens it: its -wal and -shm get the same mode
         conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         try:
             conn.execute("PRAGMA cipher_log_level = NONE")  # errors reach the caller as exceptions

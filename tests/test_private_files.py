@@ -106,19 +106,22 @@ def test_a_realistic_flow_leaves_only_private_files_and_no_user_content_in_the_l
 
 
 def test_private_helpers_tighten_what_an_older_version_left_loose(tmp_path: Path) -> None:
-    """Tried: a data folder and a database file made 0755/0644 (as before this fix, under umask 022), and
+    """Tried: a data folder and a database with its -wal and -shm made 0755/0644 (as before this fix, under
+    umask 022), and
     a new nested folder: tightened to 0700/0600; a symlink is left alone (not ours to chmod)."""
-    from sync.private_files import private_dir, private_file
+    from sync.private_files import private_database, private_dir, private_file
 
     old = tmp_path / "home"
     old.mkdir(mode=0o755)
     os.chmod(old, 0o755)
-    (old / "cache.db").write_bytes(b"")
-    os.chmod(old / "cache.db", 0o644)
+    for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+        (old / name).write_bytes(b"")
+        os.chmod(old / name, 0o644)
     private_dir(old)
-    private_file(old / "cache.db")
+    private_database(old / "cache.db")
     assert stat.S_IMODE(old.stat().st_mode) == 0o700
-    assert stat.S_IMODE((old / "cache.db").stat().st_mode) == 0o600
+    assert [stat.S_IMODE((old / n).stat().st_mode) for n in ("cache.db", "cache.db-wal", "cache.db-shm")] == [
+        0o600] * 3
     nested = private_dir(tmp_path / "a" / "b" / "c")
     made = (nested.parent.parent, nested.parent, nested)
     assert [stat.S_IMODE(p.stat().st_mode) for p in made] == [0o700] * 3
