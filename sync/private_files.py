@@ -75,4 +75,5 @@ def _tighten(path: Path, mode: int) -> None:
     if not wanted(st.st_mode) or st.st_uid != os.getuid():
         return  # not ours to change: a link the user pointed us through, another user's, not a folder
     if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(path, mode)
+        with contextlib.suppress(PermissionError):  # a file system without modes (vfat, some shares)
+            os.chmod(path, mode)
