@@ -27,6 +27,7 @@ import requests
 
 from desktop.config import Config
 from sync.errors import AuthRequired, ConfigError, KeyMissing, LifeboatError, Offline, Unreachable
+from sync.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ def token_persistence(path: Path) -> Any:
     """
     from msal_extensions import FilePersistence, build_encrypted_persistence
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if os.environ.get(INSECURE_ENV) == "1":
-        log.warning("%s=1: TOKENS ARE STORED UNENCRYPTED in %s (for tests only; never in real use)",
-                    INSECURE_ENV, path)
+        log.warning("%s=1: TOKENS ARE STORED UNENCRYPTED in the data folder (for tests only; never in real "
+                    "use)", INSECURE_ENV)
         return FilePersistence(str(path))
     try:
         return build_encrypted_persistence(str(path))
@@ -163,13 +164,13 @@ class MsalAuth:
     def _save_http_cache(self) -> None:
         tmp = self.http_cache_path.with_suffix(".tmp")
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            private_dir(self.home)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 pickle.dump(dict(self._http_cache), fh)
             os.replace(tmp, self.http_cache_path)
         except OSError as exc:
-            log.warning("could not save msal's http cache: %s", exc)
+            log.warning("could not save msal's http cache: %s", exc.strerror or type(exc).__name__)
 
     def _build(self, http_cache: dict[str, Any]) -> Any:
         """A new msal application over the persisted token cache and this http_cache (which msal fills
@@ -227,7 +228,7 @@ class MsalAuth:
                 app.get_accounts()
         except LifeboatError as exc:
             self._next_discovery_try = time.monotonic() + DISCOVERY_RETRY
-            log.info("msal discovery not refreshed (the kept answers stay): %s", exc)
+            log.info("msal discovery not refreshed (the kept answers stay): %s", type(exc).__name__)
             return False
         with self._lock:
             self._app, self._http_cache = app, fresh

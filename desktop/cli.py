@@ -1,8 +1,10 @@
 """The `lifeboat` command line: argparse subcommands, one small function each, listed in COMMANDS.
 
 `main(argv) -> int` is the console script. Every sync.errors.LifeboatError becomes one line
-"lifeboat: <message>" on stderr and exit status 1, never a traceback. `--json` outputs are stable
-(documented in the README). Logs go to <home>/logs/lifeboat.log (rotating), never bodies or keys.
+"lifeboat: <message>" on stderr and exit status 1, never a traceback; a bad argument (not text, out of
+range) is refused by the parser with exit status 2. `--json` outputs are stable (documented in the
+README). Logs go to <home>/logs/lifeboat.log (rotating, 0600 in a 0700 folder): identifiers and counts,
+never bodies, keys, subjects, addresses, queries or file paths.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import importlib.metadata
 import json
 import logging
 import logging.handlers
+import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,8 @@ from typing import Any
 from desktop import config as config_mod
 from desktop import keys
 from sync import store as store_mod
-from sync.errors import LifeboatError, MessageBad
+from sync.errors import ConfigError, LifeboatError, MessageBad
+from sync.private_files import opener, private_dir, private_file
 from sync.store import Store
 
 log = logging.getLogger("lifeboat.cli")
@@ -53,21 +58,44 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 _handler: logging.Handler | None = None
 
 
+class PrivateLog(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are created 0600 (the rotated ones keep that mode when renamed)."""
+
+    def _open(self) -> Any:
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
+
+
 def setup_logging(home: Path) -> None:
-    """Log to <home>/logs/lifeboat.log, rotating at 1 MB with 5 old files kept."""
+    """Log to <home>/logs/lifeboat.log, rotating at 1 MB with 5 old files kept; home and logs are
+    made 0700 and the log files 0600 whatever the umask (sync.private_files)."""
     global _handler
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    level = log_level()
+    logs = private_dir(private_dir(home) / "logs")
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
         _handler.close()
-    _handler = logging.handlers.RotatingFileHandler(
-        logs / "lifeboat.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8"
-    )
+    for old in logs.glob("lifeboat.log*"):
+        private_file(old)  # written loose by an older version
+    _handler = PrivateLog(logs / "lifeboat.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8")
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(_handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING)  # libraries (msal, urllib3...) log URLs and accounts below that
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+OUR_LOGGERS = ("sync", "desktop", "ui", "lifeboat")  # Lifeboat's own, which log ids and counts only
+
+
+def log_level() -> int:
+    """LIFEBOAT_LOG_LEVEL (DEBUG, INFO, WARNING or ERROR; default INFO): how much goes to the log."""
+    name = os.environ.get("LIFEBOAT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if name not in LOG_LEVELS:
+        raise ConfigError(f"LIFEBOAT_LOG_LEVEL = {name[:20]!r} is not a log level",
+                          fix=f"use one of {', '.join(LOG_LEVELS)}, or unset it")
+    return int(getattr(logging, name))
 
 
 def account(cfg: config_mod.Config) -> str:
@@ -459,14 +487,16 @@ def _utcnow() -> Any:
 
 
 def _addresses(values: list[str] | None) -> list[str]:
-    """--to a@x --to "b@y, c@z" -> [a@x, b@y, c@z] (commas inside quotes are kept)."""
-    from email.utils import getaddresses
+    """--to a@x --to "b@y, c@z" -> [a@x, b@y, c@z]; a quoted name keeps its commas and stays quoted:
+    '"Doe, John" <john@corp.example>' is one recipient."""
+    from email.utils import getaddresses, quote
 
     out = []
     for name, addr in getaddresses(values or []):
-        if not addr:
-            raise MessageBad(f"{name or 'an empty value'!r} is not an e-mail address", fix="use name@domain")
-        out.append(f"{name} <{addr}>" if name else addr)
+        if not addr or "@" not in addr:
+            raise MessageBad(f"{name or addr or 'an empty value'!r} is not an e-mail address",
+                             fix="use name@domain, or \"Name\" <name@domain>")
+        out.append(f'"{quote(name)}" <{addr}>' if name else addr)
     return out
 
 
@@ -602,28 +632,31 @@ def _autostart_options(p: argparse.ArgumentParser) -> None:
 
 
 def _send_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--to", action="append", metavar="ADDR", help="recipient (repeat, or use commas)")
-    p.add_argument("--cc", action="append", metavar="ADDR")
-    p.add_argument("--bcc", action="append", metavar="ADDR", help="never shown in the sent headers")
-    p.add_argument("--subject", metavar="TEXT")
+    p.add_argument("--to", action="append", type=text_arg, metavar="ADDR",
+                   help='recipient (repeat, or use commas; "Doe, John" <john@x> keeps its comma)')
+    p.add_argument("--cc", action="append", type=text_arg, metavar="ADDR")
+    p.add_argument("--bcc", action="append", type=text_arg, metavar="ADDR",
+                   help="never shown in the sent headers")
+    p.add_argument("--subject", type=text_arg, metavar="TEXT")
     body = p.add_mutually_exclusive_group()
-    body.add_argument("--body", metavar="TEXT")
+    body.add_argument("--body", type=text_arg, metavar="TEXT")
     body.add_argument("--body-file", metavar="FILE", help="UTF-8 text file with the body")
     p.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeat for more)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--eml", metavar="FILE", help="queue this .eml as it is (recipients from its headers)")
-    what.add_argument("--reply", type=int, metavar="ID", help="reply to cached message ID")
-    what.add_argument("--reply-all", type=int, metavar="ID", help="reply to all of cached message ID")
-    what.add_argument("--forward", type=int, metavar="ID", help="forward cached message ID with attachments")
+    what.add_argument("--reply", type=id_arg, metavar="ID", help="reply to cached message ID")
+    what.add_argument("--reply-all", type=id_arg, metavar="ID", help="reply to all of cached message ID")
+    what.add_argument("--forward", type=id_arg, metavar="ID",
+                      help="forward cached message ID with attachments")
     p.add_argument("--json", action="store_true", help="print the queued item as JSON")
 
 
 def _outbox_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     act = p.add_mutually_exclusive_group()
-    act.add_argument("--resend", type=int, metavar="ID", help="send an uncertain or failed item again")
-    act.add_argument("--discard", type=int, metavar="ID", help="give an uncertain item up (FAILED)")
-    act.add_argument("--sent", type=int, metavar="ID", help="an uncertain item did go out: mark it sent")
+    act.add_argument("--resend", type=id_arg, metavar="ID", help="send an uncertain or failed item again")
+    act.add_argument("--discard", type=id_arg, metavar="ID", help="give an uncertain item up (FAILED)")
+    act.add_argument("--sent", type=id_arg, metavar="ID", help="an uncertain item did go out: mark it sent")
 
 
 def _failover_options(p: argparse.ArgumentParser) -> None:
@@ -664,18 +697,54 @@ class Command:
     passthrough: bool = False  # hand every argument after the name to `run` as args.rest
 
 
+# Argument types: each refuses what it cannot use with a message (argparse: exit status 2, no traceback).
+MAX_LIMIT = 10_000  # search results at most
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+def text_arg(value: str) -> str:
+    """Text the user typed: refused when it is not valid text in the locale's encoding (Python hands
+    such bytes over as lone surrogates, which nothing downstream can store, search or send)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            "is not valid text in this terminal's encoding (set a UTF-8 locale, e.g. LANG=C.UTF-8)"
+        ) from None
+    return value
+
+
+def _whole(value: str, low: int, high: int, what: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}, not {value[:40]}")
+    return number
+
+
+def limit_arg(value: str) -> int:
+    return _whole(value, 1, MAX_LIMIT, "the number of results")
+
+
+def id_arg(value: str) -> int:
+    return _whole(value, 1, MAX_ID, "an id")
+
+
 def _import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".eml files or folders of them")
 
 
 def _search_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("query", help='FTS5 query: words, "a phrase", OR, NOT, prefix*')
+    p.add_argument("query", type=text_arg, help='FTS5 query: words, "a phrase", OR, NOT, prefix*')
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N results (default 50)")
+    p.add_argument("--limit", type=limit_arg, default=50, metavar="N",
+                   help=f"at most N results, 1 to {MAX_LIMIT} (default 50)")
 
 
 def _show_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", type=int, help="a message id from `lifeboat search`")
+    p.add_argument("id", type=id_arg, help="a message id from `lifeboat search`")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--json", action="store_true", help="summary, attachments and text as JSON")
     mode.add_argument("--raw", action="store_true", help="the raw MIME bytes")
@@ -728,6 +797,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_failure(command: str, exc: BaseException, where: bool = False) -> None:
+    """Log a failed command by its error's class (and, for a bug, the code lines it went through), not
+    its message: messages carry file paths, queries and addresses. Nothing before logging is set up."""
+    if _handler is None:
+        return
+    stack = "".join(traceback.format_tb(exc.__traceback__)) if where else ""
+    level = logging.ERROR if where else logging.WARNING
+    log.log(level, "%s failed: %s%s", command, type(exc).__name__, "\n" + stack if stack else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -739,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except LifeboatError as exc:
-        log.warning("%s failed: %s", args.command, exc)
+        _log_failure(args.command, exc)
         print(f"lifeboat: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -748,11 +827,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except OSError as exc:
-        log.warning("%s failed: %s", args.command, exc)
+        _log_failure(args.command, exc)
         print(f"lifeboat: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # a bug: the details go to the log, the user gets one line
-        log.exception("%s failed unexpectedly", args.command)
+    except Exception as exc:  # a bug: where it happened goes to the log, the user gets one line
+        _log_failure(args.command, exc, where=True)
         print(
             f"lifeboat: unexpected error ({type(exc).__name__}: {exc}); details are in the log",
             file=sys.stderr,

@@ -1,14 +1,20 @@
-"""Configuration: defaults, then the user's TOML file, then machine policy (which always wins).
+"""Configuration: defaults, then the user's TOML file, then policy (machine policy always wins).
 
 `load()` returns a frozen `Config` and remembers where each value came from ("default", "user",
-"policy", "env"), so `lifeboat doctor --json` can show it. Policy comes from the registry on
-Windows (HKLM, then HKCU, under SOFTWARE\\Policies\\Lifeboat) and from a policy TOML file elsewhere.
-Secrets never live here: they are in the OS keystore (desktop/keys.py).
+"env", "extra-policy", "policy"), so `lifeboat doctor --json` can show it. Machine policy comes from
+the registry on Windows (HKLM, then HKCU, under SOFTWARE\\Policies\\Lifeboat) and from the policy
+TOML file at MACHINE_POLICY elsewhere: always read, whatever the environment says. LIFEBOAT_POLICY
+may name an extra policy file: it adds settings the machine policy leaves unset, never changes or
+removes one it sets, and cannot set force_mode (the user controls the environment, so it is not the
+organisation's word). SETTINGS is the one schema: each setting's type and range, checked for every
+layer with a message naming the file and key. Secrets never live here: they are in the OS keystore
+(desktop/keys.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import tomllib
@@ -102,6 +108,65 @@ CHOICES = {
     "backup_smtp_security": ("starttls", "tls", "none"),
     "force_mode": ("auto", "continuity", "normal"),
 }
+# The range of every number setting (inclusive). The ADMX template and the registry table use them too.
+LIMITS: dict[str, tuple[float, float]] = {
+    "cache_days": (1, 3650),
+    "cache_max_mb": (16, 1048576),
+    "sync_interval_seconds": (0.1, 86400),
+    "backup_smtp_port": (1, 65535),
+    "probe_interval_seconds": (0.1, 86400),
+    "suspect_probe_interval_seconds": (0.1, 86400),
+    "failures_to_enter": (2, 1000),
+    "failover_after_seconds": (1, 86400),
+    "successes_to_leave": (1, 1000),
+    "recover_after_seconds": (1, 86400),
+}
+# Settings only machine policy may set: a user's value would be reported as the organisation's.
+POLICY_ONLY = ("force_mode",)
+MACHINE_POLICY = (
+    Path("/Library/Application Support/Lifeboat/policy.toml") if sys.platform == "darwin"
+    else Path("/etc/lifeboat/policy.toml")
+)  # fixed: only root can write it; tests change it in-process (monkeypatch), never the environment
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the schema: a Config field, its type, and its range or choices."""
+
+    name: str
+    kind: type  # str, int, float or tuple (a list of strings)
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is tuple:
+            return 'a list of folder names, e.g. ["*"] or ["Inbox", "Sent Items"]'
+        if self.kind is str:
+            return "a string"
+        noun = "a whole number" if self.kind is int else "a number"
+        return f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
+
+
+def _num(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else str(value)
+
+
+def _schema() -> dict[str, Setting]:
+    out = {}
+    for f in fields(Config):
+        if f.name == "sources":
+            continue
+        default = f.default
+        kind = tuple if isinstance(default, tuple) else type(default)
+        low, high = LIMITS.get(f.name, (None, None))
+        out[f.name] = Setting(f.name, kind, low, high, CHOICES.get(f.name, ()))
+    return out
+
+
+SETTINGS: dict[str, Setting] = _schema()
 
 
 def default_home() -> Path:
@@ -118,66 +183,112 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.toml"
 
 
-def default_policy_path() -> Path:
+def extra_policy_path() -> Path | None:
+    """LIFEBOAT_POLICY: an extra policy file under the machine policy (None when the variable is unset)."""
     env = os.environ.get("LIFEBOAT_POLICY")
-    if env:
-        return Path(env)
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/Lifeboat/policy.toml")
-    return Path("/etc/lifeboat/policy.toml")
+    return Path(env) if env else None
+
+
+def _bad(where: str, name: str, value: Any, setting: Setting) -> ConfigError:
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML writes true/false
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return ConfigError(f"{where}: {name} = {shown} is not valid: it must be {setting.describe()}",
+                       fix=f"correct or remove {name} in {where}")
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
-    default = Config.__dataclass_fields__[name].default
-    try:
-        if isinstance(default, bool):
-            out: Any = bool(value)
-        elif isinstance(default, int):
-            out = int(value)
-        elif isinstance(default, float):
-            out = float(value)
-        elif isinstance(default, tuple):
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            out = tuple(str(v) for v in value)
-        else:
-            out = str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {name} = {value!r} is not a valid {type(default).__name__}") from exc
-    if name in CHOICES and out not in CHOICES[name]:
-        raise ConfigError(f"{where}: {name} must be one of {', '.join(CHOICES[name])}, not {out!r}")
+    """`value` for setting `name` from `where` (a file or registry value) as its type; ConfigError
+    naming both when it is of the wrong type or out of range. Registry REG_SZ numbers may be strings."""
+    setting = SETTINGS[name]
+    out: Any
+    if setting.kind in (int, float):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = int(value.strip()) if setting.kind is int else float(value.strip())
+            except ValueError:
+                raise _bad(where, name, value, setting) from None
+        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+            raise _bad(where, name, value, setting)
+        if setting.kind is int and not float(number).is_integer():
+            raise _bad(where, name, value, setting)
+        out = int(number) if setting.kind is int else float(number)
+        low, high = setting.minimum, setting.maximum
+        if (low is not None and out < low) or (high is not None and out > high):
+            raise _bad(where, name, value, setting)
+        return out
+    if setting.kind is tuple:
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if (not isinstance(items, list | tuple) or not items
+                or not all(isinstance(v, str) and v.strip() and _printable(v) for v in items)):
+            raise _bad(where, name, value, setting)
+        return tuple(v.strip() for v in items)
+    if not isinstance(value, str) or not _printable(value):
+        raise _bad(where, name, value, setting)
+    out = value.strip()
+    if setting.choices and out not in setting.choices:
+        raise _bad(where, name, value, setting)
     return out
+
+
+def _printable(text: str) -> bool:
+    """No control characters (a line break or NUL in a host name or a path is never meant)."""
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def _flatten(doc: Mapping[str, Any], where: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, table in doc.items():
         if section not in SECTIONS or not isinstance(table, Mapping):
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SECTIONS)})",
+                              fix=f"remove it from {where}")
         for key, value in table.items():
             if key not in SECTIONS[section]:
-                raise ConfigError(f"{where}: unknown key {key!r} in [{section}]")
+                raise ConfigError(f"{where}: unknown key {key!r} in [{section}]",
+                                  fix=f"known keys there: {', '.join(SECTIONS[section])}")
             flat[key] = _coerce(key, value, where)
     return flat
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file ({} when it does not exist); ConfigError naming the file otherwise."""
     try:
-        with path.open("rb") as fh:
-            return _flatten(tomllib.load(fh), str(path))
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})",
+                          fix="make it a readable file, or remove it") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x})",
+                          fix="save the file as UTF-8") from None
+    try:
+        return _flatten(tomllib.loads(text), str(path))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid TOML: {exc}", fix="correct the line shown") from None
 
 
 def read_policy(policy_path: Path | None = None) -> dict[str, Any]:
-    """Machine policy: the registry on Windows, a TOML file elsewhere (same keys as the user file)."""
+    """Machine policy: the registry on Windows, the TOML file at MACHINE_POLICY elsewhere (same keys as
+    the user file). `policy_path` replaces MACHINE_POLICY for callers in this process only (tests)."""
     if sys.platform == "win32":
         from desktop import policy_registry
 
         return {k: _coerce(k, v, policy_registry.where(k)) for k, v in policy_registry.read().items()}
-    return read_toml(policy_path or default_policy_path())
+    return read_toml(policy_path or MACHINE_POLICY)
+
+
+def _refuse_policy_only(layer: Mapping[str, Any], where: str) -> None:
+    for name in POLICY_ONLY:
+        if name in layer:
+            raise ConfigError(
+                f"{where}: {name} can only be set by your organisation's machine policy",
+                fix=f"remove {name} from {where}; to choose a mode yourself, use "
+                    "`lifeboat failover on|off|auto`",
+            )
 
 
 def load(
@@ -185,14 +296,20 @@ def load(
     policy_path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Defaults < user file < overrides (from the command line or the demo) < machine policy."""
+    """Defaults < user file < overrides (from the command line or the demo) < extra policy file
+    (LIFEBOAT_POLICY) < machine policy. Settings in POLICY_ONLY come from machine policy alone."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    layers = [
-        ("user", read_toml(config_path or default_config_path())),
-        ("env", {k: _coerce(k, v, "override") for k, v in (overrides or {}).items()}),
-        ("policy", read_policy(policy_path)),
-    ]
+    user_path = config_path or default_config_path()
+    user = read_toml(user_path)
+    _refuse_policy_only(user, str(user_path))
+    env = {k: _coerce(k, v, "override") for k, v in (overrides or {}).items()}
+    _refuse_policy_only(env, "override")
+    extra_path = extra_policy_path()
+    extra = read_toml(extra_path) if extra_path is not None else {}
+    if extra_path is not None:
+        _refuse_policy_only(extra, f"{extra_path} (LIFEBOAT_POLICY)")
+    layers = [("user", user), ("env", env), ("extra-policy", extra), ("policy", read_policy(policy_path))]
     for source, layer in layers:
         for key, value in layer.items():
             values[key] = value

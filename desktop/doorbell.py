@@ -19,6 +19,8 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any
 
+from sync.private_files import private_dir
+
 log = logging.getLogger(__name__)
 RING = "open"
 
@@ -59,7 +61,7 @@ class Doorbell:
 
     def listen(self, on_ring: Callable[[], Any]) -> None:
         """Start answering rings in a daemon thread; `on_ring` runs on that thread (keep it short)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
         key = secrets.token_bytes(32)
         fd = os.open(self._key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:

@@ -100,7 +100,7 @@ def db_key(account: str) -> bytes:
     set_secret(name, key.hex())
     if secret(name) != key.hex():
         raise KeyMissing(f"the OS keystore ({backend_name()}) did not keep the new cache key")
-    log.info("created a new cache key for %s in the OS keystore (%s)", account, backend_name())
+    log.info("created a new cache key in the OS keystore (%s)", backend_name())
     return key
 
 

@@ -2,6 +2,7 @@
 
 `POLICIES` maps each MSI public property to its value name under HKLM/HKCU `SOFTWARE\\Policies\\Lifeboat`
 and to the `Config` field it sets; the MSI builder, the ADMX template and the reader all use it.
+Ranges come from desktop.config.LIMITS.
 `read()` (Windows only) returns {config_field: raw value}; HKLM beats HKCU; empty values mean "not set".
 """
 
@@ -12,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from desktop import config
 
 KEY = r"SOFTWARE\Policies\Lifeboat"
 
@@ -24,8 +27,15 @@ class PolicyValue:
     kind: str  # "string" (REG_SZ), "dword" (REG_DWORD) or "enum" (REG_SZ, one of config.CHOICES)
     title: str  # the Group Policy setting's name
     explain: str  # what an admin reads in the Group Policy editor
-    minimum: int = 0
-    maximum: int = 0
+
+    @property
+    def minimum(self) -> int:
+        """The least value a "dword" may take: desktop.config.LIMITS, the one schema."""
+        return int(config.LIMITS[self.field][0])
+
+    @property
+    def maximum(self) -> int:
+        return int(config.LIMITS[self.field][1])
 
 
 POLICIES: tuple[PolicyValue, ...] = (
@@ -70,7 +80,6 @@ POLICIES: tuple[PolicyValue, ...] = (
         "BACKUPSMTPPORT", "BackupSmtpPort", "backup_smtp_port", "dword", "Backup SMTP relay port",
         "The TCP port of the backup relay: usually 587 (submission with STARTTLS) or 465 (implicit "
         "TLS). Not configured: 587.",
-        minimum=1, maximum=65535,
     ),
     PolicyValue(
         "BACKUPSMTPSECURITY", "BackupSmtpSecurity", "backup_smtp_security", "enum",
@@ -89,13 +98,11 @@ POLICIES: tuple[PolicyValue, ...] = (
         "CACHEDAYS", "CacheDays", "cache_days", "dword", "Days of mail kept on the machine",
         "How many days of recent mail Lifeboat keeps in its encrypted cache for reading during an "
         "outage. Larger values use more disk and take longer to sync the first time. Not configured: 30.",
-        minimum=1, maximum=3650,
     ),
     PolicyValue(
         "CACHEMAXMB", "CacheMaxMB", "cache_max_mb", "dword", "Maximum cache size (MB)",
         "The most disk space, in megabytes, the encrypted cache may use per user; the oldest mail is "
         "dropped first. Not configured: 2048.",
-        minimum=16, maximum=1048576,
     ),
     PolicyValue(
         "FAILOVERAFTER", "FailoverAfterSeconds", "failover_after_seconds", "dword",
@@ -103,14 +110,12 @@ POLICIES: tuple[PolicyValue, ...] = (
         "How long, in seconds, Microsoft 365 must keep failing (while the reference URL still answers) "
         "before Lifeboat enters continuity mode and sends through the backup relay. Lower values fail "
         "over faster but may react to short glitches. Not configured: 30.",
-        minimum=1, maximum=86400,
     ),
     PolicyValue(
         "RECOVERAFTER", "RecoverAfterSeconds", "recover_after_seconds", "dword",
         "Seconds of success before leaving continuity mode",
         "How long, in seconds, Microsoft 365 must answer again before Lifeboat leaves continuity mode "
         "and copies outage-sent mail into Sent Items. Not configured: 30.",
-        minimum=1, maximum=86400,
     ),
     PolicyValue(
         "REFERENCEURL", "ReferenceUrl", "reference_url", "string", "Reference URL (network check)",

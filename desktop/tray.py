@@ -105,7 +105,7 @@ class DbusNotifier:
             self._last_id = int(reply.body[0])
             return True
         except Exception as exc:  # no session bus, no daemon: the tray still shows the mode
-            log.warning("cannot show a desktop notification (%s: %s)", type(exc).__name__, exc)
+            log.warning("cannot show a desktop notification (%s)", type(exc).__name__)
             return False
 
 

@@ -215,7 +215,7 @@ class WindowProcess:
             self._proc.stdin.write(json.dumps(message) + "\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
-            log.warning("the window process is gone (%s)", exc)
+            log.warning("the window process is gone (%s)", type(exc).__name__)
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

@@ -28,6 +28,7 @@ from sync.errors import ConfigError
 from sync.health import Probe
 from sync.model import Route
 from sync.ports import Clock, Notifier, SendRoute
+from sync.private_files import private_dir, private_file
 from sync.sources.references import DnsReference, HttpReference
 from sync.store import Store, cache_path
 
@@ -82,7 +83,7 @@ class LogNotifier:
         self.stream = stream
 
     def notify(self, title: str, body: str) -> None:
-        log.info("notify: %s: %s", title, body)
+        log.info("notify: %s", title)
         if self.stream is not None:
             print(json.dumps({"notify": title, "body": body}), file=self.stream, flush=True)
 
@@ -133,8 +134,8 @@ def stop_loops(loops: list[Loop], stop: threading.Event, timeout: float = 60.0) 
 @contextlib.contextmanager
 def single_instance(home: Path) -> Iterator[None]:
     """Refuse a second `run` on the same cache (two outboxes could send the same message twice)."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / "lifeboat.lock"
+    private_dir(home)
+    path = private_file(home / "lifeboat.lock")
     fh = path.open("a+")
     try:
         if sys.platform == "win32":  # pragma: no cover - Windows only

@@ -123,7 +123,7 @@ class Continuity:
     def start(self) -> None:
         """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed."""
         for item in engine.recover_outbox(self.store, self.clock.now()):
-            log.warning("outbox item %d (%s) may or may not have gone out: uncertain", item.id, item.subject)
+            log.warning("outbox item %d may or may not have gone out: uncertain", item.id)
         self.monitor.start()
 
     def now(self) -> datetime:
@@ -163,13 +163,13 @@ class Continuity:
             report = engine.sync_once(self.store, self.source, folders=list(self.settings.folders),
                                       cache_days=self.settings.cache_days,
                                       cache_max_mb=self.settings.cache_max_mb, clock=self.clock.now)
-            for error in report.errors:
-                log.warning("sync: %s", error)
+            if report.errors:  # their text names folders and carries the provider's words: not logged
+                log.warning("sync: %d folder(s) failed this round", len(report.errors))
         except Unreachable as exc:
-            log.info("sync: %s", exc)
+            log.info("sync: %s", type(exc).__name__)
             self.monitor.report(exc, "sync")
         except (Throttled, AuthRequired) as exc:
-            log.info("sync: %s", exc)
+            log.info("sync: %s", type(exc).__name__)
         return interval
 
     def outbox_tick(self) -> float:
@@ -183,7 +183,7 @@ class Continuity:
             try:
                 engine.settle_uncertain_once(self.store, self.source, now, checkpoint=self.checkpoint)
             except LifeboatError as exc:
-                log.info("settle: %s", exc)
+                log.info("settle: %s", type(exc).__name__)
         report = engine.send_once(self.store, self.routes, state.mode, now, checkpoint=self.checkpoint)
         if report.sent or report.failed or report.deferred:
             log.info("%s", report)
@@ -197,12 +197,14 @@ class Continuity:
         try:
             report = engine.reconcile_once(self.store, self.source, now, checkpoint=self.checkpoint)
         except (Unreachable, AuthRequired, Throttled) as exc:
-            log.info("reconcile: %s (will try again; the probes decide whether the outage is back)", exc)
+            log.info("reconcile: %s (will try again; the probes decide whether the outage is back)",
+                     type(exc).__name__)
             self.monitor.report(exc, "sync")  # a failed mail request counts (only Unreachable does)
             return None
         self.last_reconcile = report
         if report.failed:  # they stay unreconciled, with the reason on the outbox item
-            log.warning("reconcile: %d message(s) could not be copied: %s", len(report.failed), report.failed)
+            log.warning("reconcile: %d message(s) could not be copied (the reasons are on the outbox items)",
+                        len(report.failed))
         self.monitor.reconcile_done(report.summary)
         self.sync_wake.set()  # then catch up the sync
         return report

@@ -96,7 +96,8 @@ def refresh_folders(store: Store, source: MailSource, wanted: Sequence[str], now
         if not row["local"] and row["provider_id"] not in ids:
             gone = store.remove_folder(row["provider_id"])  # deleted remotely or no longer wanted
             store.forget_folder_sync(row["provider_id"])
-            log.info("folder %s left the sync set (%d cached messages dropped)", row["name"], gone)
+            log.info("folder …%s left the sync set (%d cached messages dropped)", row["provider_id"][-12:],
+                     gone)
     store.set_sync_folders(ids, now)
     return ids
 
@@ -162,8 +163,8 @@ def sync_folder(
         _commit_page(store, actions, rep, progress)
         cursor = page.cursor
         if page.complete and state.filling:
-            log.info("%s: the delta listed %d messages (Graph's cap): listing the window in full", name,
-                     state.listed)
+            log.info("folder …%s: the delta listed %d messages (Graph's cap): listing the window in full",
+                     folder_id[-12:], state.listed)
             continue
         if page.complete:
             rep.complete = True
@@ -211,7 +212,7 @@ def fill_mime(store: Store, source: MailSource, report: SyncReport, progress: Pr
                         if isinstance(result, Exception) and not isinstance(result, MessageBad):
                             problem = problem or result
                         else:
-                            log.info("message …%s skipped: %s", pid[-8:], result)
+                            log.info("message …%s skipped: %s", pid[-8:], type(result).__name__)
                 if progress:
                     progress("messages", done, total)
                 if problem is not None:  # throttled or unreachable: the committed part stays
@@ -406,14 +407,15 @@ def send_once(
                 save_item(store, outbox.failed(item, err))
                 report.failed.append(item.message_id)
                 checkpoint("failed")
-                log.warning("outbox item %d failed for good via %s: %s", item.id, route.value, err)
+                log.warning("outbox item %d failed for good via %s: %s", item.id, route.value,
+                            type(err).__name__)  # its words (often the recipients) stay on the item
                 continue
             save_item(store, outbox.deferred(item, err, now, jitter(), backoff))
             report.deferred.append(item.message_id)
             report.error = err
             report.waiting = len(todo) - n - 1
             checkpoint("deferred")
-            log.info("outbox item %d deferred via %s: %s", item.id, route.value, err)
+            log.info("outbox item %d deferred via %s: %s", item.id, route.value, type(err).__name__)
             break
         checkpoint("accepted")
         save_item(store, outbox.sent(item, route, now))
@@ -478,7 +480,7 @@ def settle_uncertain_once(
         try:
             copies: list[MessageCopy] | None = source.find_by_message_id(item.message_id)
         except (Unreachable, AuthRequired, Throttled) as exc:
-            log.info("cannot settle uncertain items now: %s", exc)
+            log.info("cannot settle uncertain items now: %s", type(exc).__name__)
             copies = None
         new = save_item(store, outbox.settle_uncertain(item, copies, now))
         checkpoint("settled")
@@ -602,7 +604,7 @@ def reconcile_once(
                                     sent_copy_given_up=True)
                 store.log_event("reconcile", f"item {item.id} ({item.message_id}): gave up, {why}", now)
             report.given_up[item.message_id] = str(exc)
-            log.warning("outbox item %d: %s", item.id, why)
+            log.warning("outbox item %d: its copy can never be stored in Sent Items", item.id)
             continue
         except (MessageBad, SendRejected, FolderBad) as exc:
             report.failed[item.message_id] = str(exc)

@@ -55,7 +55,7 @@ def provider_status(source: Probe) -> tuple[ProviderStatus, str]:
     except AuthRequired as exc:
         return ProviderStatus.AUTH_FAILED, str(exc)
     except AccessDenied as exc:  # a 403 that is not sign-in: the provider answered, so it is up
-        log.warning("the provider refuses the probe (not an outage, not sign-in): %s", exc)
+        log.warning("the provider refuses the probe (not an outage, not sign-in): %s", type(exc).__name__)
         return ProviderStatus.OK, str(exc)
     except LifeboatError as exc:  # Unreachable, Offline, and anything else the adapter raised
         return ProviderStatus.FAILED, str(exc)

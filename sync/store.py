@@ -43,6 +43,7 @@ from sync.errors import (  # noqa: E402
     WrongKey,
 )
 from sync.model import Folder, OutboxItem, OutboxState, RemoteItem, Route  # noqa: E402
+from sync.private_files import private_database, private_dir  # noqa: E402
 
 if TYPE_CHECKING:
     from sync.mime import Parsed
@@ -159,10 +160,12 @@ class Store:
 
     @classmethod
     def _open(cls, path: Path, key: bytes | None) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         existed = path.exists() and path.stat().st_size > 0
         if existed and not path.is_file():
             raise CacheCorrupt(f"{path} is not a file")
+        if not path.exists() or path.is_file():
+            private_database(path)  # 0600 before SQLite opens it: its -wal and -shm get the same mode
         conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         try:
             conn.execute("PRAGMA cipher_log_level = NONE")  # errors reach the caller as exceptions

@@ -9,6 +9,9 @@
 - `sim` and `tokens`: the simulator in its own process (tests/syncsim.py `SimProcess`) and a sign-in
   to it, module-scoped; a module sizes its mailbox with `SIMULATOR = {"messages": 150, "seed": 11}`.
 - `corpus_dir`: the third-party corpus (tests/corpus.py), or a skip that names LIFEBOAT_ASSETS.
+- (autouse) in this process the machine policy file is a path of the test's own choosing: the fixed
+  `desktop.config.MACHINE_POLICY` points at a file that does not exist unless a test writes it (tests
+  that need one monkeypatch it). The environment cannot move it, so subprocesses read the real place.
 
 Helpers that are not fixtures are imported from their modules: `from tests.syncsim import ...`,
 `from tests.continuity_kit import ...` (one style everywhere: the repository root is on sys.path).
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from desktop import config as config_mod
 from sync.routes.graph import GraphRoute
 from sync.sources.graph import GraphSource
 from sync.store import Store, cache_path
@@ -36,11 +40,10 @@ DEFAULT_SIMULATOR = {"messages": 60, "seed": 11}
 # simulator (in or out of process), no Xvfb, D-Bus or keystore, no Postfix, no wine. A module belongs
 # here when all of its tests qualify (a slow-marked test stays out).
 FAST_MODULES = {
-    "test_bridge", "test_cli", "test_compose", "test_corpus", "test_failover", "test_layering", "test_mime",
-    "test_mime_corpus", "test_msi_build", "test_outbox", "test_plan", "test_policy_admx", "test_filenames",
-    "test_jsapi",
-    "test_policy_registry", "test_query", "test_store", "test_store_failure", "test_sync_governor",
-    "test_ui_safehtml", "test_ui_view",
+    "test_bridge", "test_cli", "test_cli_input", "test_compose", "test_corpus", "test_failover",
+    "test_filenames", "test_jsapi", "test_layering", "test_mime", "test_mime_corpus", "test_msi_build",
+    "test_outbox", "test_plan", "test_policy_admx", "test_policy_registry", "test_query", "test_store",
+    "test_store_failure", "test_sync_governor", "test_ui_safehtml", "test_ui_view",
 }
 
 
@@ -48,6 +51,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.stem in FAST_MODULES and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture(autouse=True)
+def _machine_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_mod, "MACHINE_POLICY", Path("/nonexistent/lifeboat-tests/policy.toml"))
 
 
 @pytest.fixture

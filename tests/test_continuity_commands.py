@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from desktop import cli, worker
+from desktop import config as config_mod
 from desktop.config import Config
 from desktop.window import WindowProcess, _PipeQueue
 from sync import continuity, failover
@@ -101,7 +102,7 @@ def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     config = tmp_path / "config.toml"
     config.write_text(f'[account]\nusername = "{USER}"\n')
     monkeypatch.setenv("LIFEBOAT_CONFIG", str(config))
-    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "policy.toml"))
+    monkeypatch.setattr(config_mod, "MACHINE_POLICY", tmp_path / "policy.toml")  # the fixed place, in-process
     monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
     return tmp_path / "cli-home", tmp_path / "window-home"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from desktop import cli
+from desktop import config as config_mod
 from desktop.worker import single_instance
 from sync.errors import ConfigError
 from sync.model import OutboxState
@@ -27,7 +28,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config.write_text(f'[account]\nusername = "{USER}"\n')
     monkeypatch.setenv("LIFEBOAT_HOME", str(home))
     monkeypatch.setenv("LIFEBOAT_CONFIG", str(config))
-    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "policy.toml"))
+    monkeypatch.setattr(config_mod, "MACHINE_POLICY", tmp_path / "policy.toml")  # the fixed place, in-process
     monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
     return home
 

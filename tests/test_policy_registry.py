@@ -5,12 +5,14 @@ The winreg reader itself runs under wine in tests/test_msi.py (the installed `li
 
 from __future__ import annotations
 
+import json
+import secrets
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from desktop import config, policy_registry
+from desktop import cli, config, policy_registry
 from desktop.policy_registry import POLICIES
 from sync.errors import ConfigError
 
@@ -82,10 +84,12 @@ def test_bad_policy_file_value_names_the_file(tmp_path: Path) -> None:
     """Tried: a policy TOML with a non-number and a value outside the allowed choices."""
     policy = tmp_path / "policy.toml"
     policy.write_text('[sync]\ncache_days = "lots"\n')
-    with pytest.raises(ConfigError, match=r"policy\.toml: cache_days = 'lots' is not a valid int"):
+    with pytest.raises(ConfigError, match=r"policy\.toml: cache_days = 'lots' is not valid: it must be a"
+                                          " whole number from 1 to 3650"):
         config.load(tmp_path / "none.toml", policy)
     policy.write_text('[failover]\nforce_mode = "panic"\n')
-    with pytest.raises(ConfigError, match="force_mode must be one of auto, continuity, normal"):
+    with pytest.raises(ConfigError, match="force_mode = 'panic' is not valid: it must be one of auto, "
+                                          "continuity, normal"):
         config.load(tmp_path / "none.toml", policy)
 
 
@@ -95,6 +99,90 @@ def test_registry_values_coerce_like_the_policy_file() -> None:
     raw = policy_registry.merge(hklm, {})
     coerced = {k: config._coerce(k, v, policy_registry.where(k)) for k, v in raw.items()}
     assert coerced == {"failover_after_seconds": 90.0, "backup_smtp_port": 2525, "force_mode": "normal"}
-    message = r"Lifeboat\\BackupSmtpSecurity: backup_smtp_security must be one of"
+    message = r"Lifeboat\\BackupSmtpSecurity: backup_smtp_security = 'ssl' is not valid: it must be one of"
     with pytest.raises(ConfigError, match=message):
         config._coerce("backup_smtp_security", "ssl", policy_registry.where("backup_smtp_security"))
+
+
+# ---- machine policy cannot be switched off, and says truthfully where a setting came from (the real CLI)
+
+
+@pytest.fixture
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data folder and key for `desktop.cli.main`; the machine policy file at tmp/machine.toml (the fixed
+    place, moved in this process only: the environment cannot move it)."""
+    monkeypatch.setenv("LIFEBOAT_DB_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("LIFEBOAT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LIFEBOAT_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.delenv("LIFEBOAT_POLICY", raising=False)
+    monkeypatch.setattr(config, "MACHINE_POLICY", tmp_path / "machine.toml", raising=False)
+    user = '[account]\nusername = "ann@contoso.example"\n[sync]\ncache_days = 7\n'
+    (tmp_path / "config.toml").write_text(user)
+    return tmp_path / "home"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_lifeboat_policy_cannot_switch_the_machine_policy_off(
+        cli_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Tried: LIFEBOAT_POLICY=/nonexistent (and =an empty file) with a machine policy in place: `lifeboat
+    doctor --json` still shows every machine setting, as policy, and `failover auto` is still refused."""
+    (tmp_path / "machine.toml").write_text('[sync]\ncache_days = 14\n[failover]\nforce_mode = "continuity"\n')
+    (tmp_path / "empty.toml").write_text("")
+    for extra in ("/nonexistent/policy.toml", str(tmp_path / "empty.toml")):
+        monkeypatch.setenv("LIFEBOAT_POLICY", extra)
+        code, out, _ = _cli(capsys, "doctor", "--json")
+        settings = json.loads(out)["settings"]
+        assert settings["cache_days"] == {"value": 14, "source": "policy"}
+        assert settings["force_mode"] == {"value": "continuity", "source": "policy"}
+        code, _, err = _cli(capsys, "failover", "auto")
+        assert code == 1 and "your organisation" in err
+
+
+def test_an_extra_policy_file_adds_but_never_overrides(
+        cli_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Tried: an extra policy file (LIFEBOAT_POLICY) that sets what the machine policy sets (cache_days) and
+    something it leaves unset (reference_url): the machine value stays; the new one is added, shown as
+    extra-policy; both beat the user's file."""
+    (tmp_path / "machine.toml").write_text("[sync]\ncache_days = 14\n")
+    (tmp_path / "extra.toml").write_text('[sync]\ncache_days = 99\n[failover]\nreference_url = "https://i.example/"\n')
+    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "extra.toml"))
+    settings = json.loads(_cli(capsys, "doctor", "--json")[1])["settings"]
+    assert settings["cache_days"] == {"value": 14, "source": "policy"}
+    assert settings["reference_url"] == {"value": "https://i.example/", "source": "extra-policy"}
+    assert settings["username"]["source"] == "user"
+
+
+def test_force_mode_outside_machine_policy_is_never_reported_as_the_organisations(
+        cli_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Tried: force_mode = "continuity" in the user's own config.toml, then in an extra policy file the user
+    can point LIFEBOAT_POLICY at: refused, naming the file (today it is applied and reported as "forced by
+    your organisation"). The user's own choice (`failover on`) is reported as theirs; the machine
+    policy's as the organisation's."""
+    user = tmp_path / "config.toml"
+    user.write_text(user.read_text() + '[failover]\nforce_mode = "continuity"\n')
+    code, _, err = _cli(capsys, "failover", "off")
+    assert code == 1 and f"{user}: force_mode can only be set by your organisation's machine policy" in err
+    user.write_text('[account]\nusername = "ann@contoso.example"\n')
+    (tmp_path / "extra.toml").write_text('[failover]\nforce_mode = "continuity"\n')
+    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "extra.toml"))
+    code, _, err = _cli(capsys, "status")
+    assert code == 1 and "extra.toml (LIFEBOAT_POLICY): force_mode can only be set" in err
+    monkeypatch.delenv("LIFEBOAT_POLICY")
+    assert _cli(capsys, "failover", "on")[0] == 0
+    mode = json.loads(_cli(capsys, "status", "--json")[1])["failover"]
+    assert (mode["forced"], mode["forced_by"]) == ("continuity", "user")
+    assert mode["reason"] == "continuity forced by you"
+    assert _cli(capsys, "failover", "auto")[0] == 0
+    (tmp_path / "machine.toml").write_text('[failover]\nforce_mode = "continuity"\n')
+    assert _cli(capsys, "failover", "auto")[0] == 1
+    mode = json.loads(_cli(capsys, "status", "--json")[1])["failover"]
+    assert (mode["forced"], mode["forced_by"]) == ("continuity", "admin")

@@ -568,7 +568,8 @@ class GraphSource:
                                         "list large messages")
                 found.update(str(m["id"]) for m in entries)
         except FolderBad as exc:  # the filter was refused: batch everything rather than fetch nothing
-            log.warning("large messages cannot be listed (%s); all messages go through $batch", exc)
+            log.warning("large messages cannot be listed (%s); all messages go through $batch",
+                        type(exc).__name__)
         self._large, self._large_at = found, now
         return found
 
