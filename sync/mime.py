@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy as email_policy
+from email.header import Header
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import quote
 
 from sync.errors import MessageBad
 from sync.model import Address, AttachmentInfo, Summary
@@ -377,7 +379,8 @@ class _Parser:
         if name is None:
             raw = _raw_param(part, "filename") or _raw_param(part, "name")
             name = decode_words(raw, self.hint) if raw else None
-        elif _has_surrogates(name) or _ENCODED_WORD.search(name):
+        elif _has_surrogates(name) or (_ENCODED_WORD.search(name) and name == (
+                _raw_param(part, "filename") or _raw_param(part, "name"))):  # not decoded yet: decode once
             name = decode_words(name, self.hint)
         return (_safe_filename(name) or None) if name is not None else None
 
@@ -874,20 +877,27 @@ def build(
     for ref in references:
         _check_msgid(ref, "references")
 
-    msg = EmailMessage(policy=email_policy.SMTP)
+    fields: list[tuple[str, str]] = [("From", _wire_addresses([from_addr], "From"))]
+    if to_addrs:
+        fields.append(("To", _wire_addresses(to_addrs, "To")))
+    if cc_addrs:
+        fields.append(("Cc", _wire_addresses(cc_addrs, "Cc")))
+    fields += [("Subject", wire_text(subject, "Subject")), ("Date", format_datetime(date)),
+               ("Message-ID", message_id)]
+    if in_reply_to:
+        fields.append(("In-Reply-To", in_reply_to))
+    if references:
+        fields.append(("References", _fold("References", list(references))))
+    names = [name for name, _, _ in attachments]
+    for name in names:
+        if not isinstance(name, str) or re.search(r"[\x00-\x1f\x7f]", name):
+            raise MessageBad(f"the attachment name {name!r} contains control characters",
+                             fix="rename the file")
+
+    msg = EmailMessage(policy=_BUILD_POLICY)
     try:
-        msg["From"] = from_addr
-        if to_addrs:
-            msg["To"] = to_addrs
-        if cc_addrs:
-            msg["Cc"] = cc_addrs
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(date)
-        msg["Message-ID"] = message_id
-        if in_reply_to:
-            msg["In-Reply-To"] = in_reply_to
-        if references:
-            msg["References"] = " ".join(references)
+        for name, value in fields:  # written as given: the generator never refolds or re-decodes them
+            msg.set_raw(name, value)
         msg.set_content(text)
         if html is not None:
             msg.add_alternative(html, subtype="html")
@@ -895,12 +905,17 @@ def build(
             maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
             if not subtype or not maintype:
                 raise MessageBad(f"attachment {filename!r} has a bad content type {content_type!r}")
-            msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=filename)
+            msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype)
+            part = list(msg.iter_attachments())[-1]
+            del part["Content-Disposition"]
+            part.set_raw("Content-Disposition", "attachment; " + wire_filename(filename))
         raw = msg.as_bytes()
     except MessageBad:
         raise
     except (ValueError, TypeError, IndexError) as exc:
         raise MessageBad(f"the message cannot be built: {exc}") from exc
+    read_back(raw, {"from": [from_addr], "to": to_addrs, "cc": cc_addrs}, subject, names,
+              [name for name, _ in fields])
     recipients = tuple(dict.fromkeys(a.addr_spec for a in [*to_addrs, *cc_addrs, *bcc_addrs]))
     return Outgoing(
         raw=raw,
@@ -910,6 +925,119 @@ def build(
         recipients=recipients,
         subject=subject,
     )
+
+
+# ------------------------------------------------------------------------------ headers on the wire
+#
+# The header values of outgoing mail are written here, not by the email package's header classes: those
+# parse an assigned string as if it came off the wire, so text holding an encoded word (`=?utf-8?q?...?=`,
+# which incoming mail supplies as a subject, display name or file name that decodes to one) is decoded
+# once more and, before CPython 3.11.10/3.12.5 (CVE-2024-6923), folded out as a real line break. Here
+# text is printable ASCII words written as they are, or else RFC 2047 encoded words (RFC 2231 for file
+# names) of exactly that text, so a reader decodes it once into what the user saw; `_BUILD_POLICY` never
+# refolds a value set raw, and `read_back` parses the result to prove it.
+
+_BUILD_POLICY = email_policy.SMTP.clone(refold_source="none")
+_PLAIN = re.compile(r"[!-~]{1,70}(?: [!-~]{1,70})*")  # printable ASCII words, one space apart
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_FILENAME_SAFE = re.compile(r"[A-Za-z0-9!#$&+.^_`|~-]+")  # RFC 2231 attribute-char, no % ' *
+
+
+def _plain(text: str) -> bool:
+    """True if `text` can be written as it is: printable ASCII words, nothing a reader would decode."""
+    return bool(_PLAIN.fullmatch(text)) and "=?" not in text
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as UTF-8 RFC 2047 encoded words, short enough to fold between them."""
+    return Header(text, "utf-8", maxlinelen=60).encode(linesep=" ").split()
+
+
+def _fold(name: str, tokens: Sequence[str]) -> str:
+    """Tokens joined by one space, or by CRLF + space where the line would pass 78 characters."""
+    lines, line = [], len(name) + 2
+    out = ""
+    for token in tokens:
+        if out and line + 1 + len(token) > 78:
+            lines.append(out)
+            out, line = token, 1 + len(token)
+        else:
+            out = f"{out} {token}" if out else token
+            line += (1 if out != token else 0) + len(token)
+    lines.append(out)
+    return "\r\n ".join(lines)
+
+
+def wire_text(text: str, name: str) -> str:
+    """An unstructured header value (Subject) that decodes to exactly `text`."""
+    if not text:
+        return ""
+    return _fold(name, text.split(" ") if _plain(text) else _encoded_words(text))
+
+
+def _phrase_tokens(display_name: str) -> list[str]:
+    if _ATOMS.fullmatch(display_name) and "=?" not in display_name:
+        return display_name.split(" ")
+    if _plain(display_name) or (display_name.isascii() and display_name.isprintable()
+                                and len(display_name) <= 70 and "=?" not in display_name):
+        return ['"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    if len(display_name) > 200:
+        raise MessageBad(f"the display name {display_name[:40]!r}... is longer than 200 characters")
+    # One encoded word: the stdlib keeps the space between two encoded words of a phrase (RFC 2047 drops
+    # it), so a split name would read back differently here and at the recipient. Readers accept an
+    # encoded word past RFC 2047's 75 characters.
+    return Header(display_name, "utf-8", maxlinelen=10_000).encode().split()
+
+
+def _wire_addresses(addresses: Sequence[HeaderAddress], name: str) -> str:
+    tokens: list[str] = []
+    for i, a in enumerate(addresses):
+        comma = "," if i < len(addresses) - 1 else ""
+        if a.display_name:
+            tokens += [*_phrase_tokens(a.display_name), f"<{a.addr_spec}>{comma}"]
+        else:
+            tokens.append(a.addr_spec + comma)
+    return _fold(name, tokens)
+
+
+def address_list(addresses: Sequence[str], role: str) -> str:
+    """The folded value of an address header naming `addresses` (for compose.with_bcc)."""
+    return _wire_addresses([_address(a, role) for a in addresses], role.title())
+
+
+def wire_filename(filename: str) -> str:
+    """The filename parameter of a Content-Disposition that decodes to exactly `filename`: a token or a
+    quoted string when it is plain ASCII, else RFC 2231 percent-encoded UTF-8 (so an encoded word in it
+    is never there for a reader to decode)."""
+    if _FILENAME_SAFE.fullmatch(filename) and "=?" not in filename:
+        return f"filename={filename}"
+    if _plain(filename) and not re.search(r'["\\]', filename):
+        return f'filename="{filename}"'
+    return "filename*=utf-8''" + quote(filename, safe="")
+
+
+def read_back(raw: bytes, addresses: dict[str, Sequence[HeaderAddress]], subject: str,
+              filenames: Sequence[str], names: Sequence[str]) -> None:
+    """Parse built MIME and compare it with what was asked for: the same header names (plus the MIME
+    ones) each once, the same addresses in From/To/Cc, the same subject and attachment names. A message
+    that reads back otherwise is never queued (MessageBad)."""
+    msg = BytesParser(policy=email_policy.default).parsebytes(raw)
+    problems = []
+    top = [k.lower() for k in msg if k.lower() not in ("mime-version", "content-type",
+                                                              "content-transfer-encoding")]
+    if sorted(top) != sorted(n.lower() for n in names):
+        problems.append("its header names differ")
+    for key, expected in addresses.items():
+        got = [(a.display_name, a.addr_spec) for h in msg.get_all(key, []) for a in h.addresses]
+        if got != [(a.display_name, a.addr_spec) for a in expected]:
+            problems.append(f"its {key.title()} differs")
+    if str(msg.get("subject", "")) != subject:
+        problems.append("its Subject differs")
+    if [p.get_filename() for p in msg.iter_attachments()] != list(filenames):  # type: ignore[attr-defined]
+        problems.append("its attachment names differ")
+    if problems:
+        raise MessageBad("the message does not read back as written: " + "; ".join(problems),
+                         fix="remove unusual characters from the subject, names or file names")
 
 
 def _address(value: str, role: str) -> HeaderAddress:
