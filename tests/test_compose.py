@@ -139,3 +139,17 @@ def test_route_helpers_add_and_strip_bcc() -> None:
     assert compose.strip_bcc(shown) == out.raw
     assert compose.strip_bcc(b"To: a\r\nBcc: x,\r\n y\r\nSubject: s\r\n\r\nBcc: body stays\r\n") == (
         b"To: a\r\nSubject: s\r\n\r\nBcc: body stays\r\n")
+
+
+def test_route_helpers_read_headers_as_the_parser_does() -> None:
+    """Tried: raw MIME with a bare CR before `Bcc:` and a folded `Resent-Bcc:` (invisible to a line regex
+    anchored on LF): strip_bcc removes both and makes every line end CRLF; with_bcc removes both and
+    adds one Bcc naming the hidden recipients; header_problems names a Resent-Bcc in stored MIME."""
+    raw = (b"From: a@contoso.test\r\nTo: bob@relay.test\r\nSubject: s\rBcc: hidden@relay.test\r\n"
+           b"Resent-Bcc: x@relay.test,\r\n y@relay.test\r\nMessage-ID: <1@contoso.test>\r\n\r\nBcc: body\r\n")
+    stripped = compose.strip_bcc(raw)
+    assert stripped == (b"From: a@contoso.test\r\nTo: bob@relay.test\r\nSubject: s\r\n"
+                        b"Message-ID: <1@contoso.test>\r\n\r\nBcc: body\r\n")
+    shown = parse(compose.with_bcc(raw, ["bob@relay.test", "hidden@relay.test"]))
+    assert shown.get_all("Bcc") == ["hidden@relay.test"] and shown["Resent-Bcc"] is None
+    assert any("Resent-Bcc" in p for p in compose.header_problems(raw, "<1@contoso.test>"))
