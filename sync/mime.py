@@ -863,8 +863,11 @@ def build(
     bcc_addrs = [_address(a, "bcc") for a in bcc]
     if not (to_addrs or cc_addrs or bcc_addrs):
         raise MessageBad("the message has no recipients", fix="add at least one To, Cc or Bcc address")
-    if "\n" in subject or "\r" in subject:
+    if _LINE_BREAK.search(subject):
         raise MessageBad("the subject contains a line break", fix="remove line breaks from the subject")
+    for given in (subject, *(name for name, _, _ in attachments if isinstance(name, str))):
+        if _has_surrogates(given):
+            raise MessageBad(f"{given!r} holds bytes that are not text", fix="retype it as UTF-8 text")
     if date is None:
         date = datetime.now(UTC)
     elif date.tzinfo is None or date.utcoffset() is None:
@@ -888,11 +891,13 @@ def build(
         fields.append(("In-Reply-To", in_reply_to))
     if references:
         fields.append(("References", _fold("References", list(references))))
-    names = [name for name, _, _ in attachments]
-    for name in names:
-        if not isinstance(name, str) or re.search(r"[\x00-\x1f\x7f]", name):
+    for name, _, _ in attachments:
+        if not isinstance(name, str) or re.search(r"[\x00-\x1f\x7f\x85\u2028\u2029]", name):
             raise MessageBad(f"the attachment name {name!r} contains control characters",
                              fix="rename the file")
+    # a reader strips a file name's outer whitespace: strip it here, so what is checked is what is read
+    attachments = [(name.strip() or "attachment", ctype, data) for name, ctype, data in attachments]
+    names = [name for name, _, _ in attachments]
 
     msg = EmailMessage(policy=_BUILD_POLICY)
     try:
@@ -938,6 +943,7 @@ def build(
 # refolds a value set raw, and `read_back` parses the result to prove it.
 
 _BUILD_POLICY = email_policy.SMTP.clone(refold_source="none")
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # str.splitlines() splits on each
 _PLAIN = re.compile(r"[!-~]{1,70}(?: [!-~]{1,70})*")  # printable ASCII words, one space apart
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _FILENAME_SAFE = re.compile(r"[A-Za-z0-9!#$&+.^_`|~-]+")  # RFC 2231 attribute-char, no % ' *
@@ -975,14 +981,18 @@ def wire_text(text: str, name: str) -> str:
     return _fold(name, text.split(" ") if _plain(text) else _encoded_words(text))
 
 
+def _quotable(display_name: str) -> bool:
+    """True if a display name can be written as a quoted string: printable ASCII, no encoded word."""
+    return display_name.isascii() and display_name.isprintable() and "=?" not in display_name
+
+
 def _phrase_tokens(display_name: str) -> list[str]:
-    if _ATOMS.fullmatch(display_name) and "=?" not in display_name:
-        return display_name.split(" ")
-    if _plain(display_name) or (display_name.isascii() and display_name.isprintable()
-                                and len(display_name) <= 70 and "=?" not in display_name):
-        return ['"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"']
     if len(display_name) > 200:
         raise MessageBad(f"the display name {display_name[:40]!r}... is longer than 200 characters")
+    if _ATOMS.fullmatch(display_name) and "=?" not in display_name:
+        return display_name.split(" ")
+    if _quotable(display_name):
+        return ['"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"']
     # One encoded word: the stdlib keeps the space between two encoded words of a phrase (RFC 2047 drops
     # it), so a split name would read back differently here and at the recipient. Readers accept an
     # encoded word past RFC 2047's 75 characters.
@@ -1041,7 +1051,7 @@ def read_back(raw: bytes, addresses: dict[str, Sequence[HeaderAddress]], subject
 
 
 def _address(value: str, role: str) -> HeaderAddress:
-    if not isinstance(value, str) or "\n" in value or "\r" in value:
+    if not isinstance(value, str) or _LINE_BREAK.search(value) or _has_surrogates(value):
         raise MessageBad(f"the {role} address {value!r} is not valid")
     pairs = getaddresses([value])
     if len(pairs) != 1 or not pairs[0][1]:
@@ -1050,6 +1060,10 @@ def _address(value: str, role: str) -> HeaderAddress:
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or "." not in domain.strip("."):
         raise MessageBad(f"the {role} address {value!r} is not valid", fix="use name@domain")
+    if "\t" in name:  # a phrase's tab reads back as a space
+        raise MessageBad(f"the {role} address {value!r} has a tab in its name", fix="use a space")
+    if not _quotable(name):
+        name = " ".join(name.split())  # readers collapse the spaces of an encoded name: so do we, first
     try:
         return HeaderAddress(display_name=name, addr_spec=addr)
     except (ValueError, IndexError) as exc:
@@ -1085,7 +1099,7 @@ def reply_fields(original: Parsed, *, reply_all: bool, me: str) -> dict[str, Any
         references.append(parent)
     if len(references) > 21:  # RFC 5322 3.6.4 allows trimming: keep the first and the latest
         references = [references[0], *references[-20:]]
-    subject = s.subject if _REPLY_PREFIX.match(s.subject or "") else f"Re: {s.subject}".rstrip()
+    subject = one_line(s.subject if _REPLY_PREFIX.match(s.subject or "") else f"Re: {s.subject}".rstrip())
     who = str(s.sender) if s.sender else "someone"
     when = s.date.strftime("%Y-%m-%d %H:%M UTC") if s.date else "an unknown date"
     quoted = "\n".join("> " + line if line else ">" for line in _body_for_quote(original).splitlines())
@@ -1101,18 +1115,25 @@ def reply_fields(original: Parsed, *, reply_all: bool, me: str) -> dict[str, Any
 
 def _format_address(a: Address) -> str:
     """`Name <email>` that getaddresses() reads back as the same pair (quotes names with specials)."""
-    if not a.name:
+    name = one_line(a.name).replace("\t", " ")
+    if not name:
         return a.email
-    if re.search(r'[()<>\[\]:;@\\,."]', a.name):
-        quoted = a.name.replace("\\", "\\\\").replace('"', '\\"')
+    if re.search(r'[()<>\[\]:;@\\,."]', name):
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{a.email}>'
-    return f"{a.name} <{a.email}>"
+    return f"{name} <{a.email}>"
+
+
+def one_line(text: str) -> str:
+    """text with every character Python reads as a line break (CR, LF, VT, FF, FS, GS, RS, NEL, U+2028,
+    U+2029) made a space: what a reply or forward of such a message starts from, and can send."""
+    return _LINE_BREAK.sub(" ", text)
 
 
 def forward_fields(original: Parsed) -> dict[str, Any]:
     """Fields for build() forwarding `original`: subject, text, attachments (name, type, bytes)."""
     s = original.summary
-    subject = s.subject if _FWD_PREFIX.match(s.subject or "") else f"Fw: {s.subject}".rstrip()
+    subject = one_line(s.subject if _FWD_PREFIX.match(s.subject or "") else f"Fw: {s.subject}".rstrip())
     lines = ["", "", "-------- Forwarded message --------"]
     if s.sender:
         lines.append(f"From: {s.sender}")
