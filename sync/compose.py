@@ -7,13 +7,16 @@ to `sync.engine.queue`, the one door into the outbox, which calls `compose()` he
   the CLI starts from (recipients, "Re:"/"Fw:" subject, quoted text); `compose()` adds the context the
   user does not edit (In-Reply-To and References of a reply, the forwarded attachments) and builds the
   MIME with `sync.mime.build` (Message-ID and Date stamped once, no Bcc header, recipients = To+Cc+Bcc);
-- an `.eml` as given (`Draft(eml=raw)`): its headers are re-emitted through the email package's policy
-  (Bcc removed, Message-ID and Date added when missing), its body bytes are kept, line ends become CRLF.
+- an `.eml` as given (`Draft(eml=raw)`): its header lines are kept as written (Bcc and Resent-Bcc
+  removed, Message-ID and Date added when missing; nothing refolded), its body bytes are kept, line ends
+  become CRLF; the envelope is everyone its To/Cc/Bcc and Resent-To/Cc/Bcc name.
 
-Header safety: a decoded header value holding CR or LF (an encoded word that decodes to a line break,
-CVE-2024-6923) is refused; the built MIME is read back and checked (one Message-ID equal to the stamped
-one, one Date, no Bcc). The routes' Bcc handling lives here too: `strip_bcc` (the SMTP relay never
-transmits a Bcc header) and `with_bcc` (Graph takes its recipients from the headers).
+Header safety: `sync.mime.build` writes header values itself (never re-decoding an encoded word the user's
+text holds, CVE-2024-6923) and reads the result back against what was asked; a decoded header value
+holding CR or LF is refused; stored MIME is checked (one Message-ID equal to the stamped one, one Date, no
+Bcc or Resent-Bcc). Raw MIME is edited in one way only (`_split` / `_join`: CRLF first, then the email
+parser), which the routes use too: `strip_bcc` (the SMTP relay never gets a Bcc or Resent-Bcc header) and
+`with_bcc` (Graph takes its recipients from the headers).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from datetime import datetime
 from email import policy as email_policy
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Literal
 
 from sync import mime
@@ -35,11 +38,12 @@ Kind = Literal["new", "reply", "reply_all", "forward"]
 KINDS: tuple[str, ...] = ("new", "reply", "reply_all", "forward")
 Attachment = tuple[str, str, bytes]  # filename, content type, bytes
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_EOL = re.compile(rb"\r?\n")
-_BCC = re.compile(rb"(?im)^bcc[ \t]*:.*(?:\r?\n[ \t].*)*\r?\n")
+_EOL = re.compile(rb"\r\n|\r|\n")
+HIDDEN = ("bcc", "resent-bcc")  # recipients no header may name: envelope only
+RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
 _SAFETY_CHECKED = ("from", "to", "cc", "bcc", "subject", "reply-to", "sender", "message-id", "date",
-                   "in-reply-to", "references")
+                   "in-reply-to", "references", *(f"resent-{n}" for n in ("from", "sender", "to", "cc",
+                                                                         "bcc", "date", "message-id")))
 
 
 @dataclass(frozen=True)
@@ -113,19 +117,61 @@ def compose(draft: Draft, now: datetime) -> mime.Outgoing:
 
 
 # ----------------------------------------------------------------------------------- reading headers
+#
+# Every edit of raw MIME (the .eml path, strip_bcc, with_bcc) goes through `_split`: line ends made CRLF
+# first (a bare CR or LF is a line end to the email parser and to SMTP alike, so no later reader can see
+# a line the parser did not), then the header section read by the email parser, which must read all of
+# it as header lines. What is kept is written back as the parser read it; nothing is refolded.
 
 
-def _header_section(raw: bytes) -> tuple[bytes, bytes]:
-    """(headers without the blank line, body) of raw MIME."""
-    m = _HEADER_END.search(raw)
-    if m is None:
-        return raw, b""
-    return raw[: m.start()], raw[m.end():]
+def _canonical(raw: bytes) -> bytes:
+    """raw with every line end (CRLF, bare CR, bare LF) made CRLF."""
+    return _EOL.sub(b"\r\n", raw)
+
+
+def _bare_cr_ends_headers(raw: bytes) -> bool:
+    """True if the blank line that ends raw's headers is made with a bare CR (`\\r\\r`, `\\r\\n\\r`): a
+    parser ends the headers there, a reader that splits on LF does not, so a header after it is shown
+    to every recipient as body text."""
+    start = 0
+    for m in _EOL.finditer(raw):
+        if m.start() == start:  # an empty line: the end of the headers
+            before = raw[max(0, start - 2):start]
+            return m.group() == b"\r" or (before.endswith(b"\r") and not before.endswith(b"\r\n"))
+        start = m.end()
+    return False
+
+
+def _split(raw: bytes) -> tuple[Message, bytes]:
+    """(headers as the email parser reads them, body bytes) of raw MIME, line ends made CRLF first.
+    MessageBad if the parser does not read the whole header section as header lines."""
+    raw = _canonical(raw)
+    end = raw.find(b"\r\n\r\n")
+    head, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 4:])
+    headers = BytesHeaderParser(policy=email_policy.default).parsebytes(head + b"\r\n\r\n")
+    if headers.defects or (head.strip() and not headers.keys()):
+        raise MessageBad("the header section has a line that is not a header (no name and colon, a "
+                         "continuation first, or a name with a space before its colon)",
+                         fix="fix or remove that line; a blank line ends the headers")
+    return headers, body
+
+
+def _join(headers: Message, body: bytes, add: Sequence[tuple[str, str]] = ()) -> bytes:
+    """`add` (name, already folded value) first, then the headers as parsed, a blank line, the body."""
+    lines = [f"{name}:{'' if value.startswith(chr(13)) else ' '}{value}\r\n"
+             for name, value in [*add, *headers.raw_items()]]
+    return "".join(lines).encode("ascii", "surrogateescape") + b"\r\n" + body
+
+
+def _without_hidden(headers: Message) -> Message:
+    """headers without any Bcc or Resent-Bcc (every copy of either; `del` removes all)."""
+    del headers["Bcc"]
+    del headers["Resent-Bcc"]
+    return headers
 
 
 def _headers(raw: bytes) -> Message:
-    head, _ = _header_section(raw)
-    return BytesHeaderParser(policy=email_policy.default).parsebytes(head + b"\r\n\r\n")
+    return _split(raw)[0]
 
 
 def _refuse_line_breaks(headers: Message) -> None:
@@ -142,16 +188,21 @@ def _refuse_line_breaks(headers: Message) -> None:
 
 def header_problems(raw: bytes, message_id: str) -> list[str]:
     """What is wrong with stored outgoing MIME: it must carry exactly one Message-ID equal to
-    `message_id`, exactly one Date, and no Bcc header."""
-    headers = _headers(raw)
+    `message_id`, exactly one Date, and no Bcc or Resent-Bcc header."""
+    try:
+        headers = _headers(raw)
+    except MessageBad as exc:
+        return [str(exc)]
     problems = []
     ids = [str(v).strip() for v in headers.get_all("message-id", [])]
     if ids != [message_id]:
         problems.append(f"the MIME must carry exactly one Message-ID header equal to {message_id!r}")
     if len(headers.get_all("date", [])) != 1:
         problems.append("the MIME must carry exactly one Date header")
-    if headers.get_all("bcc"):
-        problems.append("the MIME must not carry a Bcc header (Bcc goes in the envelope recipients only)")
+    for name in HIDDEN:
+        if headers.get_all(name):
+            problems.append(f"the MIME must not carry a {name.title()} header (those recipients go in the "
+                            "envelope only)")
     return problems
 
 
@@ -163,64 +214,66 @@ def check(out: mime.Outgoing) -> None:
         raise MessageBad("cannot queue this message: " + "; ".join(problems))
 
 
+def _addresses(headers: Message, names: Sequence[str]) -> list[str]:
+    """The bare addresses the headers `names` list, as the email package parses them (groups included)."""
+    found = []
+    for name in names:
+        for value in headers.get_all(name, []):
+            found += [a.addr_spec for a in getattr(value, "addresses", ()) if a.username and a.domain]
+    return found
+
+
 # ------------------------------------------------------------------------------------------- .eml
 
 
 def _from_eml(raw: bytes, now: datetime) -> mime.Outgoing:
-    """An .eml as given: recipients from To/Cc/Bcc, the Bcc header removed, Message-ID and Date added
-    when missing (once: they are part of what is queued); the body bytes are kept."""
+    """An .eml as given: the envelope is everyone its To/Cc/Bcc and Resent-To/Cc/Bcc name; Bcc and
+    Resent-Bcc headers removed; Message-ID and Date added when missing (once: they are part of what is
+    queued). Every other header line is kept as written (nothing refolded or re-encoded), the body bytes
+    are kept; line ends become CRLF."""
     if not raw.strip():
         raise MessageBad("the .eml file is empty")
-    headers = _headers(raw)
+    if _bare_cr_ends_headers(raw):
+        raise MessageBad("the .eml file's headers end at a bare carriage return, so some of its header "
+                         "lines would be sent as text in the body",
+                         fix="save the file with ordinary line ends (LF or CRLF)")
+    headers, body = _split(raw)
     _refuse_line_breaks(headers)
     sender = parseaddr(str(headers.get("From", "")))[1]
     if not sender:
         raise MessageBad("the .eml file has no From address", fix="add a From: header")
-    listed = [str(v) for k in ("to", "cc", "bcc") for v in headers.get_all(k, [])]
-    recipients = tuple(dict.fromkeys(a for _, a in getaddresses(listed) if a))
+    recipients = tuple(dict.fromkeys(_addresses(headers, RECIPIENT_HEADERS)))
     if not recipients:
         raise MessageBad("the .eml file has no recipients (To, Cc or Bcc)")
-    del headers["Bcc"]
+    add = []
     message_id = str(headers.get("Message-ID", "")).strip()
     if not message_id:
         message_id = mime.make_message_id(sender.rpartition("@")[2])
-        headers["Message-ID"] = message_id
+        add.append(("Message-ID", message_id))
     if headers.get("Date") is None:
-        headers["Date"] = format_datetime(now)
-    out = mime.Outgoing(raw=_emit(headers, _header_section(raw)[1]), message_id=message_id, date=now,
+        add.append(("Date", format_datetime(now)))
+    out = mime.Outgoing(raw=_join(_without_hidden(headers), body, add), message_id=message_id, date=now,
                         sender=sender, recipients=recipients, subject=str(headers.get("Subject", "")))
     check(out)
     return out
-
-
-def _emit(headers: Message, body: bytes) -> bytes:
-    """Header lines as the email package's SMTP policy folds them, a blank line, the body; CRLF line ends."""
-    policy = email_policy.SMTP
-    head = b"".join(policy.fold_binary(name, value) for name, value in headers.raw_items())
-    return head + b"\r\n" + _EOL.sub(b"\r\n", body)
 
 
 # ------------------------------------------------------------------------------------------ routes
 
 
 def strip_bcc(raw: bytes) -> bytes:
-    """Remove any Bcc header (with its folded lines) from the header section; the body is untouched."""
-    m = _HEADER_END.search(raw)
-    if m is None:
-        return _BCC.sub(b"", raw)
-    return _BCC.sub(b"", raw[: m.start() + 2]) + raw[m.start() + 2 :]
+    """raw without Bcc and Resent-Bcc headers (what the SMTP relay is given), line ends CRLF; the other
+    header lines and the body are kept as they are."""
+    headers, body = _split(raw)
+    return _join(_without_hidden(headers), body)
 
 
 def with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
-    """raw with a Bcc header naming every recipient not already in To/Cc (raw itself if none): the copy
-    handed to Graph, which takes its recipients from the headers (Exchange delivers and strips it)."""
-    headers = _headers(raw)
-    shown = {addr.lower() for _, addr in getaddresses([str(v) for k in ("to", "cc")
-                                                       for v in headers.get_all(k, [])])}
+    """strip_bcc(raw) plus one Bcc header naming every recipient not already in To/Cc (none if there is
+    none): the copy handed to Graph, which takes its recipients from the headers (Exchange delivers and
+    strips it)."""
+    headers, body = _split(raw)
+    shown = {a.lower() for a in _addresses(headers, ("to", "cc"))}
     hidden = [r for r in dict.fromkeys(recipients) if r.lower() not in shown]
-    if not hidden:
-        return raw
-    eol = "\r\n" if b"\r\n" in raw[:4096] else "\n"
-    policy = email_policy.SMTP.clone(linesep=eol)
-    line = policy.header_factory("Bcc", ", ".join(hidden)).fold(policy=policy)
-    return line.encode("utf-8") + raw
+    add = [("Bcc", mime.address_list(hidden, "bcc"))] if hidden else []
+    return _join(_without_hidden(headers), body, add)

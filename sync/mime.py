@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy as email_policy
+from email.header import Header
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import quote
 
 from sync.errors import MessageBad
 from sync.filenames import safe_filename
@@ -378,7 +380,8 @@ class _Parser:
         if name is None:
             raw = _raw_param(part, "filename") or _raw_param(part, "name")
             name = decode_words(raw, self.hint) if raw else None
-        elif _has_surrogates(name) or _ENCODED_WORD.search(name):
+        elif _has_surrogates(name) or (_ENCODED_WORD.search(name) and name == (
+                _raw_param(part, "filename") or _raw_param(part, "name"))):  # not decoded yet: decode once
             name = decode_words(name, self.hint)
         return (safe_filename(name, default="") or None) if name is not None else None
 
@@ -857,8 +860,11 @@ def build(
     bcc_addrs = [_address(a, "bcc") for a in bcc]
     if not (to_addrs or cc_addrs or bcc_addrs):
         raise MessageBad("the message has no recipients", fix="add at least one To, Cc or Bcc address")
-    if "\n" in subject or "\r" in subject:
+    if _LINE_BREAK.search(subject):
         raise MessageBad("the subject contains a line break", fix="remove line breaks from the subject")
+    for given in (subject, *(name for name, _, _ in attachments if isinstance(name, str))):
+        if _has_surrogates(given):
+            raise MessageBad(f"{given!r} holds bytes that are not text", fix="retype it as UTF-8 text")
     if date is None:
         date = datetime.now(UTC)
     elif date.tzinfo is None or date.utcoffset() is None:
@@ -871,20 +877,29 @@ def build(
     for ref in references:
         _check_msgid(ref, "references")
 
-    msg = EmailMessage(policy=email_policy.SMTP)
+    fields: list[tuple[str, str]] = [("From", _wire_addresses([from_addr], "From"))]
+    if to_addrs:
+        fields.append(("To", _wire_addresses(to_addrs, "To")))
+    if cc_addrs:
+        fields.append(("Cc", _wire_addresses(cc_addrs, "Cc")))
+    fields += [("Subject", wire_text(subject, "Subject")), ("Date", format_datetime(date)),
+               ("Message-ID", message_id)]
+    if in_reply_to:
+        fields.append(("In-Reply-To", in_reply_to))
+    if references:
+        fields.append(("References", _fold("References", list(references))))
+    for name, _, _ in attachments:
+        if not isinstance(name, str) or re.search(r"[\x00-\x1f\x7f\x85\u2028\u2029]", name):
+            raise MessageBad(f"the attachment name {name!r} contains control characters",
+                             fix="rename the file")
+    # a reader strips a file name's outer whitespace: strip it here, so what is checked is what is read
+    attachments = [(name.strip() or "attachment", ctype, data) for name, ctype, data in attachments]
+    names = [name for name, _, _ in attachments]
+
+    msg = EmailMessage(policy=_BUILD_POLICY)
     try:
-        msg["From"] = from_addr
-        if to_addrs:
-            msg["To"] = to_addrs
-        if cc_addrs:
-            msg["Cc"] = cc_addrs
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(date)
-        msg["Message-ID"] = message_id
-        if in_reply_to:
-            msg["In-Reply-To"] = in_reply_to
-        if references:
-            msg["References"] = " ".join(references)
+        for name, value in fields:  # written as given: the generator never refolds or re-decodes them
+            msg.set_raw(name, value)
         msg.set_content(text)
         if html is not None:
             msg.add_alternative(html, subtype="html")
@@ -892,12 +907,17 @@ def build(
             maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
             if not subtype or not maintype:
                 raise MessageBad(f"attachment {filename!r} has a bad content type {content_type!r}")
-            msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=filename)
+            msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype)
+            part = list(msg.iter_attachments())[-1]
+            del part["Content-Disposition"]
+            part.set_raw("Content-Disposition", "attachment; " + wire_filename(filename))
         raw = msg.as_bytes()
     except MessageBad:
         raise
     except (ValueError, TypeError, IndexError) as exc:
         raise MessageBad(f"the message cannot be built: {exc}") from exc
+    read_back(raw, {"from": [from_addr], "to": to_addrs, "cc": cc_addrs}, subject, names,
+              [name for name, _ in fields])
     recipients = tuple(dict.fromkeys(a.addr_spec for a in [*to_addrs, *cc_addrs, *bcc_addrs]))
     return Outgoing(
         raw=raw,
@@ -909,8 +929,126 @@ def build(
     )
 
 
+# ------------------------------------------------------------------------------ headers on the wire
+#
+# The header values of outgoing mail are written here, not by the email package's header classes: those
+# parse an assigned string as if it came off the wire, so text holding an encoded word (`=?utf-8?q?...?=`,
+# which incoming mail supplies as a subject, display name or file name that decodes to one) is decoded
+# once more and, before CPython 3.11.10/3.12.5 (CVE-2024-6923), folded out as a real line break. Here
+# text is printable ASCII words written as they are, or else RFC 2047 encoded words (RFC 2231 for file
+# names) of exactly that text, so a reader decodes it once into what the user saw; `_BUILD_POLICY` never
+# refolds a value set raw, and `read_back` parses the result to prove it.
+
+_BUILD_POLICY = email_policy.SMTP.clone(refold_source="none")
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # str.splitlines() splits on each
+_PLAIN = re.compile(r"[!-~]{1,70}(?: [!-~]{1,70})*")  # printable ASCII words, one space apart
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_FILENAME_SAFE = re.compile(r"[A-Za-z0-9!#$&+.^_`|~-]+")  # RFC 2231 attribute-char, no % ' *
+
+
+def _plain(text: str) -> bool:
+    """True if `text` can be written as it is: printable ASCII words, nothing a reader would decode."""
+    return bool(_PLAIN.fullmatch(text)) and "=?" not in text
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as UTF-8 RFC 2047 encoded words, short enough to fold between them."""
+    return Header(text, "utf-8", maxlinelen=60).encode(linesep=" ").split()
+
+
+def _fold(name: str, tokens: Sequence[str]) -> str:
+    """Tokens joined by one space, or by CRLF + space where the line would pass 78 characters."""
+    lines, line = [], len(name) + 2
+    out = ""
+    for token in tokens:
+        if out and line + 1 + len(token) > 78:
+            lines.append(out)
+            out, line = token, 1 + len(token)
+        else:
+            out = f"{out} {token}" if out else token
+            line += (1 if out != token else 0) + len(token)
+    lines.append(out)
+    return "\r\n ".join(lines)
+
+
+def wire_text(text: str, name: str) -> str:
+    """An unstructured header value (Subject) that decodes to exactly `text`."""
+    if not text:
+        return ""
+    return _fold(name, text.split(" ") if _plain(text) else _encoded_words(text))
+
+
+def _quotable(display_name: str) -> bool:
+    """True if a display name can be written as a quoted string: printable ASCII, no encoded word."""
+    return display_name.isascii() and display_name.isprintable() and "=?" not in display_name
+
+
+def _phrase_tokens(display_name: str) -> list[str]:
+    if len(display_name) > 200:
+        raise MessageBad(f"the display name {display_name[:40]!r}... is longer than 200 characters")
+    if _ATOMS.fullmatch(display_name) and "=?" not in display_name:
+        return display_name.split(" ")
+    if _quotable(display_name):
+        return ['"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    # One encoded word: the stdlib keeps the space between two encoded words of a phrase (RFC 2047 drops
+    # it), so a split name would read back differently here and at the recipient. Readers accept an
+    # encoded word past RFC 2047's 75 characters.
+    return Header(display_name, "utf-8", maxlinelen=10_000).encode().split()
+
+
+def _wire_addresses(addresses: Sequence[HeaderAddress], name: str) -> str:
+    tokens: list[str] = []
+    for i, a in enumerate(addresses):
+        comma = "," if i < len(addresses) - 1 else ""
+        if a.display_name:
+            tokens += [*_phrase_tokens(a.display_name), f"<{a.addr_spec}>{comma}"]
+        else:
+            tokens.append(a.addr_spec + comma)
+    return _fold(name, tokens)
+
+
+def address_list(addresses: Sequence[str], role: str) -> str:
+    """The folded value of an address header naming `addresses` (for compose.with_bcc)."""
+    return _wire_addresses([_address(a, role) for a in addresses], role.title())
+
+
+def wire_filename(filename: str) -> str:
+    """The filename parameter of a Content-Disposition that decodes to exactly `filename`: a token or a
+    quoted string when it is plain ASCII, else RFC 2231 percent-encoded UTF-8 (so an encoded word in it
+    is never there for a reader to decode)."""
+    if _FILENAME_SAFE.fullmatch(filename) and "=?" not in filename:
+        return f"filename={filename}"
+    if _plain(filename) and not re.search(r'["\\]', filename):
+        return f'filename="{filename}"'
+    return "filename*=utf-8''" + quote(filename, safe="")
+
+
+def read_back(raw: bytes, addresses: dict[str, Sequence[HeaderAddress]], subject: str,
+              filenames: Sequence[str], names: Sequence[str]) -> None:
+    """Parse built MIME and compare it with what was asked for: the same header names (plus the MIME
+    ones) each once, the same addresses in From/To/Cc, the same subject and attachment names. A message
+    that reads back otherwise is never queued (MessageBad)."""
+    msg = BytesParser(policy=email_policy.default).parsebytes(raw)
+    problems = []
+    top = [k.lower() for k in msg if k.lower() not in ("mime-version", "content-type",
+                                                              "content-transfer-encoding")]
+    if sorted(top) != sorted(n.lower() for n in names):
+        problems.append("its header names differ")
+    for key, expected in addresses.items():
+        got = [(a.display_name, a.addr_spec) for h in msg.get_all(key, []) for a in h.addresses]
+        if got != [(a.display_name, a.addr_spec) for a in expected]:
+            problems.append(f"its {key.title()} differs")
+    if str(msg.get("subject", "")) != subject:
+        problems.append("its Subject differs")
+    if [p.get_filename() for p in msg.iter_attachments()] != list(filenames):  # type: ignore[attr-defined]
+        problems.append("its attachment names differ")
+    if problems:
+        raise MessageBad("the message does not read back as written: " + "; ".join(problems),
+                         fix="remove unusual characters from the subject, names or file names")
+
+
 def _address(value: str, role: str) -> HeaderAddress:
-    if not isinstance(value, str) or "\n" in value or "\r" in value:
+    if not isinstance(value, str) or _LINE_BREAK.search(value) or _has_surrogates(value):
         raise MessageBad(f"the {role} address {value!r} is not valid")
     pairs = getaddresses([value])
     if len(pairs) != 1 or not pairs[0][1]:
@@ -919,6 +1057,10 @@ def _address(value: str, role: str) -> HeaderAddress:
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or "." not in domain.strip("."):
         raise MessageBad(f"the {role} address {value!r} is not valid", fix="use name@domain")
+    if "\t" in name:  # a phrase's tab reads back as a space
+        raise MessageBad(f"the {role} address {value!r} has a tab in its name", fix="use a space")
+    if not _quotable(name):
+        name = " ".join(name.split())  # readers collapse the spaces of an encoded name: so do we, first
     try:
         return HeaderAddress(display_name=name, addr_spec=addr)
     except (ValueError, IndexError) as exc:
@@ -954,7 +1096,7 @@ def reply_fields(original: Parsed, *, reply_all: bool, me: str) -> dict[str, Any
         references.append(parent)
     if len(references) > 21:  # RFC 5322 3.6.4 allows trimming: keep the first and the latest
         references = [references[0], *references[-20:]]
-    subject = s.subject if _REPLY_PREFIX.match(s.subject or "") else f"Re: {s.subject}".rstrip()
+    subject = one_line(s.subject if _REPLY_PREFIX.match(s.subject or "") else f"Re: {s.subject}".rstrip())
     who = str(s.sender) if s.sender else "someone"
     when = s.date.strftime("%Y-%m-%d %H:%M UTC") if s.date else "an unknown date"
     quoted = "\n".join("> " + line if line else ">" for line in _body_for_quote(original).splitlines())
@@ -970,18 +1112,25 @@ def reply_fields(original: Parsed, *, reply_all: bool, me: str) -> dict[str, Any
 
 def _format_address(a: Address) -> str:
     """`Name <email>` that getaddresses() reads back as the same pair (quotes names with specials)."""
-    if not a.name:
+    name = one_line(a.name).replace("\t", " ")
+    if not name:
         return a.email
-    if re.search(r'[()<>\[\]:;@\\,."]', a.name):
-        quoted = a.name.replace("\\", "\\\\").replace('"', '\\"')
+    if re.search(r'[()<>\[\]:;@\\,."]', name):
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{a.email}>'
-    return f"{a.name} <{a.email}>"
+    return f"{name} <{a.email}>"
+
+
+def one_line(text: str) -> str:
+    """text with every character Python reads as a line break (CR, LF, VT, FF, FS, GS, RS, NEL, U+2028,
+    U+2029) made a space: what a reply or forward of such a message starts from, and can send."""
+    return _LINE_BREAK.sub(" ", text)
 
 
 def forward_fields(original: Parsed) -> dict[str, Any]:
     """Fields for build() forwarding `original`: subject, text, attachments (name, type, bytes)."""
     s = original.summary
-    subject = s.subject if _FWD_PREFIX.match(s.subject or "") else f"Fw: {s.subject}".rstrip()
+    subject = one_line(s.subject if _FWD_PREFIX.match(s.subject or "") else f"Fw: {s.subject}".rstrip())
     lines = ["", "", "-------- Forwarded message --------"]
     if s.sender:
         lines.append(f"From: {s.sender}")

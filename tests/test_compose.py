@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import email.policy
@@ -78,8 +79,10 @@ def test_forward_carries_attachments_unless_told_not_to() -> None:
 
 
 def test_refuses_what_cannot_be_sent() -> None:
-    """Tried: a reply without its original, an unknown kind, no sender, a line break in the subject, a
-    replied-to subject whose encoded word decodes to CR/LF (CVE-2024-6923): MessageBad each time."""
+    """Tried: a reply without its original, an unknown kind, no sender, a line break in the subject:
+    MessageBad each time. A replied-to subject whose encoded word decodes to CR/LF (CVE-2024-6923) starts
+    the reply as one line (the break a space), so the reply is sent with that text and no extra header;
+    put back into the subject by hand, the break is refused."""
     with pytest.raises(MessageBad):
         compose.compose(compose.Draft(sender=ME, to=("b@relay.test",), kind="reply"), NOW)
     with pytest.raises(MessageBad):
@@ -91,8 +94,11 @@ def test_refuses_what_cannot_be_sent() -> None:
     evil = mime.parse(b"From: b@relay.test\r\nTo: adele.vance@contoso.test\r\nMessage-ID: <m@relay.test>\r\n"
                       b"Subject: =?utf-8?q?a=0D=0ACc:_x@evil.test?=\r\n\r\nhi\r\n")
     assert "\n" in evil.summary.subject
+    reply = compose.prefill("reply", evil, ME)
+    msg = parse(compose.compose(reply, NOW).raw)
+    assert msg["Subject"] == "Re: a  Cc: x@evil.test" and msg["Cc"] is None
     with pytest.raises(MessageBad, match="line break"):
-        compose.compose(compose.prefill("reply", evil, ME), NOW)
+        compose.compose(dataclasses.replace(reply, subject=evil.summary.subject), NOW)
 
 
 def test_eml_is_stamped_once_and_keeps_its_body() -> None:
@@ -139,3 +145,33 @@ def test_route_helpers_add_and_strip_bcc() -> None:
     assert compose.strip_bcc(shown) == out.raw
     assert compose.strip_bcc(b"To: a\r\nBcc: x,\r\n y\r\nSubject: s\r\n\r\nBcc: body stays\r\n") == (
         b"To: a\r\nSubject: s\r\n\r\nBcc: body stays\r\n")
+
+
+def test_route_helpers_read_headers_as_the_parser_does() -> None:
+    """Tried: raw MIME with a bare CR before `Bcc:` and a folded `Resent-Bcc:` (invisible to a line regex
+    anchored on LF): strip_bcc removes both and makes every line end CRLF; with_bcc removes both and
+    adds one Bcc naming the hidden recipients; header_problems names a Resent-Bcc in stored MIME."""
+    raw = (b"From: a@contoso.test\r\nTo: bob@relay.test\r\nSubject: s\rBcc: hidden@relay.test\r\n"
+           b"Resent-Bcc: x@relay.test,\r\n y@relay.test\r\nMessage-ID: <1@contoso.test>\r\n\r\nBcc: body\r\n")
+    stripped = compose.strip_bcc(raw)
+    assert stripped == (b"From: a@contoso.test\r\nTo: bob@relay.test\r\nSubject: s\r\n"
+                        b"Message-ID: <1@contoso.test>\r\n\r\nBcc: body\r\n")
+    shown = parse(compose.with_bcc(raw, ["bob@relay.test", "hidden@relay.test"]))
+    assert shown.get_all("Bcc") == ["hidden@relay.test"] and shown["Resent-Bcc"] is None
+    assert any("Resent-Bcc" in p for p in compose.header_problems(raw, "<1@contoso.test>"))
+
+
+def test_reply_to_a_subject_with_unicode_line_breaks_starts_sendable() -> None:
+    """Tried: an incoming subject and sender name holding characters Python splits lines on (VT, FF, NEL,
+    U+2028, encoded so the parser keeps them): the reply's prefill makes them spaces, so it composes, and
+    a subject typed with one is refused as a line break (the stdlib reader would split it)."""
+    name = base64.b64encode("Bob\u2028Smith".encode())
+    evil = mime.parse(b"From: =?utf-8?b?" + name + b"?= <bob@relay.test>"
+                      b"\r\nTo: adele.vance@contoso.test\r\nMessage-ID: <m@relay.test>\r\nSubject: =?utf-8?b?"
+                      + base64.b64encode("a\x0bb\x85c\u2028d".encode()) + b"?=\r\n\r\nhi\r\n")
+    d = compose.prefill("reply", evil, ME)
+    assert d.subject == "Re: a b c d" and d.to == ("Bob Smith <bob@relay.test>",)
+    msg = parse(compose.compose(d, NOW).raw)
+    assert msg["Subject"] == "Re: a b c d" and msg["To"] == "Bob Smith <bob@relay.test>"
+    with pytest.raises(MessageBad, match="line break"):
+        compose.compose(dataclasses.replace(d, subject="a\u2028Cc: x@evil.test"), NOW)

@@ -717,3 +717,37 @@ def test_attachment_names_cannot_escape_a_folder() -> None:
     )
     (info,) = mime.parse(raw).summary.attachments
     assert info.filename == "_.._etc_passwd.pdf"  # sync.filenames: no leading dots (no hidden file)
+
+
+_HOSTILE = ["=?utf-8?q?", "=?utf-8?b?", "?=", "=0D=0A", "Cc: spy@evil.example", "QQ==", "Reply-To:", " ",
+            "  ", '"', "\\", "<", ">", ",", ";", ":", "@", "(", ")", "_", "é", "日", "😀", "\x00", "\x7f",
+            "\t", "a" * 80]
+_hostile_text = st.lists(st.sampled_from(_HOSTILE), max_size=10).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subject=_hostile_text, name=_hostile_text, filename=_hostile_text)
+def test_build_writes_exactly_the_given_text_or_refuses(subject: str, name: str, filename: str) -> None:
+    """Tried (hypothesis): subjects, display names and file names made of encoded-word pieces, `=0D=0A`,
+    header-like text, quotes, backslashes, controls and non-ASCII (CVE-2024-6923 and its cousins). build()
+    either refuses with MessageBad, or writes MIME whose headers are only the ones it writes and whose
+    subject, recipient and file name read back as given (a name needing encoding has its spaces
+    collapsed, a file name its outer spaces stripped, as readers do)."""
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        out = mime.build(sender="a@contoso.test", to=[f'"{quoted}" <b@relay.test>'], subject=subject,
+                         text="x", attachments=[(filename, "text/plain", b"x")])
+    except MessageBad:
+        return
+    msg = BytesParser(policy=policy.default).parsebytes(out.raw)
+    assert {k.lower() for k in msg} == {"from", "to", "subject", "date", "message-id", "mime-version",
+                                        "content-type"}
+    assert len(msg.keys()) == 7 and str(msg["Subject"]) == subject
+    assert msg.get_body(("plain",)).get_content().rstrip() == "x"  # type: ignore[union-attr]
+    [to] = msg["To"].addresses
+    assert to.addr_spec == "b@relay.test" and out.recipients == ("b@relay.test",)
+    assert to.display_name in (name, " ".join(name.split()))
+    [part] = list(msg.iter_attachments())
+    assert part.get_filename() == (filename.strip() or "attachment")
+    assert {k.lower() for k in part} <= {"content-type", "content-transfer-encoding", "content-disposition",
+                                         "mime-version"}

@@ -3,12 +3,12 @@
 STARTTLS or implicit TLS with verified certificates (optionally a custom CA; never unverified), AUTH
 only over TLS, one connection reused across a burst (reopened when the server dropped it, closed after
 idle). Every library error becomes SendRejected (5xx, with the server's words) / SendDeferred (4xx,
-timeouts, drops) / AuthRequired on send, and Unreachable on probe. The Bcc header is never transmitted.
+timeouts, drops) / AuthRequired on send, and Unreachable on probe. No Bcc or Resent-Bcc header is ever
+transmitted (sync.compose.strip_bcc, which also makes every line end CRLF).
 """
 
 from __future__ import annotations
 
-import re
 import smtplib
 import socket
 import ssl
@@ -21,7 +21,6 @@ from sync import errors
 from sync.compose import strip_bcc
 
 SECURITY = ("starttls", "tls", "none")
-_EOL = re.compile(rb"\r\n|\r|\n")
 
 
 def _words(resp: bytes | str) -> str:
@@ -135,7 +134,7 @@ class SmtpRoute:
         """Hand one message to the relay; returns once the relay accepted it (250 after DATA)."""
         if not recipients:
             raise errors.MessageBad("the message has no recipients")
-        raw = _EOL.sub(b"\r\n", strip_bcc(raw))  # SMTP lines end in CRLF; smtplib leaves bytes alone
+        raw = strip_bcc(raw)  # no Bcc/Resent-Bcc header, CRLF line ends (smtplib leaves bytes alone)
         mail_from = self.envelope_sender or sender
         with self._lock:
             if self._conn is not None and self._clock() - self._last_used >= self.idle_close:
