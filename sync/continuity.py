@@ -124,6 +124,7 @@ class Continuity:
         self.resume_free = RESUME_FREE
         self.disk: dict[str, Any] | None = None  # set while sync is paused for a full disk (DISK_SETTING)
         self._disk_saved = False
+        self._disk_lock = threading.Lock()
         self.policy = failover.Policy.from_config(cfg)
         self.monitor = Monitor(store, source, refs, self.policy, self.clock, notifier, reference_timeout)
         self.wakes = Wakes()
@@ -249,38 +250,46 @@ class Continuity:
 
     def disk_full(self, exc: DiskFull, where: str) -> None:
         """Pause sync for a full disk (once: a log line and a notification), and try to save the pause
-        for the window's banner and `status --json` (it may not fit yet: tried again on each probe)."""
-        if self.disk is None:
-            free = exc.free_bytes
-            self.disk = {"since": self.clock.now().isoformat(), "folder": exc.folder, "free_bytes": free,
-                         "resume_bytes": self.resume_free}
-            self._disk_saved = False
-            log.warning("%s: the cache's disk is full (%s free): sync paused until %s are free; the outbox "
-                        "goes on while its writes fit", where, size_text(free), size_text(self.resume_free))
-            self._notify("Lifeboat: the disk is full",
-                         f"Sync is paused: the disk holding Lifeboat's data has {size_text(free)} free. "
-                         "Mail you send still goes out while there is room for it. Sync resumes by itself "
-                         f"once {size_text(self.resume_free)} are free.")
-        else:
+        for the window's banner and `status --json` (it may not fit yet: tried again on each probe).
+        Any worker thread may call it; the first one says it."""
+        free = exc.free_bytes
+        with self._disk_lock:
+            first = self.disk is None
+            if first:
+                self.disk = {"since": self.clock.now().isoformat(), "folder": exc.folder, "free_bytes": free,
+                             "resume_bytes": self.resume_free}
+                self._disk_saved = False
+            self._save_disk()
+        if not first:
             log.debug("%s: the disk is still full", where)
-        self._save_disk()
+            return
+        log.warning("%s: the cache's disk is full (%s free): sync paused until %s are free; the outbox "
+                    "goes on while its writes fit", where, size_text(free), size_text(self.resume_free))
+        self._notify("Lifeboat: the disk is full",
+                     f"Sync is paused: the disk holding Lifeboat's data has {size_text(free)} free. "
+                     "Mail you send still goes out while there is room for it. Sync resumes by itself "
+                     f"once {size_text(self.resume_free)} are free.")
 
     def _room_again(self) -> bool:
-        """While paused for a full disk: True (and the pause is over) once RESUME_FREE bytes are free."""
+        """While paused for a full disk: True (and the pause is over) once `resume_free` bytes are free."""
         free = free_bytes(self.store.path.parent)
-        if free < self.resume_free:
-            self._save_disk()
-            return False
-        try:
-            self.store.set_setting(DISK_SETTING, None)
-        except DiskFull:
-            return False
-        self.disk, self._disk_saved = None, False
+        with self._disk_lock:
+            if self.disk is None:
+                return True
+            if free < self.resume_free:
+                self._save_disk()
+                return False
+            try:
+                self.store.set_setting(DISK_SETTING, None)
+            except DiskFull:
+                return False
+            self.disk, self._disk_saved = None, False
         log.info("sync resumed: the cache's disk has room again (%s free)", size_text(free))
         self._notify("Lifeboat: sync resumed", f"There is room on the disk again ({size_text(free)} free).")
         return True
 
     def _save_disk(self) -> None:
+        """Save the pause once (hold _disk_lock)."""
         if self.disk is None or self._disk_saved:
             return
         try:

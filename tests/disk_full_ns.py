@@ -23,6 +23,7 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,7 @@ def scenario_import(work: Path) -> dict[str, Any]:
     result["created"] = cli(home2, "import-eml", str(mail / "m0000.eml"))
     db = home2 / "cache" / "default.lifeboat.db"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
+    shutil.rmtree(home2 / "logs")  # a fresh log file: its first line cannot be written either
     with (home2 / "filler").open("wb", buffering=0) as fh:
         try:
             while True:

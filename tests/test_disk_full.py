@@ -119,7 +119,8 @@ def test_a_disk_filled_while_lifeboat_was_not_running_is_not_called_damage(impor
     """Tried: a cache whose disk another program filled to the last byte while Lifeboat was closed (SQLite
     cannot even create its -wal/-shm files, and answers "disk I/O error"). The error must say the disk is
     full, not that the cache is damaged with the advice to move it aside or delete it (which would throw
-    away the imported mail and the outbox), and must leave the file as it was."""
+    away the imported mail and the outbox), and must leave the file as it was; the log file, which cannot
+    take a line either, must not add logging's own traceback to the one-line error."""
     assert imported["created"]["rc"] == 0, imported["created"]["stderr"]
     assert imported["prefilled_free"] == 0
     run = imported["prefilled"]
