@@ -53,14 +53,6 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
 _handler: logging.Handler | None = None
 
 
-class _LogFile(logging.handlers.RotatingFileHandler):
-    """The log file; a line that cannot be written (the disk is full) is dropped quietly, instead of
-    logging's "--- Logging error ---" traceback on stderr next to the one-line error."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        return None
-
-
 def setup_logging(home: Path) -> None:
     """Log to <home>/logs/lifeboat.log, rotating at 1 MB with 5 old files kept."""
     global _handler
@@ -70,7 +62,7 @@ def setup_logging(home: Path) -> None:
     if _handler is not None:
         root.removeHandler(_handler)
         _handler.close()
-    _handler = _LogFile(
+    _handler = logging.handlers.RotatingFileHandler(
         logs / "lifeboat.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8"
     )
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -762,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a log line that cannot be written (a full disk) is dropped, not printed as logging's traceback
+    logging.raiseExceptions = False
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
