@@ -136,6 +136,10 @@ def scenario_continuity(work: Path) -> dict[str, Any]:
     rng = random.Random(7)
     sim = Simulator(work / "sim", messages=3, seed=5).start()
     sim.set_transport(sent_delay=0)
+    # tokens live 60 s: every token() renews it (msal renews within 5 minutes of expiry), and the
+    # simulator rotates the refresh token each time, revoking the old one, so the token cache is written
+    # on the full disk too, and a refresh token that is not kept is refused at the next renewal
+    sim.set_token_lifetime(60)
     total = 120
     for n in range(total):
         sim.add_message("inbox", message(n, rng, to=sim.user.upn))
@@ -210,7 +214,14 @@ def scenario_continuity(work: Path) -> dict[str, Any]:
 
                 filler.unlink()  # space comes back
                 result["free_after_delete"] = free(home)
+                result["lockfile_while_full"] = (home / "msal_cache.bin.lockfile").exists()
                 result["sync3"] = tick("sync_tick")
+                result["sign_in_after"] = [auth.state(), auth.last_error]
+                result["lockfile_after"] = (home / "msal_cache.bin.lockfile").exists()
+                from desktop.auth import MsalAuth
+
+                restarted = MsalAuth(cfg)  # a restart: only what was saved in the token cache file
+                result["sign_in_restarted"] = [restarted.state(), restarted.last_error]
                 result["setting_after"] = store.get_setting(DISK_SETTING)
                 result["banner_after"] = View(store).status().get("disk_full")
                 result["notes"] = notes.getvalue().splitlines()

@@ -178,3 +178,17 @@ def test_sync_resumes_by_itself_when_space_comes_back(running: dict[str, Any]):
     assert notes.count("Lifeboat: the disk is full") == 1 and notes[-1] == "Lifeboat: sync resumed"
     assert running["cached_with_mime"] == running["cached"] == running["remote_inbox"]
     assert running["search_last"] == 1 and running["check"] == []
+
+
+def test_a_token_renewal_on_the_full_disk_keeps_the_sign_in(running: dict[str, Any]):
+    """Tried: access tokens that live 60 s, so every request renews one and the authority rotates the
+    refresh token (revoking the old one) while the disk has 0 bytes free. msal-extensions' file lock
+    (`open(path, "xb")`, then a write) then fails and, unhelped, leaves an empty lock file that blocks every
+    later save, and msal's half-applied answer loses the new refresh token: the next renewal is refused
+    (invalid_grant) and the user must sign in again. Here the sign-in must hold while the disk is full
+    (the primary send above needed it), hold after space came back, leave no lock file behind, and be
+    saved by then: a restart (a new MsalAuth reading only the token cache file) is still signed in."""
+    assert running["sent_primary"]  # a token was renewed on the full disk for that send
+    assert running["lockfile_while_full"] is False and running["lockfile_after"] is False
+    assert running["sign_in_after"] == ["signed_in", ""]
+    assert running["sign_in_restarted"] == ["signed_in", ""]
