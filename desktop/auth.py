@@ -18,7 +18,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,6 +64,91 @@ def token_persistence(path: Path) -> Any:
     except (ImportError, ValueError, RuntimeError, OSError) as exc:
         raise KeyMissing(f"no keystore to keep the sign-in in ({type(exc).__name__}: {exc})"[:300],
                          fix=KEYSTORE_FIX) from exc
+
+
+# msal-extensions' persistences that truncate their file, then write it (the plaintext one, and DPAPI's on
+# Windows): on a full disk that leaves an empty file, and the sign-in is gone. They are saved atomically.
+TRUNCATING_PERSISTENCES = ("FilePersistence", "FilePersistenceWithDataProtection")
+
+
+class AtomicSave:
+    """An msal-extensions persistence whose save() writes a new file of the same kind beside the old one
+    and renames it over it: a save that fails (a full disk) leaves the previous token cache whole."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def save(self, content: str) -> None:
+        location = self._inner.get_location()
+        tmp = f"{location}.new"
+        try:
+            type(self._inner)(tmp).save(content)
+            os.replace(tmp, location)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # load, time_last_modified, get_location, is_encrypted
+        return getattr(self._inner, name)
+
+
+def _drop_empty_lock(path: str) -> None:
+    """msal-extensions' file lock is `open(path, "xb")` then a write of the pid: on a full disk the write
+    fails and leaves an EMPTY lock file that blocks every later save (LockError after 5 s, forever). A
+    lock file a live holder has written is never empty, so an empty one is removed."""
+    with suppress(OSError):
+        if os.path.getsize(path) == 0:
+            os.remove(path)
+
+
+def kept_token_cache(persistence: Any) -> Any:
+    """msal-extensions' PersistedTokenCache over `persistence` (saved atomically when it truncates), made
+    to keep a change it could not save (a full disk: the lock file or the save failed). msal applies one
+    token answer as several changes (access token, account, id token, refresh token): one failing must
+    not abort the rest, or a refresh token the authority just rotated is lost and the next refresh is
+    refused (invalid_grant). The change stays in memory (the cache does not reload the older file over
+    it) and is saved on the next look-up once there is room."""
+    from msal import SerializableTokenCache
+    from msal_extensions import PersistedTokenCache
+    from msal_extensions.token_cache import CrossPlatLock
+
+    if type(persistence).__name__ in TRUNCATING_PERSISTENCES:
+        persistence = AtomicSave(persistence)
+
+    class KeptTokenCache(PersistedTokenCache):  # type: ignore[misc]
+        unsaved = False
+
+        def modify(self, credential_type: Any, old_entry: Any, new_key_value_pairs: Any = None) -> None:
+            try:
+                super().modify(credential_type, old_entry, new_key_value_pairs=new_key_value_pairs)
+                self.unsaved = False
+            except Exception as exc:  # the lock or the save (OSError, a keyring's own errors, LockError)
+                _drop_empty_lock(self._lock_location)
+                SerializableTokenCache.modify(self, credential_type, old_entry, new_key_value_pairs)
+                self._last_sync = time.time()  # memory is newer than the file: never reload it over this
+                if not self.unsaved:
+                    log.warning("the sign-in could not be saved (%s); it is kept in memory and saved when "
+                                "there is room", type(exc).__name__)
+                self.unsaved = True
+
+        def search(self, credential_type: Any, **kwargs: Any) -> Any:
+            if self.unsaved:
+                self._save_kept()
+            return super().search(credential_type, **kwargs)
+
+        def _save_kept(self) -> None:
+            try:
+                with CrossPlatLock(self._lock_location):
+                    self._persistence.save(self.serialize())
+            except Exception:
+                _drop_empty_lock(self._lock_location)
+                return
+            self._last_sync = time.time()
+            self.unsaved = False
+            log.info("the sign-in kept in memory is saved")
+
+    return KeptTokenCache(persistence)
 
 
 @contextmanager
@@ -176,9 +261,7 @@ class MsalAuth:
         """A new msal application over the persisted token cache and this http_cache (which msal fills
         with the discovery answers it fetches, or reads them from while they are under 24 h old)."""
         import msal
-        from msal_extensions import PersistedTokenCache
-
-        cache = PersistedTokenCache(token_persistence(self.cache_path))
+        cache = kept_token_cache(token_persistence(self.cache_path))
         broker = {}
         if os.name == "nt":
             try:

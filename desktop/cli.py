@@ -28,7 +28,7 @@ from typing import Any
 from desktop import config as config_mod
 from desktop import keys
 from sync import store as store_mod
-from sync.errors import ConfigError, LifeboatError, MessageBad
+from sync.errors import ConfigError, DiskFull, LifeboatError, MessageBad
 from sync.private_files import opener, private_dir, private_file
 from sync.store import Store
 
@@ -132,46 +132,59 @@ def eml_files(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
 
 
 def cmd_import_eml(args: argparse.Namespace) -> int:
+    """Store .eml files in batches of IMPORT_BATCH (one transaction each). A full disk stops it with a
+    DiskFull that says how many were stored (those stay, searchable); running it again skips them."""
     cfg = load_config(args)
-    stored = raw_only = again = 0
+    stored = raw_only = again = unreadable = 0
     failed: list[tuple[Path, str]] = []
-    with open_cache(cfg) as store:
-        folder = store.local_folder(IMPORT_FOLDER)
-        batch: list[tuple[Path, bytes]] = []
+    files = list(eml_files(args.paths))
+    stopped: DiskFull | None = None
+    batch: list[tuple[Path, bytes]] = []
+    try:
+        with open_cache(cfg) as store:
+            folder = store.local_folder(IMPORT_FOLDER)
 
-        def flush() -> None:
-            nonlocal stored, raw_only, again
-            with store.transaction():
-                for _path, raw in batch:
-                    provider_id = "eml:" + hashlib.sha256(raw).hexdigest()[:40]
-                    stored += 1
-                    if store.message_by_provider_id(provider_id) is not None:
-                        again += 1  # the same bytes are stored already: nothing to do
-                        continue
-                    message = store.message(store.put_message(folder, provider_id, raw))
-                    raw_only += bool(message and not message["parse_ok"])
-            log.info("import-eml: committed %d messages (%d in all)", len(batch), stored)
-            batch.clear()
+            def flush() -> None:
+                nonlocal stored, raw_only, again
+                seen = unparsed = 0
+                with store.transaction():
+                    for _path, raw in batch:
+                        provider_id = "eml:" + hashlib.sha256(raw).hexdigest()[:40]
+                        if store.message_by_provider_id(provider_id) is not None:
+                            seen += 1  # the same bytes are stored already: nothing to do
+                            continue
+                        message = store.message(store.put_message(folder, provider_id, raw))
+                        unparsed += bool(message and not message["parse_ok"])
+                stored, again, raw_only = stored + len(batch), again + seen, raw_only + unparsed
+                log.info("import-eml: committed %d messages (%d in all)", len(batch), stored)
+                batch.clear()
 
-        for path, problem in eml_files(args.paths):
-            if problem is None:
-                try:
-                    raw = path.read_bytes()
-                except OSError as exc:
-                    problem = exc.strerror or type(exc).__name__
-                else:
-                    if not raw.strip():
-                        problem = "the file is empty"
-            if problem is not None:
-                failed.append((path, problem))
-                continue
-            batch.append((path, raw))
-            if len(batch) >= IMPORT_BATCH:
+            for path, problem in files:
+                found = problem is None
+                if problem is None:
+                    try:
+                        raw = path.read_bytes()
+                    except OSError as exc:
+                        problem = exc.strerror or type(exc).__name__
+                    else:
+                        if not raw.strip():
+                            problem = "the file is empty"
+                if problem is not None:
+                    failed.append((path, problem))
+                    unreadable += found
+                    continue
+                batch.append((path, raw))
+                if len(batch) >= IMPORT_BATCH:
+                    flush()
+            if batch:
                 flush()
-        if batch:
-            flush()
-        if stored > again:
-            store.compact()  # merge the search index and return free pages after a bulk import
+            if stored > again:
+                try:
+                    store.compact()  # merge the search index and return free pages after a bulk import
+                except DiskFull:
+                    log.warning("import-eml: the search index was not merged: the disk is full")
+    except DiskFull as exc:  # the batch in hand was rolled back; the batches before it are committed
+        stopped = exc
     print(f'Imported into the local folder "{IMPORT_FOLDER}": {stored} stored', end="")
     details = []
     if raw_only:
@@ -182,6 +195,17 @@ def cmd_import_eml(args: argparse.Namespace) -> int:
     print(f", {len(failed)} failed" + (":" if failed else "."))
     for path, problem in failed:
         print(f"  {path}: {problem}")
+    if stopped is not None:
+        wanted = sum(problem is None for _path, problem in files)
+        free = store_mod.size_text(stopped.free_bytes)
+        raise DiskFull(
+            f"cannot write the cache in {stopped.folder}: the disk is full ({free} free); import-eml "
+            f"stopped after storing {stored} of {wanted} messages"
+            + (" (those stay and are searchable)" if stored else "")
+            + f", {wanted - stored - unreadable} were not stored",
+            folder=stopped.folder, free_bytes=stopped.free_bytes,
+            fix="free some space on that disk, then run the same import again: the messages already stored "
+                "are recognised and skipped")
     return 1 if failed else 0
 
 
@@ -447,7 +471,8 @@ def sync_status(cfg: config_mod.Config, store: Store) -> dict[str, Any]:
         except LifeboatError as exc:
             sign_in, detail = "unavailable", str(exc)
     return {"sign_in": sign_in, "sign_in_detail": detail,
-            "last_sync": store.get_setting("sync.last_success_at"), "sync_folders": folder_status(store)}
+            "last_sync": store.get_setting("sync.last_success_at"), "sync_folders": folder_status(store),
+            "sync_disk_full": store.get_setting("sync.disk_full")}
 
 
 # ------------------------------------------------------------------------------------------ continuity
@@ -808,6 +833,8 @@ def _log_failure(command: str, exc: BaseException, where: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a log line that cannot be written (a full disk) is dropped, not printed as logging's traceback
+    logging.raiseExceptions = False
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

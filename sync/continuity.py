@@ -8,7 +8,10 @@ Invariants: "normal" (`lifeboat failover off`, "Back to normal" in the window an
 continuity now (reconciling the outage mail) and hands the decision back to the probes, so a later
 outage still fails over by itself; pause is a persisted setting every sync tick honours; the outbox
 tick reconciles (RECOVERING), then settles uncertain items (NORMAL, RECOVERING), then sends on the
-mode's route.
+mode's route. A full disk (DiskFull from any tick) pauses sync, says so once (a notification, and the
+`sync.disk_full` setting the banner and `status --json` read) and no tick raises; the outbox goes on
+(each of its writes is small and is tried on every tick); the sync tick looks at the free space every
+DISK_PROBE seconds and resumes by itself once RESUME_FREE bytes are free.
 """
 
 from __future__ import annotations
@@ -21,16 +24,20 @@ from typing import Any
 
 from sync import engine, failover
 from sync.commands import Command, Force, Pause, SyncNow, WakeOutbox
-from sync.errors import AuthRequired, LifeboatError, Throttled, Unreachable
+from sync.errors import AuthRequired, DiskFull, LifeboatError, Throttled, Unreachable
 from sync.health import Monitor, Probe, SystemClock
 from sync.model import Mode, Route
 from sync.ports import Clock, MailSource, Notifier, SendRoute
-from sync.store import Store
+from sync.store import Store, free_bytes, size_text
 
 log = logging.getLogger(__name__)
 
 OUTBOX_INTERVAL = 1.0  # seconds between outbox ticks when idle (new mail may be queued by the CLI)
 PAUSED_SETTING = "sync_paused"  # the persisted pause switch (a setting, so every process sees it)
+DISK_SETTING = "sync.disk_full"  # {since, folder, free_bytes, resume_bytes} while sync waits for disk space
+RESUME_FREE = 64 * 1024 * 1024  # bytes free on the cache's disk before a sync paused for a full disk resumes
+DISK_PROBE = 15.0  # seconds between looks at the free space while sync is paused for a full disk
+DISK_RETRY = 5.0  # seconds before an outbox or health tick that hit the full disk tries again
 
 # ---- one meaning per command --------------------------------------------------------------------
 
@@ -113,6 +120,11 @@ class Continuity:
         self.settings = Settings.from_config(cfg)
         self.store, self.source, self.routes = store, source, routes
         self.clock = clock or SystemClock()
+        self.notifier = notifier
+        self.resume_free = RESUME_FREE
+        self.disk: dict[str, Any] | None = None  # set while sync is paused for a full disk (DISK_SETTING)
+        self._disk_saved = False
+        self._disk_lock = threading.Lock()
         self.policy = failover.Policy.from_config(cfg)
         self.monitor = Monitor(store, source, refs, self.policy, self.clock, notifier, reference_timeout)
         self.wakes = Wakes()
@@ -121,10 +133,17 @@ class Continuity:
         self.checkpoint: engine.Checkpoint = engine.no_checkpoint  # crash tests raise from it
 
     def start(self) -> None:
-        """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed."""
-        for item in engine.recover_outbox(self.store, self.clock.now()):
-            log.warning("outbox item %d may or may not have gone out: uncertain", item.id)
-        self.monitor.start()
+        """Start-up: crash leftovers become UNCERTAIN, then the persisted mode is resumed (a full disk
+        pauses sync instead of failing the start; a pause saved before a restart is kept)."""
+        saved = self.store.get_setting(DISK_SETTING)
+        if isinstance(saved, dict):
+            self.disk, self._disk_saved = saved, True
+        try:
+            for item in engine.recover_outbox(self.store, self.clock.now()):
+                log.warning("outbox item %d may or may not have gone out: uncertain", item.id)
+            self.monitor.start()
+        except DiskFull as exc:
+            self.disk_full(exc, "start")
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -142,7 +161,11 @@ class Continuity:
     # ---- ticks ---------------------------------------------------------------------------------
 
     def health_tick(self) -> float:
-        effects = self.monitor.tick()
+        try:
+            effects = self.monitor.tick()
+        except DiskFull as exc:  # the probe ran; its step could not be saved: the next round tries again
+            self.disk_full(exc, "health")
+            return min(DISK_RETRY, self.monitor.delay())
         if any(isinstance(e, failover.StartReconcile) for e in effects):
             self.outbox_wake.set()
         if self.monitor.mode is not Mode.CONTINUITY and any(
@@ -152,8 +175,11 @@ class Continuity:
         return self.monitor.delay()
 
     def sync_tick(self) -> float:
-        """Sync unless paused or in continuity (the provider is down: the probes watch it)."""
+        """Sync unless paused (by the user, or for a full disk until there is room again) or in continuity
+        (the provider is down: the probes watch it)."""
         interval = self.settings.sync_interval
+        if self.disk is not None and not self._room_again():
+            return min(interval, DISK_PROBE)
         if is_paused(self.store):
             log.debug("sync: paused")
             return interval
@@ -170,10 +196,23 @@ class Continuity:
             self.monitor.report(exc, "sync")
         except (Throttled, AuthRequired) as exc:
             log.info("sync: %s", type(exc).__name__)
+        except DiskFull as exc:  # what was committed stays; the failed transaction was rolled back
+            self.disk_full(exc, "sync")
+            return min(interval, DISK_PROBE)
         return interval
 
     def outbox_tick(self) -> float:
-        """Reconcile when RECOVERING, settle uncertain items while the provider answers, then send."""
+        """Reconcile when RECOVERING, settle uncertain items while the provider answers, then send. On a
+        full disk: a step whose write does not fit is not taken (an item whose SENDING cannot be saved is
+        not sent; one sent whose SENT cannot be saved stays SENDING, UNCERTAIN at the next start, and is
+        looked up, never resent blindly), sync pauses, and the next tick tries again."""
+        try:
+            return self._outbox_tick()
+        except DiskFull as exc:
+            self.disk_full(exc, "outbox")
+            return DISK_RETRY
+
+    def _outbox_tick(self) -> float:
         state = self.monitor.refresh()
         now = self.clock.now()
         if state.mode is Mode.RECOVERING:
@@ -208,3 +247,63 @@ class Continuity:
         self.monitor.reconcile_done(report.summary)
         self.sync_wake.set()  # then catch up the sync
         return report
+
+    # ---- a full disk ---------------------------------------------------------------------------
+
+    def disk_full(self, exc: DiskFull, where: str) -> None:
+        """Pause sync for a full disk (once: a log line and a notification), and try to save the pause
+        for the window's banner and `status --json` (it may not fit yet: tried again on each probe).
+        Any worker thread may call it; the first one says it."""
+        free = exc.free_bytes
+        with self._disk_lock:
+            first = self.disk is None
+            if first:
+                self.disk = {"since": self.clock.now().isoformat(), "folder": exc.folder, "free_bytes": free,
+                             "resume_bytes": self.resume_free}
+                self._disk_saved = False
+            self._save_disk()
+        if not first:
+            log.debug("%s: the disk is still full", where)
+            return
+        log.warning("%s: the cache's disk is full (%s free): sync paused until %s are free; the outbox "
+                    "goes on while its writes fit", where, size_text(free), size_text(self.resume_free))
+        self._notify("Lifeboat: the disk is full",
+                     f"Sync is paused: the disk holding Lifeboat's data has {size_text(free)} free. "
+                     "Mail you send still goes out while there is room for it. Sync resumes by itself "
+                     f"once {size_text(self.resume_free)} are free.")
+
+    def _room_again(self) -> bool:
+        """While paused for a full disk: True (and the pause is over) once `resume_free` bytes are free."""
+        free = free_bytes(self.store.path.parent)
+        with self._disk_lock:
+            if self.disk is None:
+                return True
+            if free < self.resume_free:
+                self._save_disk()
+                return False
+            try:
+                self.store.set_setting(DISK_SETTING, None)
+            except DiskFull:
+                return False
+            self.disk, self._disk_saved = None, False
+        log.info("sync resumed: the cache's disk has room again (%s free)", size_text(free))
+        self._notify("Lifeboat: sync resumed", f"There is room on the disk again ({size_text(free)} free).")
+        return True
+
+    def _save_disk(self) -> None:
+        """Save the pause once (hold _disk_lock)."""
+        if self.disk is None or self._disk_saved:
+            return
+        try:
+            self.store.set_setting(DISK_SETTING, self.disk)
+            self._disk_saved = True
+        except DiskFull:
+            pass  # not even this small row fits: the notification said it; the next probe tries again
+
+    def _notify(self, title: str, body: str) -> None:
+        if self.notifier is None:
+            return
+        try:
+            self.notifier.notify(title, body)
+        except Exception:  # a broken tray must not stop the workers
+            log.exception("notification failed")

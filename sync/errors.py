@@ -22,7 +22,9 @@
     │   ├── WrongKey        the key does not open the file
     │   ├── KeyMissing      no key in the keystore or LIFEBOAT_DB_KEY
     │   ├── CacheCorrupt    not a database, truncated, or failing its integrity check
-    │   └── CacheTooNew     written by a newer Lifeboat (schema version above ours)
+    │   ├── CacheTooNew     written by a newer Lifeboat (schema version above ours)
+    │   └── DiskFull        the disk holding the cache has no room: the write was rolled back, what was
+    │                       committed before stays (`folder`, `free_bytes` say where and how much)
     ├── BadQuery            a search query the full-text index cannot understand
     ├── BadArgument         a caller (the window's page, the demo) passed something not accepted
     └── ConfigError         configuration or policy is invalid
@@ -147,6 +149,20 @@ class CacheCorrupt(CacheError):
 
 class CacheTooNew(CacheError):
     fix = "upgrade Lifeboat, or move the cache aside so this version rebuilds it from the provider"
+
+
+class DiskFull(CacheError):
+    """The disk holding the cache is full. SQLite rolled the failed transaction back; everything
+    committed before it is intact, so the cache must NOT be moved aside (unlike CacheError's fix).
+    `folder` is the cache's folder, `free_bytes` what the file system had left when it failed."""
+
+    fix = ("free some space on that disk (or move the data folder to a larger one); what was stored "
+           "stays, and Lifeboat carries on where it stopped")
+
+    def __init__(self, message: str, *, folder: str = "", free_bytes: int = 0,
+                 fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.folder, self.free_bytes = folder, free_bytes
 
 
 class BadQuery(LifeboatError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import threading
 import zlib
@@ -38,6 +39,7 @@ from sync.errors import (  # noqa: E402
     BadQuery,
     CacheCorrupt,
     CacheError,
+    DiskFull,
     LifeboatError,
     MessageBad,
     WrongKey,
@@ -58,6 +60,10 @@ READER_CACHE_KB = -8192  # 8 MB of decrypted pages each (the writer keeps 32 MB)
 LOCAL_PREFIX = "local:"
 SUFFIXES = ("", "-wal", "-shm", "-journal")
 FTS_COLUMNS = "rowid, subject, sender, to_addrs, cc_addrs, body"
+# an I/O error while the file system has less than this left is taken for a full disk (SQLite reports
+# ENOSPC as SQLITE_IOERR when it cannot create or grow the -wal / -shm files, SQLITE_FULL otherwise)
+FULL_BELOW = 1024 * 1024
+SQLITE_IOERR, SQLITE_FULL = 10, 13
 FLAG_COLUMNS = (
     "has_attachments", "has_calendar", "is_signed", "is_encrypted", "parse_ok", "has_mime", "inline",
 )
@@ -87,10 +93,49 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def free_bytes(path: Path) -> int:
+    """Bytes the file system holding `path` (or its nearest existing parent) has left for this user."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return int(shutil.disk_usage(path).free)
+    except OSError:
+        return 0
+
+
+def size_text(n: int) -> str:
+    """1536 -> "1.5 KB": a size for people (powers of 1024)."""
+    value, unit = float(n), "bytes"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            break
+        value /= 1024
+    return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+
+
+def disk_full(path: Path, what: str = "") -> DiskFull:
+    """The DiskFull for the cache at `path`: its folder and the free space now, then `what` failed."""
+    folder, free = Path(path).parent, free_bytes(Path(path).parent)
+    message = f"cannot write the cache in {folder}: the disk is full ({size_text(free)} free)"
+    message += f"; {what}" if what else ""
+    return DiskFull(message, folder=str(folder), free_bytes=free)
+
+
+def _is_disk_full(exc: sqlcipher3.DatabaseError, path: Path) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    if primary == SQLITE_FULL or "disk is full" in text:
+        return True
+    io_error = primary == SQLITE_IOERR or "disk I/O error" in text
+    return io_error and free_bytes(Path(path).parent) < FULL_BELOW
+
+
 def _translate(exc: sqlcipher3.DatabaseError, path: Path) -> LifeboatError:
     text = str(exc)
-    if "disk is full" in text:
-        return CacheError(f"cannot write {path}: the disk is full", fix="free some disk space and retry")
+    if _is_disk_full(exc, path):
+        return disk_full(path, "nothing of the write that failed was saved (SQLite rolled it back)")
     if "readonly" in text:
         return CacheError(f"cannot write {path}: it is read-only", fix="check the file's permissions")
     if isinstance(exc, sqlcipher3.OperationalError) and "locked" in text:
@@ -289,6 +334,8 @@ class Store:
             raise
         else:
             if not conn.in_transaction:
+                if free_bytes(self.path.parent) < FULL_BELOW:
+                    raise disk_full(self.path, "SQLite rolled the transaction back; nothing of it was saved")
                 raise CacheError(f"cannot write {self.path}: SQLite rolled the transaction back "
                                  "(nothing of it was saved)")
             conn.execute(f"RELEASE {name}")
@@ -303,6 +350,8 @@ class Store:
 
     def _commit(self, conn: sqlcipher3.Connection) -> None:
         if not conn.in_transaction:
+            if free_bytes(self.path.parent) < FULL_BELOW:
+                raise disk_full(self.path, "SQLite rolled the transaction back; nothing of it was saved")
             raise CacheError(
                 f"cannot write {self.path}: SQLite rolled the transaction back (disk full or I/O "
                 "error); nothing of it was saved", fix="free some disk space and retry")
@@ -311,6 +360,9 @@ class Store:
         except sqlcipher3.DatabaseError as exc:
             self._rollback(conn)  # a failed COMMIT may leave the transaction open (SQLite's docs)
             known = _translate(exc, self.path)
+            if isinstance(known, DiskFull):
+                raise disk_full(self.path, "the commit failed and was rolled back; nothing of it was "
+                                "saved") from exc
             raise CacheError(
                 f"could not commit to {self.path} ({exc}); the transaction was rolled back, nothing of "
                 "it was saved", fix=known.fix if type(known) is CacheError else "retry; if it fails "

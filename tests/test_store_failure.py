@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sync import schema
-from sync.errors import CacheCorrupt, CacheError, CacheTooNew, WrongKey
+from sync.errors import CacheCorrupt, CacheError, CacheTooNew, DiskFull, WrongKey
 from sync.model import Folder, OutboxState, RemoteItem
 from sync.store import Store, cache_path
 
@@ -275,6 +275,30 @@ def test_disk_full_mid_transaction_leaves_nothing_open_and_nothing_saved(tmp_pat
         s._sql_for_tests("PRAGMA max_page_count = 1073741823")
         s.set_setting("after", 2)
         assert s.get_setting("after") == 2
+
+
+def test_disk_full_is_its_own_error_and_keeps_the_cache(tmp_path: Path):
+    """Tried (unit level; tests/test_disk_full.py fills a real tmpfs): the file may not grow while a
+    transaction stores ~400 KB, and while one statement outside any transaction stores ~200 KB. Each is a
+    DiskFull naming the cache's folder and the free space, whose fix keeps the cache (never CacheError's
+    "move it aside or delete it": that would throw away imported mail and the outbox); the rows committed
+    before stay and the file passes its integrity checks."""
+    path = tmp_path / "cache" / "c.db"
+    with Store.open(path, os.urandom(32)) as s:
+        s.set_setting("before", 1)
+        _cap_pages(s, 20)
+        with pytest.raises(DiskFull) as in_transaction, s.transaction():
+            for i in range(100):
+                s.set_setting(f"k{i}", secrets.token_hex(2000))
+        with pytest.raises(DiskFull) as alone:
+            s.set_setting("big", secrets.token_hex(100_000))
+        for exc in (in_transaction.value, alone.value):
+            assert exc.folder == str(path.parent) and exc.free_bytes > 0
+            assert str(exc).startswith(f"cannot write the cache in {path.parent}: the disk is full (")
+            assert " free); " in str(exc) and "nothing of" in str(exc)
+            assert "delete" not in exc.fix and "aside" not in exc.fix and "free some space" in exc.fix
+        assert s.get_setting("before") == 1 and s.get_setting("k0") is None and s.get_setting("big") is None
+        assert s.check() == []
 
 
 def test_a_caller_that_swallows_disk_full_cannot_commit_a_rolled_back_transaction(tmp_path: Path):

@@ -123,6 +123,7 @@ class View:
             "conditions": conditions,
             "forced": state.get("forced", "auto"),
             "paused": bool(self._store.get_setting("sync_paused", False)),
+            "disk_full": self._store.get_setting("sync.disk_full"),  # sync waits for disk space (continuity)
             "outbox": outbox,
         }
 

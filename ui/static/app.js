@@ -86,6 +86,7 @@ function showStatus(st) {
     if (st.shown === "offline") text += " (this computer has no network: mail waits in the outbox)";
     if (st.shown === "sign_in_needed") text += " (run lifeboat login)";
     if (st.paused) text += " · sync paused";
+    if (st.disk_full) text += " · sync paused: the disk is full (it resumes by itself when there is room)";
     $("banner").dataset.mode = st.shown;
     if ($("banner-text").textContent !== text) $("banner-text").textContent = text;
     $("btn-force").textContent = st.mode === "continuity" || st.mode === "recovering" ? "Back to normal" : "Switch to continuity";
