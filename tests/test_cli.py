@@ -16,24 +16,14 @@ import pytest
 
 from desktop import cli
 from tests import corpus
+from tests.cli_kit import make_home, run
 from tests.samples import SAMPLES
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data folder, a key in LIFEBOAT_DB_KEY, and no user config or policy from the machine."""
-    monkeypatch.setenv("LIFEBOAT_DB_KEY", secrets.token_hex(32))
-    monkeypatch.setenv("LIFEBOAT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("LIFEBOAT_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "no-policy.toml"))
-    return tmp_path / "home"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
+    return make_home(tmp_path, monkeypatch, None)
 
 
 def write(path: Path, subject: str, body: str) -> Path:

@@ -10,37 +10,20 @@ import email
 import email.policy
 import json
 import os
-import secrets
 from pathlib import Path
 
 import pytest
 
-from desktop import cli
 from desktop import config as config_mod
 from sync.store import Store, cache_path
+from tests.cli_kit import make_home, run
 
 USER = "ann@contoso.example"
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LIFEBOAT_DB_KEY", secrets.token_hex(32))
-    monkeypatch.setenv("LIFEBOAT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("LIFEBOAT_CONFIG", str(tmp_path / "config.toml"))
-    monkeypatch.delenv("LIFEBOAT_POLICY", raising=False)
-    monkeypatch.delenv("LIFEBOAT_LOG_LEVEL", raising=False)
-    (tmp_path / "config.toml").write_text(f'[account]\nusername = "{USER}"\n', encoding="utf-8")
-    return tmp_path / "home"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:  # argparse's usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "unexpected error" not in err, err
-    return code, out, err
+    return make_home(tmp_path, monkeypatch, USER)
 
 
 BAD_SETTINGS = [

@@ -6,42 +6,27 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from desktop import cli
 from desktop import config as config_mod
 from desktop.worker import single_instance
 from sync.errors import ConfigError
-from sync.model import OutboxState
-from sync.store import Store, cache_path
+from sync.model import OutboxItem, OutboxState
+from tests.cli_kit import make_home, outbox, run
 
 USER = "adele.vance@contoso.test"
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    config = tmp_path / "config.toml"
-    config.write_text(f'[account]\nusername = "{USER}"\n')
-    monkeypatch.setenv("LIFEBOAT_HOME", str(home))
-    monkeypatch.setenv("LIFEBOAT_CONFIG", str(config))
     monkeypatch.setattr(config_mod, "MACHINE_POLICY", tmp_path / "policy.toml")  # the fixed place, in-process
-    monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
-    return home
+    return make_home(tmp_path, monkeypatch, USER)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def stored(home: Path) -> list:
-    with Store.open(cache_path(home, USER), bytes.fromhex(os.environ["LIFEBOAT_DB_KEY"])) as store:
-        return store.outbox_list()
+def stored(home: Path) -> list[OutboxItem]:
+    return outbox(home, USER)
 
 
 def test_send_queues_with_bcc_in_envelope_only_and_attachments(home: Path, tmp_path: Path, capsys) -> None:

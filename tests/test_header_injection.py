@@ -14,14 +14,13 @@ import base64
 import email
 import email.policy
 import json
-import os
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from desktop import cli
-from sync.store import Store, cache_path
+from sync.model import OutboxItem
+from tests.cli_kit import make_home, outbox, run
 
 USER = "adele.vance@contoso.test"
 SUBJECT = "=?utf-8?q?Q3=0D=0ACc:_spy@evil.example?="  # what the user sees after one decode
@@ -40,25 +39,11 @@ def b64(text: str) -> str:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    config = tmp_path / "config.toml"
-    config.write_text(f'[account]\nusername = "{USER}"\n')
-    monkeypatch.setenv("LIFEBOAT_HOME", str(home))
-    monkeypatch.setenv("LIFEBOAT_CONFIG", str(config))
-    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "policy.toml"))
-    monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
-    return home
+    return make_home(tmp_path, monkeypatch, USER)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def queued(home: Path) -> list:
-    with Store.open(cache_path(home, USER), bytes.fromhex(os.environ["LIFEBOAT_DB_KEY"])) as store:
-        return store.outbox_list()
+def queued(home: Path) -> list[OutboxItem]:
+    return outbox(home, USER)
 
 
 def crafted(tmp_path: Path) -> Path:

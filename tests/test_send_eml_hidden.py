@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,8 @@ from desktop import cli
 from sync import engine
 from sync.model import Mode, OutboxState, Route
 from sync.routes.smtp import SmtpRoute
-from sync.store import Store, cache_path
+from sync.store import Store
+from tests.cli_kit import make_home, open_cache
 from tests.mailservers import POSTFIX_DOMAIN, QUIET_AIOSMTPD, FaultySmtp, postfix_relay
 
 __all__ = ["postfix_relay"]  # a fixture used by this module
@@ -37,18 +37,11 @@ RESENT = (b"From: Adele <adele.vance@contoso.test>\r\nTo: bob@relay.test\r\nSubj
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    config = tmp_path / "config.toml"
-    config.write_text(f'[account]\nusername = "{USER}"\n')
-    monkeypatch.setenv("LIFEBOAT_HOME", str(home))
-    monkeypatch.setenv("LIFEBOAT_CONFIG", str(config))
-    monkeypatch.setenv("LIFEBOAT_POLICY", str(tmp_path / "policy.toml"))
-    monkeypatch.setenv("LIFEBOAT_DB_KEY", os.urandom(32).hex())
-    return home
+    return make_home(tmp_path, monkeypatch, USER)
 
 
 def open_store(home: Path) -> Store:
-    return Store.open(cache_path(home, USER), bytes.fromhex(os.environ["LIFEBOAT_DB_KEY"]))
+    return open_cache(home, USER)
 
 
 def send_eml(capsys: pytest.CaptureFixture[str], tmp_path: Path, raw: bytes) -> tuple[int, str]:
