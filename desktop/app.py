@@ -20,6 +20,7 @@ from typing import Any
 from desktop import eventlog, keys, servicing, win32, worker
 from desktop.config import Config
 from desktop.doorbell import Doorbell
+from desktop.window import APP_ID as WINDOW_APP_ID
 from desktop.window import WindowProcess
 from sync import commands
 from sync.errors import ConfigError
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.5  # seconds between looks at the persisted mode (the tray follows it)
 # The app's own AppUserModelID (Windows): the tray's notifications (toasts) and the window's taskbar button
 # carry it. The MSI's Start-menu shortcut must carry the same System.AppUserModel.ID. Never changes.
-APP_ID = "Lifeboat.Desktop"
+APP_ID = WINDOW_APP_ID
 
 
 @dataclass(frozen=True)

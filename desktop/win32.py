@@ -27,9 +27,19 @@ def event_log_api() -> Any:
     return None
 
 
-def set_app_id(aumid: str) -> bool:
-    """This process's explicit AppUserModelID (must be set before any window or tray icon exists)."""
-    if sys.platform != "win32":
+def installed(executable: str) -> bool:
+    r"""Whether this interpreter is the MSI's (`<INSTALLDIR>\python\pythonw.exe` beside `lifeboat.py`):
+    only there does a Start-menu shortcut carry the AppUserModelID (without one, Windows may drop toasts)."""
+    from pathlib import PureWindowsPath
+
+    exe = PureWindowsPath(executable)
+    return exe.parent.name.lower() == "python" and exe.name.lower() in ("python.exe", "pythonw.exe")
+
+
+def set_app_id(aumid: str, executable: str | None = None) -> bool:
+    """This process's explicit AppUserModelID (set before any window or tray icon exists); only when
+    running from the MSI's layout (see `installed`)."""
+    if sys.platform != "win32" or not installed(executable or sys.executable):
         return False
     import ctypes
 
