@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from desktop import keys, worker
+from desktop import eventlog, keys, servicing, win32, worker
 from desktop.config import Config
 from desktop.doorbell import Doorbell
+from desktop.window import APP_ID as WINDOW_APP_ID
 from desktop.window import WindowProcess
 from sync import commands
 from sync.errors import ConfigError
@@ -29,6 +29,9 @@ from ui.attachment_files import OPENED, OpenedFolder
 
 log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.5  # seconds between looks at the persisted mode (the tray follows it)
+# The app's own AppUserModelID (Windows): the tray's notifications (toasts) and the window's taskbar button
+# carry it. The MSI's Start-menu shortcut must carry the same System.AppUserModel.ID. Never changes.
+APP_ID = WINDOW_APP_ID
 
 
 @dataclass(frozen=True)
@@ -39,17 +42,23 @@ class DemoMode:
 
 
 class App:
-    """One running app. `run()` blocks the calling thread until `quit()` (tray Quit, SIGINT, SIGTERM)."""
+    """One running app. `run()` blocks the calling thread until `quit()` (tray Quit), SIGINT, SIGTERM,
+    SIGHUP, or Windows' session end / Restart Manager (desktop.servicing); each ends the same way."""
 
     def __init__(self, cfg: Config, *, demo: DemoMode | None = None, tokens: Any = None,
                  key: bytes | None = None, show_window: bool = True,
-                 on_started: Callable[[App], Any] | None = None) -> None:
+                 on_started: Callable[[App], Any] | None = None, session_api: Any = None,
+                 event_log: eventlog.EventLog | None = None) -> None:
         self.cfg, self.demo, self.tokens, self.show_window = cfg, demo, tokens, show_window
         self.account = cfg.username or "default"
         self.key = key if key is not None else keys.db_key(self.account)
         self.on_started = on_started
         self.commands: queue.Queue[commands.Command] = queue.Queue()
         self.stopping = threading.Event()
+        self.shutdown = servicing.Shutdown(self.stopping)  # the one way out (Quit, signals, session end)
+        self.session_api = session_api  # Windows' session messages (a fake in tests)
+        self.session: servicing.SessionWatch | None = None
+        self.events = eventlog.Watch(event_log if event_log is not None else eventlog.EventLog.for_platform())
         self.continuity: worker.Continuity | None = None
         self.tray: Any = None
         self.window: WindowProcess | None = None
@@ -66,47 +75,59 @@ class App:
             self.window.show()
 
     def quit(self) -> None:
-        self.stopping.set()
+        self.shutdown.request("Quit")
 
     # ------------------------------------------------------------------ lifecycle
 
     def run(self) -> int:
-        with worker.single_instance(self.cfg.home), \
-                Store.open(cache_path(self.cfg.home, self.account), self.key) as store:
-            self.opened.clear()  # left by a run that crashed (this is the only app of this data folder)
-            self._start_tray()
-            try:
-                c = worker.build(self.cfg, store, notifier=self.notifier, tokens=self.tokens)
-                self.continuity = c
-                c.start()
-            except BaseException:  # e.g. no backup relay password: no icon may outlive the error
-                if self.tray is not None:
-                    self.tray.stop()
-                raise
-            loops = worker.start_loops(c, self.stopping)
-            self.window = WindowProcess(store.path, self.key, self.commands, me=self.cfg.username,
-                                        title="Lifeboat (demo)" if self.demo else "Lifeboat",
-                                        demo_admin=self.demo.admin_url if self.demo else None,
-                                        opened=self.opened.root)
-            drainer = threading.Thread(target=self._drain, args=(c,), name="lifeboat-commands",
-                                        daemon=True)
-            drainer.start()
-            self.doorbell.listen(self.open_window)
-            if threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, lambda *_: self.quit())
-            try:
-                if self.show_window:
-                    self.window.show()
-                log.info("app: running (%s)", "demo" if self.demo else "normal")
-                if self.on_started is not None:
-                    self.on_started(self)
-                while not self.stopping.wait(WATCH_INTERVAL):
-                    self._watch(c)
-            finally:
-                self.stopping.set()
-                self._stop(c, loops, drainer)
+        self.shutdown.install_signals()  # first: a SIGTERM during start-up also ends in order
+        win32.set_app_id(APP_ID)  # before the tray icon: its notifications show as Lifeboat's toasts
+        try:
+            with worker.single_instance(self.cfg.home), \
+                    Store.open(cache_path(self.cfg.home, self.account), self.key) as store:
+                self._run(store)
+            self.events.stopped(self.shutdown.reason or "stopped")
+        finally:
+            self.stopping.set()
+            self.shutdown.finished()  # the store is closed: a waiting WM_ENDSESSION may answer now
+            if self.session is not None:
+                self.session.close()
+            self.shutdown.restore_signals()
         return 0
+
+    def _run(self, store: Store) -> None:
+        self.opened.clear()  # left by a run that crashed (this is the only app of this data folder)
+        self._start_tray()
+        try:
+            c = worker.build(self.cfg, store, notifier=self.notifier, tokens=self.tokens)
+            self.continuity = c
+            c.start()
+        except BaseException:  # e.g. no backup relay password: no icon may outlive the error
+            if self.tray is not None:
+                self.tray.stop()
+            raise
+        loops = worker.start_loops(c, self.stopping)
+        self.window = WindowProcess(store.path, self.key, self.commands, me=self.cfg.username,
+                                    title="Lifeboat (demo)" if self.demo else "Lifeboat",
+                                    demo_admin=self.demo.admin_url if self.demo else None,
+                                    opened=self.opened.root)
+        drainer = threading.Thread(target=self._drain, args=(c,), name="lifeboat-commands",
+                                   daemon=True)
+        drainer.start()
+        try:
+            self.doorbell.listen(self.open_window)
+            self.session = servicing.watch_session(self.shutdown, self.session_api)
+            if self.show_window and not self.stopping.is_set():
+                self.window.show()
+            log.info("app: running (%s)", "demo" if self.demo else "normal")
+            if self.on_started is not None:
+                self.on_started(self)
+            self._watch(c)
+            while not self.stopping.wait(WATCH_INTERVAL):
+                self._watch(c)
+        finally:
+            self.stopping.set()
+            self._stop(c, loops, drainer)
 
     def _start_tray(self) -> None:
         """The tray icon, or (without a system tray or display) desktop notifications alone, said so."""
@@ -147,7 +168,9 @@ class App:
             self._watch(c)
 
     def _watch(self, c: worker.Continuity) -> None:
-        """Make the tray show the persisted mode (a CLI `lifeboat failover` may also change it)."""
+        """Make the tray show the persisted mode (a CLI `lifeboat failover` may also change it), and write
+        what changed to the Event Log."""
+        worker.observe(self.events, c)
         state = c.monitor.refresh()
         conditions = tuple(n for n in ("offline", "sign_in_needed") if getattr(state, n))
         shown = (state.mode.value, conditions)
@@ -184,10 +207,12 @@ def require_display(headless_hint: str = "lifeboat run --headless") -> None:
 
 
 def run_app(cfg: Config, *, demo: DemoMode | None = None, tokens: Any = None, key: bytes | None = None,
-            show_window: bool = True, on_started: Callable[[App], Any] | None = None) -> int:
+            show_window: bool = True, on_started: Callable[[App], Any] | None = None,
+            session_api: Any = None) -> int:
     """`lifeboat run`: ring a running app's doorbell (it opens its window) or be the app until Quit."""
     if Doorbell(cfg.home).ring():
         print("Lifeboat is already running: its window is open now.", file=sys.stderr)
         return 0
     require_display("lifeboat demo --headless" if demo else "lifeboat run --headless")
-    return App(cfg, demo=demo, tokens=tokens, key=key, show_window=show_window, on_started=on_started).run()
+    return App(cfg, demo=demo, tokens=tokens, key=key, show_window=show_window, on_started=on_started,
+               session_api=session_api).run()

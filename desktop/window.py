@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parents[1] / "ui" / "static"
 INDEX = STATIC / "index.html"
+APP_ID = "Lifeboat.Desktop"  # Windows' AppUserModelID of the app (desktop.app.APP_ID)
 
 
 def _prepare_backend() -> str | None:
@@ -264,6 +265,9 @@ def _child_main() -> None:
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol
     sys.stdout = sys.stderr
     cfg = json.loads(sys.stdin.readline())
+    from desktop import win32
+
+    win32.set_app_id(APP_ID)  # the window's taskbar button groups under the Start-menu shortcut
     from sync.store import Store
     from ui.bridge import Bridge
 

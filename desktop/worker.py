@@ -3,7 +3,9 @@
 Main types: `Loop` (a thread that ticks, then waits for its delay, a wake-up or stop) and `build`
 (wires config -> store, source, routes and references into a `sync.continuity.Continuity`, which owns
 the ticks, their order per mode and the commands). `run_headless(config)` is `lifeboat run --headless`
-(it honours a paused sync like the app: the pause is a persisted setting the sync tick reads).
+(it honours a paused sync like the app: the pause is a persisted setting the sync tick reads; it stops
+in order on SIGTERM/SIGHUP and Windows session end, desktop.servicing; it writes the Event Log,
+desktop.eventlog).
 Invariants: one running instance per cache (a lock file); SENDING items left by a crash become
 UNCERTAIN before the outbox loop starts.
 """
@@ -14,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -186,27 +187,59 @@ def build(cfg: Config, store: Store, *, clock: Clock | None = None, notifier: No
     return Continuity(cfg, store, source, routes, refs, clock=clock, notifier=notifier)
 
 
+def snapshot(c: Continuity) -> Any:
+    """What the Event Log follows (desktop.eventlog.Snapshot) from the persisted mode and the workers."""
+    from desktop.eventlog import Snapshot
+
+    return Snapshot.of(c.monitor.refresh(), relay_failing=c.relay_failing, needs_user=len(c.needs_user))
+
+
+def observe(watch: Any, c: Continuity) -> None:
+    """One look for the Event Log; a failed look (a busy or damaged cache) must not end the app."""
+    try:
+        watch.observe(snapshot(c))
+    except Exception as exc:
+        log.warning("eventlog: could not look at the state (%s)", type(exc).__name__)
+
+
 def run_headless(cfg: Config, *, stop: threading.Event | None = None, out: IO[str] | None = None,
-                 tokens: Any = None) -> int:
-    """`lifeboat run --headless`: the three loops until SIGINT/SIGTERM (or `stop` is set)."""
-    stop = stop or threading.Event()
+                 tokens: Any = None, session_api: Any = None, event_log: Any = None) -> int:
+    """`lifeboat run --headless`: the three loops until SIGINT/SIGTERM/SIGHUP, a Windows session end or
+    Restart Manager (desktop.servicing), or `stop` is set. The stop is orderly: the loops finish their
+    tick, the routes and the store are closed, then the Event Log says why (desktop.eventlog)."""
+    from desktop import eventlog, servicing
+
+    shutdown = servicing.Shutdown(stop)
+    shutdown.install_signals()  # first: a SIGTERM during start-up also ends in order
+    session = None
+    watch = eventlog.Watch(event_log if event_log is not None else eventlog.EventLog.for_platform())
     account = cfg.username or "default"
-    with single_instance(cfg.home), Store.open(cache_path(cfg.home, account), keys.db_key(account)) as store:
-        c = build(cfg, store, notifier=LogNotifier(out), tokens=tokens)
-        c.start()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        loops = start_loops(c, stop)
-        if out is not None:
-            state = c.monitor.state
-            print(json.dumps({"running": True, "mode": state.mode.value, "since": state.since.isoformat(),
-                              "pid": os.getpid()}), file=out, flush=True)
-        while not stop.wait(0.5):
-            pass
-        stop_loops(loops, stop)
-        for route in c.routes.values():
-            close = getattr(route, "close", None)
-            if close is not None:
-                close()
+    try:
+        with single_instance(cfg.home), \
+                Store.open(cache_path(cfg.home, account), keys.db_key(account)) as store:
+            c = build(cfg, store, notifier=LogNotifier(out), tokens=tokens)
+            c.start()
+            loops = start_loops(c, shutdown.stop)
+            session = servicing.watch_session(shutdown, session_api)
+            if out is not None:
+                state = c.monitor.state
+                print(json.dumps({"running": True, "mode": state.mode.value, "since": state.since.isoformat(),
+                                  "pid": os.getpid()}), file=out, flush=True)
+            try:
+                observe(watch, c)
+                while not shutdown.stop.wait(0.5):
+                    observe(watch, c)
+            finally:
+                stop_loops(loops, shutdown.stop)
+                for route in c.routes.values():
+                    close = getattr(route, "close", None)
+                    if close is not None:
+                        close()
+        watch.stopped(shutdown.reason or "stopped")
+    finally:
+        shutdown.stop.set()
+        shutdown.finished()
+        if session is not None:
+            session.close()
+        shutdown.restore_signals()
     return 0

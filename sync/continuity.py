@@ -130,6 +130,10 @@ class Continuity:
         self.wakes = Wakes()
         self.sync_wake, self.outbox_wake = self.wakes.sync, self.wakes.outbox
         self.last_reconcile: engine.ReconcileReport | None = None
+        # for the Event Log (desktop.eventlog): whether the backup relay's last answer was a failure, and
+        # the outbox items (Message-IDs, kept in memory only) that came to need the user in this run
+        self.relay_failing = False
+        self.needs_user: set[str] = set()
         self.checkpoint: engine.Checkpoint = engine.no_checkpoint  # crash tests raise from it
 
     def start(self) -> None:
@@ -220,12 +224,20 @@ class Continuity:
             state = self.monitor.state
         if state.mode in (Mode.NORMAL, Mode.RECOVERING):
             try:
-                engine.settle_uncertain_once(self.store, self.source, now, checkpoint=self.checkpoint)
+                settled = engine.settle_uncertain_once(self.store, self.source, now,
+                                                       checkpoint=self.checkpoint)
+                self.needs_user.update(settled.ask_user)
             except LifeboatError as exc:
                 log.info("settle: %s", type(exc).__name__)
         report = engine.send_once(self.store, self.routes, state.mode, now, checkpoint=self.checkpoint)
         if report.sent or report.failed or report.deferred:
             log.info("%s", report)
+        self.needs_user.update(report.failed)
+        if report.route is Route.BACKUP and report.route in self.routes:
+            if report.error is not None:
+                self.relay_failing = True
+            elif report.sent:
+                self.relay_failing = False
         if report.error is not None and report.route is Route.PRIMARY:
             self.monitor.report(report.error, "send")
         if report.waiting and report.error is None and report.route in self.routes:

@@ -40,10 +40,11 @@ DEFAULT_SIMULATOR = {"messages": 60, "seed": 11}
 # simulator (in or out of process), no Xvfb, D-Bus or keystore, no Postfix, no wine. A module belongs
 # here when all of its tests qualify (a slow-marked test stays out).
 FAST_MODULES = {
-    "test_bridge", "test_cli", "test_cli_input", "test_compose", "test_corpus", "test_failover",
-    "test_filenames", "test_jsapi", "test_layering", "test_mime", "test_mime_corpus", "test_msi_build",
+    "test_bridge", "test_cli", "test_cli_input", "test_compose", "test_corpus", "test_eventlog",
+    "test_failover", "test_filenames", "test_jsapi", "test_layering", "test_mime", "test_mime_corpus",
+    "test_msi_build",
     "test_outbox", "test_plan", "test_policy_admx", "test_policy_registry", "test_query", "test_store",
-    "test_store_failure", "test_sync_governor", "test_ui_safehtml", "test_ui_view",
+    "test_servicing", "test_store_failure", "test_sync_governor", "test_ui_safehtml", "test_ui_view",
 }
 
 
