@@ -70,6 +70,15 @@ POLICIES: tuple[PolicyValue, ...] = (
         "mailboxes.",
     ),
     PolicyValue(
+        "ALLOWDEVICECODE", "AllowDeviceCode", "allow_device_code", "enum",
+        "Allow sign-in with a code on another device",
+        "yes: users may sign in with a device code (`lifeboat login --device-code`: a code typed on "
+        "another device), which needs 'Allow public client flows' in the app registration. no: device "
+        "code sign-in is refused with a message; users sign in on the computer itself (the Windows "
+        "account through WAM, or the system browser). Choose no when Conditional Access blocks device "
+        "code flow or to keep users from approving codes sent to them by someone else. Not configured: yes.",
+    ),
+    PolicyValue(
         "BACKUPSMTPHOST", "BackupSmtpHost", "backup_smtp_host", "string", "Backup SMTP relay host",
         "The host name of the SMTP relay that sends mail while Microsoft 365 is unreachable. It must "
         "not depend on Microsoft 365 and must be allowed to send for your domain: publish it in SPF "
