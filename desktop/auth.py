@@ -48,6 +48,7 @@ REFRESH_MARGIN = 300.0  # renew an access token this many seconds before it expi
 DISCOVERY_REFRESH = 6 * 3600.0  # re-fetch msal's discovery answers (kept 24 h by msal) this often
 DISCOVERY_RETRY = 600.0  # after a failed re-fetch, wait this long before the next try
 DEFAULT_ACCOUNT_RETRY = 600.0  # signed out with WAM: ask it for the OS account this often at most
+BROWSER_TIMEOUT = 600.0  # seconds the user has to finish signing in in the browser (msal: forever)
 
 SIGNED_IN, SIGN_IN_NEEDED, OFFLINE = "signed_in", "sign_in_needed", "offline"
 CANCELLED = "the sign-in was cancelled"
@@ -268,6 +269,7 @@ class MsalAuth:
         self.discovery_thread: threading.Thread | None = None  # the latest re-fetch (tests join it)
         self.platform = platform
         self._pca = pca
+        self.browser_timeout = BROWSER_TIMEOUT
         self.broker = bool(broker_kwargs(platform))  # WAM: sign in with the Windows account
         self.broker_error = ""  # why the last WAM attempt failed (the browser was used instead)
         self._browser_app: Any = None  # without the broker: the fallback to the system browser
@@ -524,16 +526,28 @@ class MsalAuth:
             if self._browser_app is None:
                 self._browser_app = self._build(self._http_cache, broker=False)
             app = self._browser_app
+        no_browser: list[str] = []
+
+        def browser_missing(_uri: str) -> None:  # msal: the browser did not open; it would wait forever
+            no_browser.append("yes")
+            # ends msal's listener thread (where this runs) at once; a thread's SystemExit is silent
+            raise SystemExit("no browser")
+
+        fix = ("use `lifeboat login --device-code`" if self.config.allow_device_code == "yes"
+               else "sign in from a desktop session with a web browser")
         try:
             with _translated("sign in"):
-                result = app.acquire_token_interactive(self.scopes, prompt="select_account")
+                result = app.acquire_token_interactive(self.scopes, prompt="select_account",
+                                                       timeout=self.browser_timeout,
+                                                       auth_uri_callback=browser_missing)
         except LifeboatError:
             raise
-        except Exception as exc:  # no browser here (webbrowser.Error, OSError...)
-            fix = ("use `lifeboat login --device-code`" if self.config.allow_device_code == "yes"
-                   else "sign in from a desktop session with a web browser")
-            raise AuthRequired(f"could not open a browser for sign-in ({type(exc).__name__})",
-                               fix=fix) from exc
+        except Exception as exc:  # no browser here (webbrowser.Error, OSError...), or no answer in time
+            if no_browser or "timeout" not in type(exc).__name__.lower():
+                raise AuthRequired(f"could not open a browser for sign-in ({type(exc).__name__})",
+                                   fix=fix) from exc
+            raise AuthRequired(f"the sign-in was not finished in the browser within "
+                               f"{self.browser_timeout / 60:g} minutes", fix="choose Sign in again") from exc
         return self._finish(result, "browser")
 
     def logout(self) -> None:

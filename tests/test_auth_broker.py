@@ -183,3 +183,45 @@ def test_device_code_refused_by_policy(cfg: Config, sim: SimProcess, tmp_path: P
     err = capsys.readouterr().err
     assert code == 1 and "policy does not allow signing in with a code" in err and "lifeboat login" in err
     assert sim.admin("GET", "/devicecode") == pending
+
+
+# msal's listener thread ends with SystemExit when no browser opened: Python's threading.excepthook is
+# silent about it, pytest's reports it anyway
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_no_browser_or_an_abandoned_one_fails_with_a_reason_not_a_hang(
+        cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tried: Sign in from the tray where no browser can be opened ($BROWSER names a command that fails),
+    then with a browser that opens but the user never finishes (closes the tab). msal would wait forever:
+    the runner must record "failed" with the reason, notify it, and free the thread. Real msal, real
+    SignInRunner over a real cache."""
+    import os
+
+    from desktop.signin import SignInRunner
+    from sync.commands import SIGN_IN_SETTING
+    from sync.store import Store
+
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    monkeypatch.setenv("BROWSER", "false %s")
+    store = Store.open(tmp_path / "cache.db", os.urandom(32))
+    said: list[tuple[str, str]] = []
+    auth = MsalAuth(cfg)
+    runner = SignInRunner(auth, store, notify=lambda t, b: said.append((t, b)))
+    try:
+        assert runner.start()
+        assert runner.thread is not None
+        runner.thread.join(120)
+        attempt = store.get_setting(SIGN_IN_SETTING)
+        assert attempt["state"] == "failed" and "could not open a browser" in attempt["reason"]
+        assert "--device-code" in attempt["reason"] and said[-1][0] == "Lifeboat: sign-in failed"
+        monkeypatch.setattr(webbrowser, "_tryorder", None)
+        monkeypatch.setattr(webbrowser, "_browsers", {})
+        monkeypatch.setenv("BROWSER", "true %s")  # opens "fine" and does nothing: the tab closed
+        auth.browser_timeout = 1.0
+        assert runner.start()
+        runner.thread.join(120)
+        attempt = store.get_setting(SIGN_IN_SETTING)
+        assert attempt["state"] == "failed" and "not finished in the browser" in attempt["reason"]
+        assert not runner.thread.is_alive()
+    finally:
+        store.close()
