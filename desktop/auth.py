@@ -204,6 +204,51 @@ def authority_kwargs(authority: str) -> dict[str, Any]:
     return {"authority": authority, "instance_discovery": False}
 
 
+def discovery_url(authority: str) -> str:
+    """The OpenID Connect discovery document msal fetches first for this authority."""
+    kwargs = authority_kwargs(authority)
+    if "oidc_authority" in kwargs:
+        return f"{kwargs['oidc_authority']}/.well-known/openid-configuration"
+    return f"{authority.rstrip('/')}/v2.0/.well-known/openid-configuration"
+
+
+def check_authority(config: Config, timeout: float = 10.0) -> str:
+    """`lifeboat doctor`: fetch the authority's OpenID configuration as msal does before any sign-in, and
+    say exactly what is wrong: TLS not trusted, no answer (DNS, refused, timeout), a tenant Entra does not
+    know, an HTTP error, or an answer that is not an OIDC document. Returns what answered."""
+    url = discovery_url(config.authority)
+    host = urlsplit(url).hostname or url
+    try:
+        resp = requests.get(url, timeout=timeout, verify=config.ca_file or True)
+    except requests.exceptions.SSLError as exc:
+        raise Unreachable(f"the sign-in authority {host} answered, but its TLS certificate is not trusted "
+                          f"here ({type(exc.__context__ or exc).__name__})",
+                          fix="if your network inspects TLS, give its root CA as ca_file; otherwise check "
+                              "the authority_url") from exc
+    except requests.exceptions.Timeout as exc:
+        raise Unreachable(f"the sign-in authority {host} did not answer within {timeout:g} s",
+                          fix="check the network, proxy and firewall for this host") from exc
+    except requests.RequestException as exc:
+        raise Offline(f"the sign-in authority {host} cannot be reached ({type(exc).__name__}: the name "
+                      "does not resolve, or the connection is refused)",
+                      fix="check the network, and the authority_url / tenant settings") from exc
+    if resp.status_code != 200:
+        text = resp.text[:2000]
+        if "AADSTS90002" in text or "AADSTS900023" in text:
+            raise ConfigError(f"the sign-in authority {host} does not know the tenant {config.tenant!r}",
+                              fix="set tenant to your tenant ID (a GUID) or a verified domain")
+        raise Unreachable(f"the sign-in authority {host} answered HTTP {resp.status_code} to its OpenID "
+                          "configuration", fix="check the authority_url setting")
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not doc.get("token_endpoint"):
+        raise ConfigError(f"{url} is not an OpenID Connect configuration (no token_endpoint)",
+                          fix="check the authority_url setting")
+    return f"{host} answers its OpenID configuration (issuer {str(doc.get('issuer', ''))[:120]})"
+
+
 def broker_runtime_installed() -> bool:
     """pymsalruntime (msal's WAM binding, shipped in the Windows payload) can be imported."""
     return importlib.util.find_spec("pymsalruntime") is not None
