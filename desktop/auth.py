@@ -44,6 +44,24 @@ INSECURE_ENV = "LIFEBOAT_INSECURE_TOKEN_CACHE"
 MICROSOFT_HOSTS = ("login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
                    "login.partner.microsoftonline.cn", "login.microsoft.com", "login.windows.net")
 SCOPES = ("Mail.ReadWrite", "Mail.Send", "User.Read")
+MSAL_SCOPES = ("openid", "profile", "offline_access")  # msal adds these to every request
+# The app registration (installer/tenant/register-app.*, docs/operations.md): Microsoft Graph's app id and
+# the ids of the delegated permissions Lifeboat asks for (Microsoft Graph permissions reference).
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_PERMISSION_IDS = {
+    "Mail.ReadWrite": "024d486e-b451-40bb-833d-3e66d98c5c73",
+    "Mail.Send": "e383f46e-2787-4529-855e-0e479a3ffac0",
+    "User.Read": "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
+    "openid": "37f7f235-527c-4136-accd-4a02d197296e",
+    "profile": "14dad69e-099b-42c9-810b-d002981feec1",
+    "offline_access": "7427e0e9-2fba-42fe-b0c0-848c9e6a8182",
+}
+BROWSER_REDIRECT_URI = "http://localhost"  # msal's system-browser flow listens on a loopback port
+
+
+def broker_redirect_uri(client_id: str) -> str:
+    """The redirect URI WAM (Windows' broker) signs in with: it must be registered for the app."""
+    return f"ms-appx-web://Microsoft.AAD.BrokerPlugin/{client_id}"
 REFRESH_MARGIN = 300.0  # renew an access token this many seconds before it expires
 DISCOVERY_REFRESH = 6 * 3600.0  # re-fetch msal's discovery answers (kept 24 h by msal) this often
 DISCOVERY_RETRY = 600.0  # after a failed re-fetch, wait this long before the next try
