@@ -49,7 +49,9 @@ POLICIES: tuple[PolicyValue, ...] = (
         "CLIENTID", "ClientId", "client_id", "string", "Application (client) ID",
         "The Application (client) ID of the app registration Lifeboat signs in with, from the "
         "Microsoft Entra admin center (App registrations > Lifeboat > Overview). The registration "
-        "needs the delegated permissions Mail.ReadWrite and Mail.Send and a public client redirect URI.",
+        "needs the delegated Microsoft Graph permissions Mail.ReadWrite, Mail.Send and User.Read, the "
+        "redirect URIs http://localhost and ms-appx-web://Microsoft.AAD.BrokerPlugin/<client id>, and "
+        "admin consent: installer/tenant/register-app.ps1 sets it all up (see the operations guide).",
     ),
     PolicyValue(
         "AUTHORITYURL", "AuthorityUrl", "authority_url", "string", "Sign-in authority URL",
