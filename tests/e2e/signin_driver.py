@@ -79,6 +79,7 @@ def drive(app: Any) -> None:
         js("document.getElementById('btn-signin').click(); true")
         attempt = wait("the window's sign-in to finish",
                        lambda: finished(store.get_setting(SIGN_IN_SETTING), before))
+        step("window-attempt", attempt=attempt)
         wait("the banner to leave sign-in needed",
              lambda: js("document.getElementById('banner').dataset.mode") != "sign_in_needed")
         step("window-signed-in", banner_before=banner, attempt=attempt,
@@ -87,6 +88,12 @@ def drive(app: Any) -> None:
         RESULT["ok"] = True
     except BaseException as exc:
         RESULT["error"] = "".join(traceback.format_exception(exc))
+        try:
+            RESULT["state"] = {"mode": str(app.continuity.monitor.refresh()), "tray": app.tray.state,
+                               "banner": app.window.evaluate_js(
+                                   "document.getElementById('banner-text').textContent", 10)}
+        except Exception as more:
+            RESULT["state"] = repr(more)
     finally:
         step("end")
         app.quit()

@@ -66,7 +66,7 @@ def test_sign_in_from_the_tray_and_from_the_window(tmp_path: Path) -> None:
     finally:
         sim.stop()
     result = json.loads((out / "result.json").read_text())
-    assert result["ok"], (result.get("error"), proc.stderr[-3000:])
+    assert result["ok"], (result.get("error"), result.get("state"), result["steps"][-3:], proc.stderr[-3000:])
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = {s["step"]: s for s in result["steps"]}
     assert "Sign in" in steps["signed-out"]["tray_menu"]
