@@ -19,7 +19,7 @@ pytestmark = [
 ]
 
 API = ["draft", "folders", "force", "message", "messages", "open_attachment", "open_link", "outbox", "pause",
-       "pick_files", "prefetch", "save_attachment", "search", "send", "start", "status", "sync_now",
+       "pick_files", "prefetch", "save_attachment", "search", "send", "sign_in", "start", "status", "sync_now",
        "timeline"]
 
 
