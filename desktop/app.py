@@ -66,6 +66,7 @@ class App:
         self.opened = OpenedFolder(cfg.home / OPENED)  # decrypted copies "Open" wrote: gone at exit/start
         self.notifier: Any = None
         self.shown: tuple[str, tuple[str, ...]] | None = None  # what the tray shows now
+        self.sign_in: Any = None  # desktop.signin.SignInRunner: "Sign in" from the tray or the window
 
     # ------------------------------------------------------------------ actions (any thread)
 
@@ -99,8 +100,10 @@ class App:
         self.opened.clear()  # left by a run that crashed (this is the only app of this data folder)
         self._start_tray()
         try:
-            c = worker.build(self.cfg, store, notifier=self.notifier, tokens=self.tokens)
+            tokens = self.tokens if self.tokens is not None else worker.default_tokens(self.cfg)
+            c = worker.build(self.cfg, store, notifier=self.notifier, tokens=tokens)
             self.continuity = c
+            self.sign_in = self._sign_in_runner(tokens, store, c)
             c.start()
         except BaseException:  # e.g. no backup relay password: no icon may outlive the error
             if self.tray is not None:
@@ -137,7 +140,8 @@ class App:
             put = self.commands.put
             self.tray = tray_mod.Tray(self.open_window, lambda: put(commands.SyncNow()),
                                       lambda mode: put(commands.Force(mode)),
-                                      lambda paused: put(commands.Pause(paused)), self.quit)
+                                      lambda paused: put(commands.Pause(paused)), self.quit,
+                                      on_sign_in=lambda: put(commands.SignIn()))
             self.tray.start()
             self.notifier = self.tray
             log.info("app: tray icon started (%s)", self.tray.backend)
@@ -159,8 +163,25 @@ class App:
             except Exception:  # a bad command must not end the app
                 log.exception("app: command %r failed", command)
 
+    def _sign_in_runner(self, tokens: Any, store: Store, c: worker.Continuity) -> Any:
+        """Sign in from the tray or the window (desktop.signin); when it is done the probes look again
+        at once, so the sign-in condition clears without waiting for the next probe."""
+        from desktop.signin import SignInRunner
+
+        def done() -> None:
+            c.monitor.wake.set()
+            c.sync_wake.set()
+
+        return SignInRunner(tokens, store, notify=lambda title, body: self.notifier.notify(title, body),
+                            on_done=done)
+
     def apply(self, command: commands.Command, c: worker.Continuity) -> None:
-        """The core decides what the command means (sync.continuity.handle); the app only redraws."""
+        """The core decides what the command means (sync.continuity.handle); the app only redraws.
+        SignIn is the desktop's: the sign-in runs in its own thread (WAM or the browser may wait long)."""
+        if isinstance(command, commands.SignIn):
+            if self.sign_in is not None and not self.sign_in.start(command.window):
+                log.info("app: a sign-in is already running")
+            return
         c.handle(command)
         if isinstance(command, commands.Pause) and self.tray is not None:
             self.tray.paused = command.paused

@@ -1,4 +1,4 @@
-"""Sign-in with msal: system browser (WAM broker on Windows when present) or device code.
+"""Sign-in with msal: the Windows account through the WAM broker, the system browser, or device code.
 
 `MsalAuth(config, home)` implements sync.ports.TokenProvider (`token()`) and reports `state()`:
 "signed_in" | "sign_in_needed" | "offline", never a traceback. The token cache lives in
@@ -8,13 +8,22 @@ so the app constructs offline, and re-fetched from the authority every DISCOVERY
 sign-in works, so an offline start up to about a day after the app was last online still constructs.
 Nothing else in Lifeboat needs msal: the cache, the window and the backup route work without it.
 Tokens are never logged.
+
+On Windows with pymsalruntime (in the Windows payload) the application is built with
+`enable_broker_on_windows`: `login_interactive(window)` asks WAM with the window's handle (the console's
+for the CLI) and no prompt, so on an Entra-joined machine the OS account signs in without a word; a
+missing, broken or refusing broker falls back to the system browser (a user's "cancel" does not).
+While signed out, token() lets WAM sign the OS account in silently (prompt="none") every
+DEFAULT_ACCOUNT_RETRY seconds at most. Device code can be turned off by policy (allow_device_code).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,11 +44,32 @@ INSECURE_ENV = "LIFEBOAT_INSECURE_TOKEN_CACHE"
 MICROSOFT_HOSTS = ("login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
                    "login.partner.microsoftonline.cn", "login.microsoft.com", "login.windows.net")
 SCOPES = ("Mail.ReadWrite", "Mail.Send", "User.Read")
+MSAL_SCOPES = ("openid", "profile", "offline_access")  # msal adds these to every request
+# The app registration (installer/tenant/register-app.*, docs/operations.md): Microsoft Graph's app id and
+# the ids of the delegated permissions Lifeboat asks for (Microsoft Graph permissions reference).
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_PERMISSION_IDS = {
+    "Mail.ReadWrite": "024d486e-b451-40bb-833d-3e66d98c5c73",
+    "Mail.Send": "e383f46e-2787-4529-855e-0e479a3ffac0",
+    "User.Read": "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
+    "openid": "37f7f235-527c-4136-accd-4a02d197296e",
+    "profile": "14dad69e-099b-42c9-810b-d002981feec1",
+    "offline_access": "7427e0e9-2fba-42fe-b0c0-848c9e6a8182",
+}
+BROWSER_REDIRECT_URI = "http://localhost"  # msal's system-browser flow listens on a loopback port
+
+
+def broker_redirect_uri(client_id: str) -> str:
+    """The redirect URI WAM (Windows' broker) signs in with: it must be registered for the app."""
+    return f"ms-appx-web://Microsoft.AAD.BrokerPlugin/{client_id}"
 REFRESH_MARGIN = 300.0  # renew an access token this many seconds before it expires
 DISCOVERY_REFRESH = 6 * 3600.0  # re-fetch msal's discovery answers (kept 24 h by msal) this often
 DISCOVERY_RETRY = 600.0  # after a failed re-fetch, wait this long before the next try
+DEFAULT_ACCOUNT_RETRY = 600.0  # signed out with WAM: ask it for the OS account this often at most
+BROWSER_TIMEOUT = 600.0  # seconds the user has to finish signing in in the browser (msal: forever)
 
 SIGNED_IN, SIGN_IN_NEEDED, OFFLINE = "signed_in", "sign_in_needed", "offline"
+CANCELLED = "the sign-in was cancelled"
 KEYSTORE_FIX = (
     "run Lifeboat in a desktop session with a keystore (Windows Credential Manager, macOS Keychain, "
     "or a Secret Service such as gnome-keyring on Linux; headless: `dbus-run-session` plus "
@@ -192,6 +222,68 @@ def authority_kwargs(authority: str) -> dict[str, Any]:
     return {"authority": authority, "instance_discovery": False}
 
 
+def discovery_url(authority: str) -> str:
+    """The OpenID Connect discovery document msal fetches first for this authority."""
+    kwargs = authority_kwargs(authority)
+    if "oidc_authority" in kwargs:
+        return f"{kwargs['oidc_authority']}/.well-known/openid-configuration"
+    return f"{authority.rstrip('/')}/v2.0/.well-known/openid-configuration"
+
+
+def check_authority(config: Config, timeout: float = 10.0) -> str:
+    """`lifeboat doctor`: fetch the authority's OpenID configuration as msal does before any sign-in, and
+    say exactly what is wrong: TLS not trusted, no answer (DNS, refused, timeout), a tenant Entra does not
+    know, an HTTP error, or an answer that is not an OIDC document. Returns what answered."""
+    url = discovery_url(config.authority)
+    host = urlsplit(url).hostname or url
+    try:
+        resp = requests.get(url, timeout=timeout, verify=config.ca_file or True)
+    except requests.exceptions.SSLError as exc:
+        raise Unreachable(f"the sign-in authority {host} answered, but its TLS certificate is not trusted "
+                          f"here ({type(exc.__context__ or exc).__name__})",
+                          fix="if your network inspects TLS, give its root CA as ca_file; otherwise check "
+                              "the authority_url") from exc
+    except requests.exceptions.Timeout as exc:
+        raise Unreachable(f"the sign-in authority {host} did not answer within {timeout:g} s",
+                          fix="check the network, proxy and firewall for this host") from exc
+    except requests.RequestException as exc:
+        raise Offline(f"the sign-in authority {host} cannot be reached ({type(exc).__name__}: the name "
+                      "does not resolve, or the connection is refused)",
+                      fix="check the network, and the authority_url / tenant settings") from exc
+    if resp.status_code != 200:
+        text = resp.text[:2000]
+        if "AADSTS90002" in text or "AADSTS900023" in text:
+            raise ConfigError(f"the sign-in authority {host} does not know the tenant {config.tenant!r}",
+                              fix="set tenant to your tenant ID (a GUID) or a verified domain")
+        raise Unreachable(f"the sign-in authority {host} answered HTTP {resp.status_code} to its OpenID "
+                          "configuration", fix="check the authority_url setting")
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not doc.get("token_endpoint"):
+        raise ConfigError(f"{url} is not an OpenID Connect configuration (no token_endpoint)",
+                          fix="check the authority_url setting")
+    return f"{host} answers its OpenID configuration (issuer {str(doc.get('issuer', ''))[:120]})"
+
+
+def broker_runtime_installed() -> bool:
+    """pymsalruntime (msal's WAM binding, shipped in the Windows payload) can be imported."""
+    return importlib.util.find_spec("pymsalruntime") is not None
+
+
+def broker_kwargs(platform: str) -> dict[str, Any]:
+    """msal's broker opt-in for this platform: WAM on Windows when pymsalruntime is installed."""
+    if platform == "win32" and broker_runtime_installed():
+        return {"enable_broker_on_windows": True}
+    return {}
+
+
+def _broker_cancelled(result: dict[str, Any]) -> bool:
+    """The user closed WAM's dialog (pymsalruntime's Status_UserCanceled): not a reason to open a browser."""
+    return "usercancel" in str(result.get("_broker_status", "")).lower().replace("_", "")
+
+
 def discovery_fetched_at(http_cache: dict[str, Any]) -> float | None:
     """When msal fetched the oldest discovery answer (a "GET ..." entry) in its http_cache, in epoch
     seconds; None when there is none or the layout is not msal's (then a re-fetch is due).
@@ -211,9 +303,12 @@ class MsalAuth:
     """TokenProvider over an msal PublicClientApplication with a persisted, encrypted cache."""
 
     def __init__(self, config: Config, home: Path | None = None, *, timeout: float = 10.0,
-                 discovery_refresh: float | None = DISCOVERY_REFRESH) -> None:
+                 discovery_refresh: float | None = DISCOVERY_REFRESH, platform: str = sys.platform,
+                 pca: Any = None) -> None:
         """discovery_refresh: seconds between re-fetches of msal's discovery answers while signed in
-        (None: never, as before issue 9; tests use it to show what goes wrong without)."""
+        (None: never, as before issue 9; tests use it to show what goes wrong without).
+        platform: sys.platform, which decides the broker (tests inject "win32"); pca: msal's
+        PublicClientApplication class (tests give a subclass standing in for WAM, which Linux lacks)."""
         if not config.client_id:
             raise ConfigError("no client_id configured",
                               fix="set client_id in the [account] section of the config (or by policy)")
@@ -235,6 +330,13 @@ class MsalAuth:
         self.discovery_refresh = discovery_refresh
         self._next_discovery_try = 0.0  # monotonic; no new re-fetch is started before this
         self.discovery_thread: threading.Thread | None = None  # the latest re-fetch (tests join it)
+        self.platform = platform
+        self._pca = pca
+        self.browser_timeout = BROWSER_TIMEOUT
+        self.broker = bool(broker_kwargs(platform))  # WAM: sign in with the Windows account
+        self.broker_error = ""  # why the last WAM attempt failed (the browser was used instead)
+        self._browser_app: Any = None  # without the broker: the fallback to the system browser
+        self._next_default_account = 0.0  # monotonic; WAM's silent OS-account sign-in not before this
 
     # -- msal plumbing -------------------------------------------------------------------------
 
@@ -257,28 +359,24 @@ class MsalAuth:
         except OSError as exc:
             log.warning("could not save msal's http cache: %s", exc.strerror or type(exc).__name__)
 
-    def _build(self, http_cache: dict[str, Any]) -> Any:
+    def _build(self, http_cache: dict[str, Any], *, broker: bool | None = None) -> Any:
         """A new msal application over the persisted token cache and this http_cache (which msal fills
-        with the discovery answers it fetches, or reads them from while they are under 24 h old)."""
+        with the discovery answers it fetches, or reads them from while they are under 24 h old); with
+        the WAM broker when this is Windows with pymsalruntime (broker=False: never, for the browser)."""
         import msal
         cache = kept_token_cache(token_persistence(self.cache_path))
-        broker = {}
-        if os.name == "nt":
-            try:
-                import pymsalruntime  # noqa: F401  (msal[broker]: WAM)
-
-                broker = {"enable_broker_on_windows": True}
-            except ImportError:
-                pass
+        use_broker = self.broker if broker is None else broker
+        opt_in = broker_kwargs(self.platform) if use_broker else {}
+        pca = self._pca or msal.PublicClientApplication
         with _translated("fetch its discovery answers (the ones kept are missing or over 24 hours old)"):
-            return msal.PublicClientApplication(
+            return pca(
                 self.config.client_id,
                 token_cache=cache,
                 http_cache=http_cache,
                 verify=self.config.ca_file or True,
                 timeout=self.timeout,
                 **authority_kwargs(self.config.authority),
-                **broker,
+                **opt_in,
             )
 
     def app(self) -> Any:
@@ -335,12 +433,32 @@ class MsalAuth:
             with _translated("look the account up"):
                 accounts = app.get_accounts()
             if not accounts:
-                return None
+                return self._default_account(app)
             with _translated("renew the token"):  # expired token and no network: Offline (FACTS.md)
                 result: dict[str, Any] | None = app.acquire_token_silent_with_error(
                     self.scopes, account=accounts[0], force_refresh=self._force_refresh)
         finally:
             self._save_http_cache()
+        return result
+
+    def _default_account(self, app: Any) -> dict[str, Any] | None:
+        """Signed out, with WAM: the Windows account signed in without any UI (prompt="none": msal asks
+        the broker to sign in silently with the OS's default account). None when WAM is off, was asked
+        less than DEFAULT_ACCOUNT_RETRY seconds ago, or has no account to give."""
+        if not self.broker or time.monotonic() < self._next_default_account:
+            return None
+        self._next_default_account = time.monotonic() + DEFAULT_ACCOUNT_RETRY
+        try:
+            result: dict[str, Any] = app.acquire_token_interactive(
+                self.scopes, prompt="none", parent_window_handle=app.CONSOLE_WINDOW_HANDLE)
+        except Exception as exc:  # pymsalruntime's own errors, msal's RedirectUriError (a ValueError)
+            self.broker_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.info("the Windows account could not be signed in silently (%s)", type(exc).__name__)
+            return None
+        if "access_token" not in result:
+            self.broker_error = str(result.get("error", "no answer"))
+            return None
+        log.info("signed in with the Windows account (WAM), without a prompt")
         return result
 
     def _remember(self, result: dict[str, Any]) -> str:
@@ -408,7 +526,13 @@ class MsalAuth:
         return str(claims.get("preferred_username") or claims.get("name") or "signed in")
 
     def login_device_code(self, print_fn: Callable[[str], None] = print) -> str:
-        """Device code flow: show the code and URL via print_fn, wait for approval; returns the user."""
+        """Device code flow: show the code and URL via print_fn, wait for approval; returns the user.
+        Refused (ConfigError) when policy sets allow_device_code = "no"."""
+        if self.config.allow_device_code != "yes":
+            raise ConfigError(
+                "your organisation's policy does not allow signing in with a code on another device "
+                "(allow_device_code = no)",
+                fix="sign in on this computer: `lifeboat login`, or Sign in in the tray or the window")
         app = self.app()
         with _translated("sign in"):
             flow = app.initiate_device_flow(scopes=self.scopes)
@@ -419,20 +543,74 @@ class MsalAuth:
             result = app.acquire_token_by_device_flow(flow)
         return self._finish(result, "device code")
 
-    def login_interactive(self) -> str:
-        """System browser sign-in (the WAM broker on Windows when msal[broker] is installed)."""
+    def login_interactive(self, window: int | None = None) -> str:
+        """Sign in on this computer: with WAM first (Windows with pymsalruntime; `window` is the HWND
+        of the window that asks, None for the console), which signs the Windows account in without a
+        prompt where it can; then, when the broker is missing, broken or refuses, the system browser.
+        Returns the user; AuthRequired (with the reason) when neither worked."""
+        if self.broker:
+            try:
+                return self._login_broker(window)
+            except Unreachable:
+                raise  # the authority cannot be reached: a browser would not reach it either
+            except AuthRequired as exc:
+                if str(exc).startswith(CANCELLED):
+                    raise
+                self.broker_error = str(exc)
+                log.warning("the Windows sign-in (WAM) failed; using the system browser instead")
+            try:
+                return self._login_browser()
+            except AuthRequired as exc:
+                why = f"{exc.args[0]}; before that, {self.broker_error}"[:600]
+                raise AuthRequired(why, fix=exc.fix) from exc
+        return self._login_browser()
+
+    def _login_broker(self, window: int | None) -> str:
         app = self.app()
+        handle = app.CONSOLE_WINDOW_HANDLE if window is None else int(window)
         try:
-            kwargs: dict[str, Any] = {"prompt": "select_account"}
-            if os.name == "nt":
-                kwargs["parent_window_handle"] = app.CONSOLE_WINDOW_HANDLE
-            with _translated("sign in"):
-                result = app.acquire_token_interactive(self.scopes, **kwargs)
+            # no prompt: msal asks WAM to sign in silently with the OS account first, then shows its UI
+            result = app.acquire_token_interactive(self.scopes, parent_window_handle=handle)
         except LifeboatError:
             raise
-        except Exception as exc:  # no browser here (webbrowser.Error, OSError...)
-            raise AuthRequired(f"could not open a browser for sign-in ({type(exc).__name__})",
-                               fix="use `lifeboat login --device-code`") from exc
+        except requests.RequestException as exc:
+            raise Offline(f"the sign-in authority cannot be reached ({type(exc).__name__})") from exc
+        except Exception as exc:  # pymsalruntime's errors; msal's RedirectUriError (a ValueError)
+            raise AuthRequired(f"the Windows sign-in (WAM) failed ({type(exc).__name__}: {exc})"[:400],
+                               fix="check the broker redirect URI of the app registration "
+                                   "(docs/operations.md)") from exc
+        if result and "access_token" not in result and _broker_cancelled(result):
+            raise AuthRequired(CANCELLED, fix="choose Sign in again")
+        return self._finish(result, "Windows (WAM)")
+
+    def _login_browser(self) -> str:
+        app = self.app()
+        if self.broker:  # msal would send the request to WAM again: the same cache, without the broker
+            if self._browser_app is None:
+                self._browser_app = self._build(self._http_cache, broker=False)
+            app = self._browser_app
+        no_browser: list[str] = []
+
+        def browser_missing(_uri: str) -> None:  # msal: the browser did not open; it would wait forever
+            no_browser.append("yes")
+            # ends msal's listener thread (where this runs) at once; a thread's SystemExit is silent
+            raise SystemExit("no browser")
+
+        fix = ("use `lifeboat login --device-code`" if self.config.allow_device_code == "yes"
+               else "sign in from a desktop session with a web browser")
+        try:
+            with _translated("sign in"):
+                result = app.acquire_token_interactive(self.scopes, prompt="select_account",
+                                                       timeout=self.browser_timeout,
+                                                       auth_uri_callback=browser_missing)
+        except LifeboatError:
+            raise
+        except Exception as exc:  # no browser here (webbrowser.Error, OSError...), or no answer in time
+            if no_browser or "timeout" not in type(exc).__name__.lower():
+                raise AuthRequired(f"could not open a browser for sign-in ({type(exc).__name__})",
+                                   fix=fix) from exc
+            raise AuthRequired(f"the sign-in was not finished in the browser within "
+                               f"{self.browser_timeout / 60:g} minutes", fix="choose Sign in again") from exc
         return self._finish(result, "browser")
 
     def logout(self) -> None:

@@ -352,9 +352,76 @@ def doctor_checks(cfg: config_mod.Config) -> list[dict[str, Any]]:
     return checks
 
 
+def provider_checks(cfg: config_mod.Config) -> list[dict[str, Any]]:
+    """The checks that talk to the network: the authority (OIDC discovery), the sign-in, Graph (`/me`
+    with the token), the mailbox (Exchange Online's inbox) and the backup relay (greeting, TLS, NOOP).
+    Each says exactly what is wrong; a check that cannot run says why it was skipped."""
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, status: str, detail: str) -> None:
+        checks.append({"name": name, "status": status, "detail": detail})
+
+    if not cfg.client_id:
+        add("authority", "warn", "no client_id configured, so the authority, sign-in and Graph are not "
+                                 "checked (see \"Use it with your tenant\" in the README)")
+    else:
+        _sign_in_checks(cfg, add)
+    if not cfg.backup_smtp_host:
+        add("relay", "warn", "no backup relay configured (backup_smtp_host): mail waits in the outbox "
+                             "during an outage")
+    else:
+        from desktop.worker import backup_route
+
+        try:
+            route = backup_route(cfg)
+            assert route is not None
+            route.probe()
+            add("relay", "ok", f"{cfg.backup_smtp_host}:{cfg.backup_smtp_port} greets, "
+                               f"{cfg.backup_smtp_security} and NOOP work")
+        except LifeboatError as exc:
+            add("relay", "fail", f"{cfg.backup_smtp_host}:{cfg.backup_smtp_port}: {exc}")
+    return checks
+
+
+def _sign_in_checks(cfg: config_mod.Config, add: Callable[[str, str, str], None]) -> None:
+    from desktop.auth import MsalAuth, check_authority
+    from sync.sources.graph import GraphSource
+
+    try:
+        add("authority", "ok", check_authority(cfg))
+    except LifeboatError as exc:
+        add("authority", "fail", str(exc))
+        add("graph", "warn", "not checked: the authority must answer first")
+        return
+    try:
+        auth = MsalAuth(cfg)
+        state = auth.state()
+    except LifeboatError as exc:
+        add("sign-in", "fail", str(exc))
+        return
+    if state != "signed_in":
+        why = auth.last_error or state
+        add("sign-in", "fail", f"not signed in ({why}): run `lifeboat login` (or Sign in in the tray)")
+        add("graph", "warn", "not checked: Graph needs a sign-in")
+        return
+    add("sign-in", "ok", f"signed in as {auth.account() or 'the configured user'}")
+    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None)
+    stage = "graph"
+    try:
+        add("graph", "ok", f"GET /me answered with the token ({source.me() or 'a user'})")
+        stage = "mailbox"
+        source.probe()
+        add("mailbox", "ok", "Exchange Online answered (the inbox folder)")
+    except LifeboatError as exc:
+        add(stage, "fail", f"GET /me: {exc}" if stage == "graph"
+            else f"the directory answers but the mailbox does not: {exc}")
+    finally:
+        source.close()
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    checks = doctor_checks(cfg)
+    checks = doctor_checks(cfg) + ([] if args.local else provider_checks(cfg))
     ok = all(c["status"] != "fail" for c in checks)
     if args.json:
         emit_json({"ok": ok, "checks": checks, "version": version(), "home": str(cfg.home),
@@ -779,6 +846,12 @@ def _json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _doctor_options(p: argparse.ArgumentParser) -> None:
+    _json_option(p)
+    p.add_argument("--local", action="store_true",
+                   help="only this computer's checks (keystore, cache, disk): nothing over the network")
+
+
 COMMANDS: list[Command] = [
     Command(
         "import-eml", 'import .eml files into the local folder "Imported"', cmd_import_eml, _import_options
@@ -786,7 +859,8 @@ COMMANDS: list[Command] = [
     Command("search", "full-text search of the cache", cmd_search, _search_options),
     Command("show", "show one message", cmd_show, _show_options),
     Command("status", "cache size, counts, oldest and newest message", cmd_status, _json_option),
-    Command("doctor", "check the keystore, the cache's integrity and free disk", cmd_doctor, _json_option),
+    Command("doctor", "check the keystore, the cache, free disk, the authority, Graph and the relay",
+            cmd_doctor, _doctor_options),
     Command("login", "sign in (system browser, or --device-code)", cmd_login, _login_options),
     Command("sync", "sync the mailbox into the encrypted cache", cmd_sync, _sync_options),
     Command("simulator", "run the local Microsoft 365 simulator", cmd_simulator, passthrough=True),

@@ -40,6 +40,7 @@ class Config:
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ews_url: str = ""
     ca_file: str = ""  # an extra CA bundle to trust for the provider (the simulator's ca.pem)
+    allow_device_code: str = "yes"  # "no": sign-in with a code on another device is refused (policy)
     # [sync]
     # "*": Inbox, Sent Items, Drafts, Archive and the user's folders (not Deleted Items, Junk, Outbox)
     folders: tuple[str, ...] = ("*",)
@@ -90,7 +91,8 @@ class Config:
 
 
 SECTIONS = {
-    "account": ("tenant", "client_id", "username", "authority_url", "graph_url", "ews_url", "ca_file"),
+    "account": ("tenant", "client_id", "username", "authority_url", "graph_url", "ews_url", "ca_file",
+                "allow_device_code"),
     "sync": ("folders", "cache_days", "cache_max_mb", "sync_interval_seconds"),
     "backup": (
         "backup_smtp_host", "backup_smtp_port", "backup_smtp_security", "backup_smtp_username",
@@ -107,6 +109,7 @@ SECTIONS = {
 CHOICES = {
     "backup_smtp_security": ("starttls", "tls", "none"),
     "force_mode": ("auto", "continuity", "normal"),
+    "allow_device_code": ("yes", "no"),
 }
 # The range of every number setting (inclusive). The ADMX template and the registry table use them too.
 LIMITS: dict[str, tuple[float, float]] = {

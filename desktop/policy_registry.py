@@ -49,7 +49,9 @@ POLICIES: tuple[PolicyValue, ...] = (
         "CLIENTID", "ClientId", "client_id", "string", "Application (client) ID",
         "The Application (client) ID of the app registration Lifeboat signs in with, from the "
         "Microsoft Entra admin center (App registrations > Lifeboat > Overview). The registration "
-        "needs the delegated permissions Mail.ReadWrite and Mail.Send and a public client redirect URI.",
+        "needs the delegated Microsoft Graph permissions Mail.ReadWrite, Mail.Send and User.Read, the "
+        "redirect URIs http://localhost and ms-appx-web://Microsoft.AAD.BrokerPlugin/<client id>, and "
+        "admin consent: installer/tenant/register-app.ps1 sets it all up (see the operations guide).",
     ),
     PolicyValue(
         "AUTHORITYURL", "AuthorityUrl", "authority_url", "string", "Sign-in authority URL",
@@ -68,6 +70,15 @@ POLICIES: tuple[PolicyValue, ...] = (
         "https://mail.contoso.com/EWS/Exchange.asmx. This version of Lifeboat records it but does not "
         "use it yet (it syncs through Microsoft Graph only). Leave it not configured for Microsoft 365 "
         "mailboxes.",
+    ),
+    PolicyValue(
+        "ALLOWDEVICECODE", "AllowDeviceCode", "allow_device_code", "enum",
+        "Allow sign-in with a code on another device",
+        "yes: users may sign in with a device code (`lifeboat login --device-code`: a code typed on "
+        "another device), which needs 'Allow public client flows' in the app registration. no: device "
+        "code sign-in is refused with a message; users sign in on the computer itself (the Windows "
+        "account through WAM, or the system browser). Choose no when Conditional Access blocks device "
+        "code flow or to keep users from approving codes sent to them by someone else. Not configured: yes.",
     ),
     PolicyValue(
         "BACKUPSMTPHOST", "BackupSmtpHost", "backup_smtp_host", "string", "Backup SMTP relay host",

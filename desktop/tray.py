@@ -1,6 +1,7 @@
 """The tray icon (pystray) and desktop notifications: the mode at a glance, a menu, a word on each change.
 
-`Tray(on_open, on_sync_now, on_force, on_pause, on_quit)` runs the icon in its own thread; `set_mode`
+`Tray(on_open, on_sync_now, on_force, on_pause, on_quit, on_sign_in=...)` runs the icon in its own thread
+(its menu offers "Sign in" while sign-in is needed); `set_mode`
 redraws icon, tooltip and menu and notifies when the shown state changes: over D-Bus on Linux
 (`DbusNotifier`, which needs no tray), through the shell on Windows. `set_autostart`: XDG, opt-in.
 """
@@ -42,7 +43,7 @@ MESSAGES = {
     "offline": ("Lifeboat: this computer is offline",
                 "New mail waits in the outbox until the network is back."),
     "sign_in_needed": ("Lifeboat: sign-in needed",
-                       "Microsoft 365 rejected the sign-in: run `lifeboat login`."),
+                       "Microsoft 365 needs you to sign in: choose Sign in in the tray menu or the window."),
 }
 
 
@@ -121,8 +122,10 @@ class Tray:
         on_quit: Callable[[], Any],
         *,
         notifier: Any | None = None,
+        on_sign_in: Callable[[], Any] | None = None,
     ) -> None:
         self._on_open, self._on_sync_now, self._on_force = on_open, on_sync_now, on_force
+        self._on_sign_in = on_sign_in
         self._on_pause, self._on_quit = on_pause, on_quit
         self.mode = "normal"
         self.state = "normal"
@@ -184,8 +187,10 @@ class Tray:
     def _menu(self, pystray: Any) -> Any:
         item, menu = pystray.MenuItem, pystray.Menu
         in_continuity = lambda _item: self.mode in ("continuity", "recovering")  # noqa: E731
+        needs_sign_in = lambda _item: self.state == "sign_in_needed" and self._on_sign_in is not None  # noqa: E731
         return menu(
             item("Open Lifeboat", lambda: self._on_open(), default=True),
+            item("Sign in", lambda: self._on_sign_in and self._on_sign_in(), visible=needs_sign_in),
             item("Sync now", lambda: self._on_sync_now()),
             item("Switch to continuity", lambda: self._on_force("continuity"),
                  visible=lambda i: not in_continuity(i)),

@@ -163,6 +163,13 @@ def single_instance(home: Path) -> Iterator[None]:
         fh.close()
 
 
+def default_tokens(cfg: Config) -> Any:
+    """The sign-in for this configuration: msal (desktop.auth), with WAM on Windows."""
+    from desktop.auth import MsalAuth
+
+    return MsalAuth(cfg)
+
+
 def build(cfg: Config, store: Store, *, clock: Clock | None = None, notifier: Notifier | None = None,
           tokens: Any = None) -> Continuity:
     """Wire the real adapters from the configuration (Graph + msal sign-in, SMTP backup)."""
@@ -170,9 +177,7 @@ def build(cfg: Config, store: Store, *, clock: Clock | None = None, notifier: No
     from sync.sources.graph import GraphSource
 
     if tokens is None:
-        from desktop.auth import MsalAuth
-
-        tokens = MsalAuth(cfg)
+        tokens = default_tokens(cfg)
     source = GraphSource(cfg.graph_url, tokens, ca_file=cfg.ca_file or None)
     routes: dict[Route, SendRoute] = {Route.PRIMARY: GraphRoute(source)}
     backup = backup_route(cfg)

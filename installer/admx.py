@@ -30,6 +30,8 @@ ENUM_HELP = {
     "auto": "Automatic (recommended)",
     "continuity": "Continuity: send through the backup relay now",
     "normal": "Normal: never fail over automatically",
+    "yes": "Yes: allowed",
+    "no": "No: refused",
 }
 
 

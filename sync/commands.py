@@ -1,7 +1,8 @@
 """The user's commands as data: frozen types that round-trip through JSON (sync.continuity applies them).
 
-Main types: `WakeOutbox`, `SyncNow`, `Force(mode)`, `Pause(paused)`; `to_json` / `from_json`: the
-window child writes each command as one JSON line on its pipe (`{"command": "force", "mode": "normal"}`).
+Main types: `WakeOutbox`, `SyncNow`, `Force(mode)`, `Pause(paused)`, `SignIn(window)`; `to_json` /
+`from_json`: the window child writes each command as one JSON line on its pipe
+(`{"command": "force", "mode": "normal"}`).
 Pure and import-light (the window child imports it at start-up). What each command means is decided in
 one place, `sync.continuity.handle`.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 FORCE_MODES = ("continuity", "normal", "auto")
+SIGN_IN_SETTING = "sign_in.attempt"  # the last Sign in from the tray or the window: {state, reason, user, at}
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,22 @@ class Pause:
             raise ValueError(f"paused must be true or false, not {self.paused!r}")
 
 
-Command = WakeOutbox | SyncNow | Force | Pause
-COMMANDS: dict[str, type[Command]] = {c.name: c for c in (WakeOutbox, SyncNow, Force, Pause)}
+@dataclass(frozen=True)
+class SignIn:
+    """Sign in on this computer (the Windows account through WAM, else the system browser): asked from
+    the tray or the window; `window` is the asking window's native handle (HWND), None for none."""
+
+    window: int | None = None
+    name = "sign_in"
+
+    def __post_init__(self) -> None:
+        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int)
+                                        or not 0 <= self.window < 2**64):
+            raise ValueError(f"window must be a window handle (a whole number) or null, not {self.window!r}")
+
+
+Command = WakeOutbox | SyncNow | Force | Pause | SignIn
+COMMANDS: dict[str, type[Command]] = {c.name: c for c in (WakeOutbox, SyncNow, Force, Pause, SignIn)}
 
 
 def to_json(command: Command) -> dict[str, Any]:
@@ -65,6 +81,8 @@ def to_json(command: Command) -> dict[str, Any]:
         out["mode"] = command.mode
     elif isinstance(command, Pause):
         out["paused"] = command.paused
+    elif isinstance(command, SignIn):
+        out["window"] = command.window
     return out
 
 
@@ -76,7 +94,7 @@ def from_json(obj: Any) -> Command:
     if kind is None:
         raise ValueError(f"unknown command {obj['command']!r}")
     fields = {k: v for k, v in obj.items() if k != "command"}
-    wanted = {"force": {"mode"}, "pause": {"paused"}}.get(kind.name, set())
+    wanted = {"force": {"mode"}, "pause": {"paused"}, "sign_in": {"window"}}.get(kind.name, set())
     if set(fields) != wanted:
         raise ValueError(f"command {kind.name!r} takes {sorted(wanted) or 'no fields'}, not {sorted(fields)}")
     return kind(**fields)

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sync import engine, failover
-from sync.commands import Command, Force, Pause, SyncNow, WakeOutbox
+from sync.commands import Command, Force, Pause, SignIn, SyncNow, WakeOutbox
 from sync.errors import AuthRequired, DiskFull, LifeboatError, Throttled, Unreachable
 from sync.health import Monitor, Probe, SystemClock
 from sync.model import Mode, Route
@@ -67,6 +67,8 @@ def handle(command: Command, monitor: Monitor, store: Store) -> Outcome:
     if isinstance(command, Pause):
         store.set_setting(PAUSED_SETTING, command.paused)
         return Outcome(wake_sync=not command.paused)
+    if isinstance(command, SignIn):  # the desktop runs the sign-in (desktop.signin); nothing to persist here
+        return Outcome()
     assert isinstance(command, Force)
     effects = monitor.force(command.mode)
     refused = monitor.state.forced_by == "admin"

@@ -89,7 +89,7 @@ class Retryable(Unreachable):
 
 
 class AuthRequired(LifeboatError):
-    fix = "sign in again with `lifeboat login`"
+    fix = "sign in again: Sign in in the tray or the window, or `lifeboat login`"
 
 
 class Throttled(LifeboatError):

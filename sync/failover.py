@@ -355,7 +355,8 @@ def _on_probe(state: State, ev: ProbeResult, policy: Policy, effects: list[Effec
         return dataclasses.replace(new, offline=False)
     if ev.provider is ProviderStatus.AUTH_FAILED:
         if not new.sign_in_needed:
-            effects.append(Notify("Sign-in needed", "The provider rejected the saved sign-in."))
+            effects.append(Notify("Sign-in needed", "The provider rejected the saved sign-in: choose "
+                                                    "Sign in in the tray menu or the window."))
             effects.append(LogEvent("sign_in_needed", ev.reason or "the provider rejected our token"))
         return dataclasses.replace(new, offline=False, sign_in_needed=True)
     if ev.provider is ProviderStatus.OK:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sync import mime
-from sync.commands import Force, Pause, SyncNow, WakeOutbox
+from sync.commands import Force, Pause, SignIn, SyncNow, WakeOutbox
 from sync.errors import MessageBad
 from sync.model import Folder
 from sync.store import Store
@@ -239,6 +239,36 @@ def test_commands_are_enqueued(bridge):
     got = [bridge._commands.get_nowait() for _ in range(4)]
     assert got == [SyncNow(), Force("continuity"), Force("normal"), Pause(True)]
     assert bridge.force("auto")["kind"] == "BadArgument" and bridge._commands.empty()
+
+
+class WinFormsWindow:
+    """pywebview's window on Windows as far as the bridge looks: `native` is the WinForms form, whose
+    `Handle` is a .NET IntPtr (the window's HWND). Only Windows has it, so it stands in here."""
+
+    class _IntPtr:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def ToInt64(self) -> int:
+            return self.value
+
+    def __init__(self, hwnd: int) -> None:
+        self.native = type("Form", (), {"Handle": self._IntPtr(hwnd)})()
+
+
+def test_sign_in_from_the_window_hands_its_handle_to_the_app(bridge):
+    """Tried: Sign in from the page with no window, with a Qt window (no HWND) and with a WinForms window:
+    one SignIn command each, carrying the HWND only when there is one (WAM parents its dialog to it); the
+    page cannot pass a handle of its own (the method takes no argument)."""
+    assert bridge.sign_in() == {"queued": "sign_in"}
+    bridge._attach_window(type("QtWindow", (), {"native": object()})())
+    bridge.sign_in()
+    bridge._attach_window(WinFormsWindow(0x2A0B3C))
+    bridge.sign_in()
+    got = [bridge._commands.get_nowait() for _ in range(3)]
+    assert got == [SignIn(None), SignIn(None), SignIn(0x2A0B3C)]
+    with pytest.raises(TypeError):
+        bridge.sign_in(1234)
 
 
 RUNNABLE = [".exe", ".desktop", ".msc", ".xll", ".scf", ".inf", ".wsc", ".sct", ".application",

@@ -22,7 +22,7 @@ from desktop import config as config_mod
 from desktop.config import Config
 from desktop.window import WindowProcess, _PipeQueue
 from sync import continuity, failover
-from sync.commands import Force, Pause, SyncNow, WakeOutbox, from_json, to_json
+from sync.commands import Force, Pause, SignIn, SyncNow, WakeOutbox, from_json, to_json
 from sync.continuity import Continuity, Outcome, handle, is_paused
 from sync.health import Monitor
 from sync.model import Mode
@@ -54,6 +54,20 @@ def test_commands_round_trip_through_json_and_nothing_else_is_a_command() -> Non
             from_json(bad)
     with pytest.raises(ValueError):
         Force("off")
+
+
+def test_sign_in_carries_a_window_handle_or_nothing_else() -> None:
+    """Tried: the window's Sign in over the pipe: a handle (HWND) or null round-trips; a handle that is
+    text, negative, a boolean, too large, or missing altogether (the page cannot name anything else) is not
+    a command; `handle` leaves the persisted state alone (the desktop runs the sign-in)."""
+    for command in (SignIn(), SignIn(0x1F0A2), SignIn(None)):
+        assert from_json(json.loads(json.dumps(to_json(command)))) == command
+    assert to_json(SignIn(7)) == {"command": "sign_in", "window": 7}
+    for bad in ({"command": "sign_in"}, {"command": "sign_in", "window": "0x10"},
+                {"command": "sign_in", "window": -1}, {"command": "sign_in", "window": True},
+                {"command": "sign_in", "window": 2**64}, {"command": "sign_in", "window": 1, "user": "x"}):
+        with pytest.raises(ValueError):
+            from_json(bad)
 
 
 def test_each_command_changes_what_it_says(store: Store) -> None:

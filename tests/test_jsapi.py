@@ -28,7 +28,7 @@ from ui.jsapi import expose
 API = {
     "start", "status", "folders", "messages", "search", "message", "prefetch", "outbox", "timeline",
     "open_link", "open_attachment", "save_attachment", "draft", "send", "pick_files", "sync_now", "force",
-    "pause",
+    "pause", "sign_in",
 }
 
 

@@ -34,6 +34,7 @@ PROPS = {
     "BACKUPSMTPHOST": "relay.contoso.com", "BACKUPSMTPPORT": "2525", "BACKUPSMTPSECURITY": "tls",
     "BACKUPSENDER": "outage@contoso.com", "CACHEDAYS": "14", "CACHEMAXMB": "512", "FAILOVERAFTER": "45",
     "RECOVERAFTER": "60", "REFERENCEURL": "https://intranet.contoso.com/", "FORCEMODE": "continuity",
+    "ALLOWDEVICECODE": "no",
     "EWSURL": "",  # an empty property writes nothing (kept last: wine joins "P=" with the next word)
 }
 

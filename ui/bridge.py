@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sync.commands import Force, Pause, SyncNow, WakeOutbox
+from sync.commands import Force, Pause, SignIn, SyncNow, WakeOutbox
 from sync.errors import BadArgument, BadQuery, ConfigError, LifeboatError, MessageBad
 from sync.filenames import opens_safely, safe_filename
 from ui import attachment_files
@@ -350,6 +350,26 @@ class Bridge:
             raise BadArgument(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self._commands.put(Force(mode))
         return {"queued": "force", "mode": mode}
+
+    @_api
+    def sign_in(self) -> dict[str, Any]:
+        """Sign in on this computer: the app runs it off the UI (the Windows account through WAM, parented
+        to this window, else the system browser); the banner shows how it went (status()["sign_in"])."""
+        self._commands.put(SignIn(window=self._native_handle()))
+        return {"queued": "sign_in"}
+
+    def _native_handle(self) -> int | None:
+        """This window's HWND on Windows (pywebview's WinForms form), for WAM to parent its dialog to;
+        None elsewhere (no broker there) or when there is no window."""
+        native = getattr(self._window, "native", None)
+        handle = getattr(native, "Handle", None)
+        if handle is None:
+            return None
+        try:
+            value = int(handle.ToInt64())
+        except Exception:  # not a .NET IntPtr: no handle to give
+            return None
+        return value if 0 < value < 2**64 else None
 
     @_api
     def pause(self, paused: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import json
 import threading
 from typing import Any
 
+from sync.commands import SIGN_IN_SETTING
 from sync.conversation import thread_key, thread_order
 from sync.failover import route_for
 from sync.filenames import safe_filename
@@ -124,6 +125,7 @@ class View:
             "forced": state.get("forced", "auto"),
             "paused": bool(self._store.get_setting("sync_paused", False)),
             "disk_full": self._store.get_setting("sync.disk_full"),  # sync waits for disk space (continuity)
+            "sign_in": self._store.get_setting(SIGN_IN_SETTING),  # the last Sign in: state, reason, user
             "outbox": outbox,
         }
 

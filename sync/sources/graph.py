@@ -399,6 +399,16 @@ class GraphSource:
         if not isinstance(body, dict) or not body.get("id"):
             raise Unreachable("probe: Graph answered the inbox request without the folder's id")
 
+    def me(self) -> str:
+        """The signed-in user's name (`GET /me`, answered by the directory) for `lifeboat doctor`: proves
+        Graph accepts the token. Unreachable / AuthRequired / AccessDenied say what is wrong."""
+        resp = self._send("GET", "/me?$select=userPrincipalName,mail", what="read the signed-in user",
+                          bad=Unreachable, timeout=self.probe_timeout)
+        body = self._json(resp, "read the signed-in user")
+        if not isinstance(body, dict):
+            raise Unreachable("Graph answered /me without the user")
+        return str(body.get("userPrincipalName") or body.get("mail") or "")
+
     def well_known_ids(self, names: Iterable[str] = WELL_KNOWN + SYSTEM) -> dict[str, str]:
         """{folder id: well-known name} for the names this mailbox has, in one $batch."""
         names = list(names)

@@ -19,8 +19,8 @@ pytestmark = [
 ]
 
 API = ["draft", "folders", "force", "message", "messages", "open_attachment", "open_link", "outbox", "pause",
-       "pick_files", "prefetch", "save_attachment", "search", "send", "start", "status", "sync_now",
-       "timeline"]
+       "pick_files", "prefetch", "save_attachment", "search", "send", "sign_in", "start", "status",
+       "sync_now", "timeline"]
 
 
 def test_the_page_reaches_the_api_and_nothing_else(tmp_path):

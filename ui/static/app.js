@@ -84,7 +84,13 @@ function showStatus(st) {
     if (st.since) text += " since " + new Date(st.since).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
     text += " · sending through " + route;
     if (st.shown === "offline") text += " (this computer has no network: mail waits in the outbox)";
-    if (st.shown === "sign_in_needed") text += " (run lifeboat login)";
+    const signIn = st.sign_in || {};
+    if (st.shown === "sign_in_needed" && signIn.state !== "running") text += " (choose Sign in)";
+    if (signIn.state === "running") text += " · signing in (finish it in the sign-in window or the browser)…";
+    else if (signIn.state === "failed" && st.shown === "sign_in_needed") text += " · sign-in failed: " + signIn.reason;
+    $("btn-signin").hidden = st.shown !== "sign_in_needed" && signIn.state !== "running";
+    $("btn-signin").disabled = signIn.state === "running";
+    $("btn-signin").textContent = signIn.state === "running" ? "Signing in…" : "Sign in";
     if (st.paused) text += " · sync paused";
     if (st.disk_full) text += " · sync paused: the disk is full (it resumes by itself when there is room)";
     $("banner").dataset.mode = st.shown;
@@ -427,6 +433,10 @@ async function start() {
   $("btn-theme").textContent = dark ? "Light" : "Dark";
   $("btn-theme").addEventListener("click", () => setTheme(!isDark()));
   $("btn-sync").addEventListener("click", syncNow);
+  $("btn-signin").addEventListener("click", () => {
+    $("btn-signin").disabled = true;
+    call("sign_in").then(() => { toast("Signing in…"); refreshStatus(); }, fail);
+  });
   $("btn-force").addEventListener("click", () => {
     const to = S.status && (S.status.mode === "continuity" || S.status.mode === "recovering") ? "normal" : "continuity";
     call("force", to).then(() => toast(to === "normal" ? "Going back to normal…" : "Switching to continuity…"), fail);
