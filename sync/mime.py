@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from email import policy as email_policy
 from email.header import Header
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
@@ -110,6 +111,43 @@ class Parsed:
             return None
 
 
+class _TolerantHeaders(HeaderRegistry):
+    """The stdlib's header classes, except that a value they cannot parse never raises.
+
+    Python's parser builds header objects while it parses (the feed parser asks each part's Content-Type
+    for its type), and some broken values make the stdlib raise there (IndexError for a parameter cut
+    short, e.g. `name*` at the end of the value), which would leave the whole message unreadable. A
+    value that fails is retried with only the parameters that parse on their own (a multipart keeps its
+    boundary), and else kept as unstructured text.
+    """
+
+    _plain = HeaderRegistry(default_class=UnstructuredHeader, use_default_map=False)
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        try:
+            return super().__call__(name, value)
+        except Exception as exc:
+            log.debug("a %s header the stdlib cannot parse (%s): repaired", name, type(exc).__name__)
+        first, *params = value.split(";")
+        kept = first
+        for param in params:
+            if self._parses(name, f"{kept};{param}"):
+                kept = f"{kept};{param}"
+        return super().__call__(name, kept) if self._parses(name, kept) else self._plain(name, value)
+
+    def _parses(self, name: str, value: str) -> bool:
+        try:
+            super().__call__(name, value)
+        except Exception as exc:
+            log.debug("dropped a part of a %s header (%s)", name, type(exc).__name__)
+            return False
+        return True
+
+
+# Incoming mail is parsed with this policy: policy.default with header values that never raise.
+INCOMING = email_policy.default.clone(header_factory=_TolerantHeaders())
+
+
 def parse(raw: bytes) -> Parsed:
     """Parse raw RFC 5322 bytes; never raises (problems are recorded in the summary)."""
     try:
@@ -159,7 +197,7 @@ class _Parser:
             self.note("the message contains NUL bytes (removed for display)")
             data = data.replace(b"\x00", b"")
         data = self.tidy_headers(data)
-        msg = BytesParser(policy=email_policy.default).parsebytes(data)
+        msg = BytesParser(policy=INCOMING).parsebytes(data)
         if not msg.keys():
             return _raw_only(self.raw, None, ["no usable header lines; shown as raw text"])
         self.collect_defects(msg)
@@ -659,7 +697,7 @@ def _smime_signed_content(der: bytes) -> Message | None:
         return None
     if not isinstance(content, bytes):
         return None
-    return BytesParser(policy=email_policy.default).parsebytes(content)
+    return BytesParser(policy=INCOMING).parsebytes(content)
 
 
 def _recover_multipart(part: Message, ctype: str) -> Message | None:
@@ -672,7 +710,7 @@ def _recover_multipart(part: Message, ctype: str) -> Message | None:
         return None
     head = b"Content-Type: " + ctype.encode() + b'; boundary="' + m.group(1) + b'"\r\n\r\n'
     try:
-        again = BytesParser(policy=email_policy.default).parsebytes(head + body)
+        again = BytesParser(policy=INCOMING).parsebytes(head + body)
     except Exception:
         return None
     payload = again.get_payload()

@@ -751,3 +751,23 @@ def test_build_writes_exactly_the_given_text_or_refuses(subject: str, name: str,
     assert part.get_filename() == (filename.strip() or "attachment")
     assert {k.lower() for k in part} <= {"content-type", "content-transfer-encoding", "content-disposition",
                                          "mime-version"}
+
+
+def test_parameters_cut_short_keep_the_rest_of_the_message() -> None:
+    """Tried: Content-Type and Content-Disposition values whose last parameter is cut short (`charset*`,
+    `x*`, `filename*` with no `=`): Python's parser raises IndexError on them while it parses (found by
+    hypothesis splicing bytes). The message still parses, keeps its multipart boundary, its text and its
+    attachment with the name from the parameters that were whole."""
+    raw = (b"From: a@example.com\r\nTo: b@example.com\r\nSubject: cut\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"; charset*\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--b\r\nContent-Type: application/pdf; name*=utf-8''%C3%A4.pdf; x*\r\n"
+           b"Content-Disposition: attachment; filename*\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"JVBERi0=\r\n--b--\r\n")
+    with pytest.raises(IndexError):  # the stdlib's own parser, as Lifeboat used it before
+        BytesParser(policy=policy.default).parsebytes(raw)
+    parsed = mime.parse(raw)
+    assert not _rescued(parsed) and parsed.text.strip() == "hello"
+    [info] = parsed.summary.attachments
+    assert (info.filename, info.content_type) == ("ä.pdf", "application/pdf")
+    assert parsed.attachment(info.index) == b"%PDF-"
