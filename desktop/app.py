@@ -149,7 +149,7 @@ class App:
     def _watch(self, c: worker.Continuity) -> None:
         """Make the tray show the persisted mode (a CLI `lifeboat failover` may also change it)."""
         state = c.monitor.refresh()
-        conditions = tuple(n for n in ("offline", "sign_in_needed") if getattr(state, n))
+        conditions = tuple(n for n in ("offline", "sign_in_needed", "network_blocked") if getattr(state, n))
         shown = (state.mode.value, conditions)
         if shown == self.shown:
             return
