@@ -77,7 +77,7 @@ class ConnectProxy:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            method, target, _version = (line.split(" ") + ["", ""])[:3]
+            method, target, _version = ([*line.split(" "), "", ""])[:3]
             self.connects.append(f"{method} {target}")
             if len(self.connects) > self.max_connections or method != "CONNECT":
                 writer.write(ANSWERS["403"])
@@ -93,7 +93,7 @@ class ConnectProxy:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -106,7 +106,7 @@ class ConnectProxy:
             while data := await asyncio.wait_for(src.read(65536), 60):
                 dst.write(data)
                 await dst.drain()
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         finally:
             with contextlib.suppress(Exception):
