@@ -65,3 +65,15 @@ def test_a_proxy_setting_that_is_not_a_url_is_a_config_error() -> None:
         with pytest.raises(ConfigError, match="proxy"):
             network.session(proxy=bad)
     assert network.session(proxy="proxy.contoso.com:8080").proxies["https"] == "http://proxy.contoso.com:8080"
+
+
+@pytest.mark.parametrize("exc", [_proxy_error("407 Proxy Authentication Required"),
+                                 _proxy_error("502 Bad Gateway"), _untrusted()])
+def test_a_send_the_network_stopped_before_it_left_is_never_maybe_sent(exc: Exception) -> None:
+    """Tried: sendMail through a proxy that refused the tunnel (407, 502) or past a certificate not trusted:
+    the request never reached Microsoft, so it is deferred and retried (never MaybeSent, which would make
+    the user decide about a message that was certainly not sent)."""
+    from sync.errors import MaybeSent
+
+    err = transport_error(exc, "send", "https://graph.microsoft.com/v1.0/me/sendMail", sends=True)  # type: ignore[arg-type]
+    assert isinstance(err, Unreachable) and not isinstance(err, MaybeSent)

@@ -216,5 +216,5 @@ def test_a_blocked_network_has_its_own_state_and_words():
     assert tray_mod.shown_state("continuity", ["network_blocked"]) == "network_blocked"
     assert tray_mod.shown_state("normal", ["network_blocked", "sign_in_needed"]) == "sign_in_needed"
     assert tray_mod.shown_state("normal", ["network_blocked", "offline"]) == "offline"
-    title, body = tray_mod.MESSAGES["network_blocked"]
+    _title, body = tray_mod.MESSAGES["network_blocked"]
     assert "not an outage" in body and "lifeboat doctor" in body

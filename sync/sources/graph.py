@@ -80,8 +80,9 @@ LARGE_FILTER = ("singleValueExtendedProperties/any(ep: ep/id eq 'Integer 0x0E08'
 def connected(exc: requests.RequestException) -> bool:
     """False if no connection was made (refused, no route, connect timeout, TLS), so the request never
     left; True if it failed after the request was handed over (a read timeout, a dropped or cut answer)."""
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
-        return False
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError
+                  | requests.exceptions.ProxyError):
+        return False  # a ProxyError: the proxy or its CONNECT tunnel failed before our request went in
     if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError
                   | requests.exceptions.ContentDecodingError):
         return True
@@ -99,12 +100,12 @@ def transport_error(exc: requests.RequestException, what: str, url: str, *, peer
     a certificate the system does not trust or a proxy that refuses is NetworkBlocked (never an outage).
     With `sends` (the request hands a message over), one that may have arrived is MaybeSent instead."""
     tag = f" (request {rid})" if rid else ""
+    refused = network.blocked(exc, what, urlsplit(url).netloc)
+    if refused is not None:  # our side's network said no (TLS inspection, a proxy): not an outage, not sent
+        return refused
     if sends and connected(exc):
         return MaybeSent(f"{what}: no answer from {peer} after the request went out{tag}; the message "
                          "may have been accepted")
-    refused = network.blocked(exc, what, urlsplit(url).netloc)
-    if refused is not None:  # our side's network said no (TLS inspection, a proxy): not an outage
-        return refused
     if isinstance(exc, requests.exceptions.SSLError):
         return Unreachable(f"{what}: TLS with {urlsplit(url).netloc} failed{tag}")
     if isinstance(exc, requests.Timeout):
