@@ -34,6 +34,8 @@ PROPS = {
     "BACKUPSMTPHOST": "relay.contoso.com", "BACKUPSMTPPORT": "2525", "BACKUPSMTPSECURITY": "tls",
     "BACKUPSENDER": "outage@contoso.com", "CACHEDAYS": "14", "CACHEMAXMB": "512", "FAILOVERAFTER": "45",
     "RECOVERAFTER": "60", "REFERENCEURL": "https://intranet.contoso.com/", "FORCEMODE": "continuity",
+    # .test never resolves; the missing CA file stops doctor's network check before any connection
+    "CAFILE": r"C:\ProgramData\Contoso\inspection-root.pem", "PROXY": "http://proxy.contoso.test:8080",
     "EWSURL": "",  # an empty property writes nothing (kept last: wine joins "P=" with the next word)
 }
 
