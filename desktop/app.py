@@ -193,7 +193,7 @@ class App:
         what changed to the Event Log."""
         worker.observe(self.events, c)
         state = c.monitor.refresh()
-        conditions = tuple(n for n in ("offline", "sign_in_needed") if getattr(state, n))
+        conditions = tuple(n for n in ("offline", "sign_in_needed", "network_blocked") if getattr(state, n))
         shown = (state.mode.value, conditions)
         if shown == self.shown:
             return

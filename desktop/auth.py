@@ -1,8 +1,10 @@
 """Sign-in with msal: the Windows account through the WAM broker, the system browser, or device code.
 
 `MsalAuth(config, home)` implements sync.ports.TokenProvider (`token()`) and reports `state()`:
-"signed_in" | "sign_in_needed" | "offline", never a traceback. The token cache lives in
-msal-extensions' encrypted persistence (DPAPI / Keychain / libsecret) at <home>/msal_cache.bin;
+"signed_in" | "sign_in_needed" | "offline" | "network_blocked", never a traceback. msal talks through
+sync.sources.network's session (the system's certificate store, the proxy setting or the system's).
+The token cache lives in msal-extensions' encrypted persistence (DPAPI / Keychain / libsecret) at
+<home>/msal_cache.bin;
 msal's http_cache (the authority's discovery answers, which msal keeps 24 hours) is persisted beside it
 so the app constructs offline, and re-fetched from the authority every DISCOVERY_REFRESH seconds while
 sign-in works, so an offline start up to about a day after the app was last online still constructs.
@@ -19,6 +21,7 @@ DEFAULT_ACCOUNT_RETRY seconds at most. Device code can be turned off by policy (
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -35,8 +38,17 @@ from urllib.parse import urlsplit
 import requests
 
 from desktop.config import Config
-from sync.errors import AuthRequired, ConfigError, KeyMissing, LifeboatError, Offline, Unreachable
+from sync.errors import (
+    AuthRequired,
+    ConfigError,
+    KeyMissing,
+    LifeboatError,
+    NetworkBlocked,
+    Offline,
+    Unreachable,
+)
 from sync.private_files import private_dir
+from sync.sources import network
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +82,7 @@ BROWSER_TIMEOUT = 600.0  # seconds the user has to finish signing in in the brow
 
 SIGNED_IN, SIGN_IN_NEEDED, OFFLINE = "signed_in", "sign_in_needed", "offline"
 CANCELLED = "the sign-in was cancelled"
+NETWORK_BLOCKED = "network_blocked"  # TLS inspection not trusted, or a proxy refused: not offline
 KEYSTORE_FIX = (
     "run Lifeboat in a desktop session with a keystore (Windows Credential Manager, macOS Keychain, "
     "or a Secret Service such as gnome-keyring on Linux; headless: `dbus-run-session` plus "
@@ -183,7 +196,8 @@ def kept_token_cache(persistence: Any) -> Any:
 
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
-    """msal's network and service errors as sync.errors: a TLS failure is Unreachable (check ca_file),
+    """msal's network and service errors as sync.errors: a certificate the system does not trust or a
+    proxy that refuses is NetworkBlocked (sync.sources.network.blocked), another TLS failure Unreachable,
     no answer is Offline, a 5xx from a discovery endpoint (msal's MsalServiceError) is Unreachable, an
     authority msal refuses (ValueError, e.g. invalid_instance or a 4xx from tenant discovery) is a
     ConfigError."""
@@ -191,10 +205,12 @@ def _translated(what: str) -> Iterator[None]:
 
     try:
         yield
-    except requests.exceptions.SSLError as exc:
-        raise Unreachable("the sign-in authority's TLS certificate could not be verified",
-                          fix="check the ca_file setting") from exc
     except requests.RequestException as exc:
+        refused = network.blocked(exc, f"sign-in ({what})", "the sign-in authority")
+        if refused is not None:  # TLS inspection or a proxy on our side: never an outage, never offline
+            raise refused from exc
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise Unreachable("TLS with the sign-in authority failed") from exc
         raise Offline(f"the sign-in authority cannot be reached to {what} ({type(exc).__name__})",
                       fix="Lifeboat signs in again by itself once the authority answers") from exc
     except MsalServiceError as exc:
@@ -237,12 +253,14 @@ def check_authority(config: Config, timeout: float = 10.0) -> str:
     url = discovery_url(config.authority)
     host = urlsplit(url).hostname or url
     try:
-        resp = requests.get(url, timeout=timeout, verify=config.ca_file or True)
-    except requests.exceptions.SSLError as exc:
-        raise Unreachable(f"the sign-in authority {host} answered, but its TLS certificate is not trusted "
-                          f"here ({type(exc.__context__ or exc).__name__})",
-                          fix="if your network inspects TLS, give its root CA as ca_file; otherwise check "
-                              "the authority_url") from exc
+        with network.session(config.ca_file or None, config.proxy or None, pool_maxsize=1) as session:
+            resp = session.get(url, timeout=timeout)
+    except (requests.exceptions.ProxyError, requests.exceptions.SSLError) as exc:
+        found = network.blocked(exc, "sign-in", host)  # TLS inspection not trusted, a proxy's 407/403
+        if found is not None:
+            raise found from exc
+        raise Unreachable(f"the sign-in authority {host} or the proxy on the way failed "
+                          f"({type(exc).__name__})", fix="check the network and the proxy setting") from exc
     except requests.exceptions.Timeout as exc:
         raise Unreachable(f"the sign-in authority {host} did not answer within {timeout:g} s",
                           fix="check the network, proxy and firewall for this host") from exc
@@ -312,9 +330,8 @@ class MsalAuth:
         if not config.client_id:
             raise ConfigError("no client_id configured",
                               fix="set client_id in the [account] section of the config (or by policy)")
-        if config.ca_file and not Path(config.ca_file).is_file():
-            raise ConfigError(f"ca_file {config.ca_file!r} does not exist",
-                              fix="point ca_file at the PEM bundle to trust (e.g. the simulator's ca.pem)")
+        network.check_ca_file(config.ca_file)
+        network.check_proxy(config.proxy)
         self.config = config
         self.home = home or config.home
         self.timeout = timeout
@@ -373,11 +390,18 @@ class MsalAuth:
                 self.config.client_id,
                 token_cache=cache,
                 http_cache=http_cache,
-                verify=self.config.ca_file or True,
-                timeout=self.timeout,
+                http_client=self._http_client(),
                 **authority_kwargs(self.config.authority),
                 **opt_in,
             )
+
+    def _http_client(self) -> requests.Session:
+        """msal's transport: the system's certificate store plus ca_file, the proxy setting else the
+        system's (sync.sources.network), msal's own one retry, and our timeout on every request (msal
+        applies `timeout` only to a session it builds itself)."""
+        session = network.session(self.config.ca_file or None, self.config.proxy or None, retries=1)
+        session.request = functools.partial(session.request, timeout=self.timeout)  # type: ignore[method-assign]
+        return session
 
     def app(self) -> Any:
         """The msal application, built once (offline too, while the persisted discovery answers are
@@ -492,12 +516,16 @@ class MsalAuth:
             self._force_refresh = True
 
     def state(self) -> str:
-        """"signed_in", "sign_in_needed" or "offline"; never raises for network or sign-in trouble."""
+        """"signed_in", "sign_in_needed", "offline" or "network_blocked"; never raises for network or
+        sign-in trouble."""
         try:
             self.token()
             return SIGNED_IN
         except AuthRequired:
             return SIGN_IN_NEEDED
+        except NetworkBlocked as exc:
+            self.last_error = str(exc)
+            return NETWORK_BLOCKED
         except Unreachable as exc:
             self.last_error = str(exc)
             return OFFLINE

@@ -364,7 +364,8 @@ def provider_checks(cfg: config_mod.Config) -> list[dict[str, Any]]:
     if not cfg.client_id:
         add("authority", "warn", "no client_id configured, so the authority, sign-in and Graph are not "
                                  "checked (see \"Use it with your tenant\" in the README)")
-    else:
+    else:  # can this network reach Microsoft as Lifeboat does (trust, proxy)? then sign-in and Graph
+        checks.extend(network_checks(cfg))
         _sign_in_checks(cfg, add)
     if not cfg.backup_smtp_host:
         add("relay", "warn", "no backup relay configured (backup_smtp_host): mail waits in the outbox "
@@ -405,7 +406,7 @@ def _sign_in_checks(cfg: config_mod.Config, add: Callable[[str, str, str], None]
         add("graph", "warn", "not checked: Graph needs a sign-in")
         return
     add("sign-in", "ok", f"signed in as {auth.account() or 'the configured user'}")
-    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None)
+    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None)
     stage = "graph"
     try:
         add("graph", "ok", f"GET /me answered with the token ({source.me() or 'a user'})")
@@ -417,6 +418,31 @@ def _sign_in_checks(cfg: config_mod.Config, add: Callable[[str, str, str], None]
             else f"the directory answers but the mailbox does not: {exc}")
     finally:
         source.close()
+def network_checks(cfg: config_mod.Config) -> list[dict[str, Any]]:
+    """The path to the sign-in authority and to Graph through Lifeboat's own trust (the system's store
+    plus ca_file) and proxy: "fail" when the network blocks it (TLS inspection not trusted, a proxy's
+    407/403) with the fix naming the setting, "warn" when nothing answers (offline or an outage)."""
+    from sync.errors import NetworkBlocked, Unreachable
+    from sync.sources import network
+
+    out: list[dict[str, Any]] = []
+    proxy = cfg.proxy or "the system's proxy settings"
+    targets = (("sign-in", cfg.authority.rstrip("/") + "/v2.0/.well-known/openid-configuration"),
+               ("graph", cfg.graph_url))
+    for name, url in targets:
+        try:
+            status = network.reach(url, name, cfg.ca_file or None, cfg.proxy or None)
+        except NetworkBlocked as exc:
+            out.append({"name": f"network {name}", "status": "fail", "detail": str(exc)})
+        except Unreachable as exc:
+            out.append({"name": f"network {name}", "status": "warn",
+                        "detail": f"{exc} (offline, or the service is down; through {proxy})"})
+        except LifeboatError as exc:  # a bad ca_file or proxy setting
+            out.append({"name": f"network {name}", "status": "fail", "detail": str(exc)})
+        else:
+            out.append({"name": f"network {name}", "status": "ok",
+                        "detail": f"answered {status} through {proxy}, certificate trusted"})
+    return out
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -485,7 +511,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     auth = MsalAuth(cfg)
-    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None)
+    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None)
     with open_cache(cfg) as store:
         while True:
             first = store.get_setting("sync.last_success_at") is None

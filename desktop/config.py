@@ -39,7 +39,12 @@ class Config:
     authority_url: str = "https://login.microsoftonline.com/{tenant}"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ews_url: str = ""
-    ca_file: str = ""  # an extra CA bundle to trust for the provider (the simulator's ca.pem)
+    # a CA (PEM) trusted in addition to the system's certificate store, for Graph, sign-in and the
+    # reference URL (TLS inspection whose root is not in the store; the simulator's ca.pem)
+    ca_file: str = ""
+    # the HTTP proxy for Graph, sign-in and the reference URL (http://host:port); empty: the system's
+    # (HTTPS_PROXY/NO_PROXY, the Windows or macOS static proxy). PAC and WPAD are not read.
+    proxy: str = ""
     allow_device_code: str = "yes"  # "no": sign-in with a code on another device is refused (policy)
     # [sync]
     # "*": Inbox, Sent Items, Drafts, Archive and the user's folders (not Deleted Items, Junk, Outbox)
@@ -92,7 +97,7 @@ class Config:
 
 SECTIONS = {
     "account": ("tenant", "client_id", "username", "authority_url", "graph_url", "ews_url", "ca_file",
-                "allow_device_code"),
+                "proxy", "allow_device_code"),
     "sync": ("folders", "cache_days", "cache_max_mb", "sync_interval_seconds"),
     "backup": (
         "backup_smtp_host", "backup_smtp_port", "backup_smtp_security", "backup_smtp_username",

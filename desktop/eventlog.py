@@ -98,8 +98,9 @@ class Record:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the Event Log follows. `network_blocked` is the condition helper F adds to the failover state
-    (read when the state has it); `needs_user`: outbox items that need the user, seen in this run."""
+    """What the Event Log follows: the failover state's mode and conditions (`network_blocked`: TLS
+    inspection not trusted or a proxy refusing); `needs_user`: outbox items that need the user, seen in
+    this run."""
 
     mode: str = "normal"
     sign_in_needed: bool = False
@@ -116,7 +117,7 @@ class Snapshot:
         """From a sync.failover.State (duck-typed)."""
         return cls(mode=str(getattr(state.mode, "value", state.mode)),
                    sign_in_needed=bool(state.sign_in_needed),
-                   network_blocked=bool(getattr(state, "network_blocked", False)),
+                   network_blocked=bool(state.network_blocked),
                    relay_failing=relay_failing, needs_user=needs_user)
 
 

@@ -72,6 +72,23 @@ POLICIES: tuple[PolicyValue, ...] = (
         "mailboxes.",
     ),
     PolicyValue(
+        "CAFILE", "CaFile", "ca_file", "string", "Extra trusted root certificate (TLS inspection)",
+        "The full path of a PEM file with a root certificate Lifeboat trusts in addition to the "
+        "Windows certificate store, for Microsoft Graph, sign-in and the reference URL. Lifeboat "
+        "already trusts the Windows store, so a TLS inspection root deployed there by Group Policy or "
+        "Intune needs nothing here. Not configured: the Windows certificate store only.",
+    ),
+    PolicyValue(
+        "PROXY", "Proxy", "proxy", "string", "HTTP proxy",
+        "The proxy for Microsoft Graph, sign-in and the reference URL, as http://host:port. Not "
+        "configured: the static proxy of the user's Internet Options (ProxyServer, with its bypass "
+        "list) or HTTPS_PROXY; netsh winhttp settings are not read. Proxy auto-configuration (PAC, "
+        "WPAD) is not read, and a proxy that "
+        "asks for NTLM, Kerberos or Negotiate authentication (407) is shown to the user as "
+        "'proxy authentication required', never as an outage. The backup relay is always reached "
+        "directly (SMTP).",
+    ),
+    PolicyValue(
         "ALLOWDEVICECODE", "AllowDeviceCode", "allow_device_code", "enum",
         "Allow sign-in with a code on another device",
         "yes: users may sign in with a device code (`lifeboat login --device-code`: a code typed on "

@@ -28,6 +28,7 @@ LOOK = {
     "recovering": ((11, 87, 208), "Recovering"),
     "offline": ((110, 110, 110), "Offline"),
     "sign_in_needed": ((179, 38, 30), "Sign-in needed"),
+    "network_blocked": ((120, 60, 160), "The network blocks Microsoft 365"),
 }
 MESSAGES = {
     "normal": ("Lifeboat: back to normal", "Mail goes through Microsoft 365 again."),
@@ -44,16 +45,21 @@ MESSAGES = {
                 "New mail waits in the outbox until the network is back."),
     "sign_in_needed": ("Lifeboat: sign-in needed",
                        "Microsoft 365 needs you to sign in: choose Sign in in the tray menu or the window."),
+    "network_blocked": ("Lifeboat: the network blocks Microsoft 365",
+                        "A certificate this computer does not trust, or a proxy that refuses: not an "
+                        "outage. Run `lifeboat doctor` or ask IT."),
 }
 
 
 def shown_state(mode: str, conditions: Iterable[str] = ()) -> str:
-    """What the user sees: sign-in trouble and being offline outrank the mode."""
+    """What the user sees: sign-in trouble, being offline and a blocked network outrank the mode."""
     conds = set(conditions)
     if "sign_in_needed" in conds:
         return "sign_in_needed"
     if "offline" in conds:
         return "offline"
+    if "network_blocked" in conds:
+        return "network_blocked"
     if mode not in LOOK:
         raise ValueError(f"unknown mode {mode!r} (known: {', '.join(LOOK)})")
     return mode
@@ -69,7 +75,7 @@ def icon_for(state: str, size: int = 64) -> Image.Image:
     c = size / 2
     white = (255, 255, 255, 255)
     d.ellipse((c - r_out, c - r_out, c + r_out, c + r_out), outline=white, width=max(2, size // 9))
-    if state in ("offline", "sign_in_needed"):
+    if state in ("offline", "sign_in_needed", "network_blocked"):
         d.line((c - r_out, c + r_out, c + r_out, c - r_out), fill=white, width=max(2, size // 12))
     elif state == "continuity":
         d.ellipse((c - r_in / 2, c - r_in / 2, c + r_in / 2, c + r_in / 2), fill=white)

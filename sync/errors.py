@@ -8,6 +8,9 @@
     │                       lacks a permission IT must grant; permanent for that request, not an outage
     ├── Unreachable         the provider or a relay did not answer (timeout, refused, 5xx, hang)
     │   ├── Offline         this machine has no network at all
+    │   ├── NetworkBlocked  the network on our side refuses (a certificate the system does not trust:
+    │   │                   TLS inspection; a proxy answering 407/403): never a provider outage, the
+    │   │                   failover raises its `network_blocked` condition instead; `reason` is short
     │   └── Retryable       worth one more try on a new connection (5xx, a dropped connection, a cut
     │                       answer); `retry_after` is the server's Retry-After, None when it gave none
     ├── AuthRequired        the provider answered but rejected our sign-in
@@ -77,6 +80,18 @@ class Unreachable(LifeboatError):
 
 class Offline(Unreachable):
     pass
+
+
+class NetworkBlocked(Unreachable):
+    """The request never reached Microsoft because the network between (TLS inspection with a root the
+    system does not trust, a proxy that wants authentication or refuses) said no. It is Unreachable so
+    every caller defers its work as for no answer, but the failover never counts it as an outage
+    (sync.health): the relay may answer while every Graph request is blocked, and the whole fleet would
+    fail over. `reason` is the short form shown in the tray and `lifeboat status`."""
+
+    def __init__(self, message: str, *, reason: str = "", fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.reason = reason or message
 
 
 class Retryable(Unreachable):

@@ -1,12 +1,13 @@
 """The failover state machine, pure: `step(state, event, policy) -> (state, effects)`.
 
 Main types: Policy (thresholds, overridable by machine policy), State (mode + counters + the
-`offline`/`sign_in_needed` conditions), past-tense events, imperative effects. Invariants: one
-failed probe never enters CONTINUITY; a provider failure (a failed probe round, or a failed mail
-request reported as passive evidence with a reference checked) counts only while an unrelated
-reference answers, and only a good probe round ends a run of failures; 429 and sign-in failures never
-change the mode; the send route is BACKUP exactly in CONTINUITY. `entry_probability` computes, over
-these very steps, how likely random mail failures at a given rate are to enter CONTINUITY.
+`offline`/`sign_in_needed`/`network_blocked` conditions), past-tense events, imperative effects.
+Invariants: one failed probe never enters CONTINUITY; a provider failure (a failed probe round, or a
+failed mail request reported as passive evidence with a reference checked) counts only while an
+unrelated reference answers, and only a good probe round ends a run of failures; 429, sign-in failures
+and a blocked network (a certificate the system does not trust, a proxy refusing) never change the
+mode; the send route is BACKUP exactly in CONTINUITY. `entry_probability` computes, over these very
+steps, how likely random mail failures at a given rate are to enter CONTINUITY.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class State:
     first_success_at: datetime | None = None
     offline: bool = False
     sign_in_needed: bool = False
+    # our side's network refuses (TLS inspection not trusted, a proxy's 407/403): never an outage
+    network_blocked: bool = False
+    network_reason: str = ""  # its short reason ("certificate not trusted", "proxy refused (403)")
     forced: str = "auto"  # "auto" | "continuity" | "normal"
     forced_by: str = ""  # "" | "user" | "admin"
 
@@ -132,6 +136,8 @@ class State:
                 first_success_at=when("first_success_at"),
                 offline=bool(data.get("offline", False)),
                 sign_in_needed=bool(data.get("sign_in_needed", False)),
+                network_blocked=bool(data.get("network_blocked", False)),
+                network_reason=str(data.get("network_reason", "")),
                 forced=forced,
                 forced_by=str(data.get("forced_by", "")),
             )
@@ -147,6 +153,7 @@ class ProviderStatus(StrEnum):
     FAILED = "failed"  # no answer, timeout, refused, 5xx
     THROTTLED = "throttled"  # 429: not an outage
     AUTH_FAILED = "auth_failed"  # the provider answered but rejected our sign-in
+    BLOCKED = "blocked"  # our side's network refused (TLS inspection, a proxy): not an outage
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,7 @@ class ProbeResult:
     provider: ProviderStatus
     reference_ok: bool | None = None  # None: no reference was probed
     reason: str = ""
+    blocked: str = ""  # with BLOCKED: the short reason ("certificate not trusted", "proxy refused (407)")
 
 
 @dataclass(frozen=True)
@@ -180,8 +188,10 @@ class UserForced:
 
 def round_status(statuses: list[ProviderStatus]) -> ProviderStatus:
     """One probe round of several requests sent at once: OK if any answered OK; else the provider did
-    answer if any was throttled or refused our sign-in (not an outage); FAILED only if all failed."""
-    for status in (ProviderStatus.OK, ProviderStatus.THROTTLED, ProviderStatus.AUTH_FAILED):
+    answer if any was throttled or refused our sign-in (not an outage); BLOCKED if our network refused
+    one (never an outage either); FAILED only if all failed."""
+    for status in (ProviderStatus.OK, ProviderStatus.THROTTLED, ProviderStatus.AUTH_FAILED,
+                   ProviderStatus.BLOCKED):
         if status in statuses:
             return status
     return ProviderStatus.FAILED
@@ -351,6 +361,18 @@ def _on_user_forced(state: State, event: UserForced, effects: list[Effect]) -> S
 
 def _on_probe(state: State, ev: ProbeResult, policy: Policy, effects: list[Effect]) -> State:
     new = state
+    if ev.provider is ProviderStatus.BLOCKED:  # neither counts nor ends a run of failures
+        why = ev.blocked or "the network refused"
+        if not new.network_blocked or new.network_reason != why:
+            effects.append(Notify(
+                "The network blocks Microsoft 365",
+                f"{why}: this is not an outage, so Lifeboat stays in {new.mode.value} mode. "
+                "Run `lifeboat doctor` or ask IT.",
+            ))
+            effects.append(LogEvent("network_blocked", ev.reason or why))
+        return dataclasses.replace(new, offline=False, network_blocked=True, network_reason=why)
+    new = dataclasses.replace(new, network_blocked=False, network_reason="") if ev.provider in (
+        ProviderStatus.OK, ProviderStatus.THROTTLED, ProviderStatus.AUTH_FAILED) else new
     if ev.provider is ProviderStatus.THROTTLED:
         return dataclasses.replace(new, offline=False)
     if ev.provider is ProviderStatus.AUTH_FAILED:
@@ -360,7 +382,7 @@ def _on_probe(state: State, ev: ProbeResult, policy: Policy, effects: list[Effec
             effects.append(LogEvent("sign_in_needed", ev.reason or "the provider rejected our token"))
         return dataclasses.replace(new, offline=False, sign_in_needed=True)
     if ev.provider is ProviderStatus.OK:
-        if new.offline or new.sign_in_needed:
+        if new.offline or new.sign_in_needed or state.network_blocked:
             effects.append(LogEvent("conditions", "provider answered: online and signed in"))
         new = dataclasses.replace(new, offline=False, sign_in_needed=False)
         if new.forced != "auto":

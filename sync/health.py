@@ -24,6 +24,7 @@ from sync.errors import (
     CacheCorrupt,
     ConfigError,
     LifeboatError,
+    NetworkBlocked,
     Throttled,
     Unreachable,
 )
@@ -47,9 +48,12 @@ class SystemClock:
 
 
 def provider_status(source: Probe) -> tuple[ProviderStatus, str]:
-    """Probe the provider once and say how it answered (never raises for network or sign-in trouble)."""
+    """Probe the provider once and say how it answered (never raises for network or sign-in trouble).
+    A NetworkBlocked (TLS inspection not trusted, a proxy refusing) is BLOCKED, never FAILED."""
     try:
         source.probe()
+    except NetworkBlocked as exc:
+        return ProviderStatus.BLOCKED, exc.reason
     except Throttled as exc:
         return ProviderStatus.THROTTLED, str(exc)
     except AuthRequired as exc:
@@ -207,7 +211,8 @@ class Monitor:
             reference_ok, why = any_reference_ok(self.references, self.reference_timeout)
             if reference_ok is False:
                 reason = f"{reason}; no reference answered either ({why})"
-        return ProbeResult(at=at, provider=status, reference_ok=reference_ok, reason=reason)
+        blocked = reason.split("; ")[0] if status is ProviderStatus.BLOCKED else ""
+        return ProbeResult(at=at, provider=status, reference_ok=reference_ok, reason=reason, blocked=blocked)
 
     def tick(self) -> list[Effect]:
         """Probe, step, persist: the health worker's tick."""
@@ -218,7 +223,11 @@ class Monitor:
         """Passive evidence from a failed mail request (sync, send, reconcile). Only "did not answer"
         counts (no answer, timeout, reset, 5xx: Unreachable; a 429 or a rejected sign-in is not an
         outage). The references are probed as for a failed probe round, and the failure then counts the
-        same way (failover.step); a probe round is asked for at once, so a good one ends the run."""
+        same way (failover.step); a probe round is asked for at once, so a good one ends the run.
+        A NetworkBlocked never counts: a probe round is asked for, which raises the condition."""
+        if isinstance(exc, NetworkBlocked):
+            self.wake.set()
+            return []
         if not isinstance(exc, Unreachable):
             return []
         reference_ok, why = any_reference_ok(self.references, self.reference_timeout)
@@ -246,6 +255,8 @@ def mode_json(store: Store, now: datetime, events: int = 10) -> dict[str, object
         "reason": damaged or state.reason,
         "offline": state.offline,
         "sign_in_needed": state.sign_in_needed,
+        "network_blocked": state.network_blocked,
+        "network_reason": state.network_reason,
         "forced": state.forced,
         "forced_by": state.forced_by,
         "route": failover.route_for(state.mode).value,

@@ -42,10 +42,9 @@ DEFAULT_SIMULATOR = {"messages": 60, "seed": 11}
 FAST_MODULES = {
     "test_bridge", "test_cli", "test_cli_input", "test_compose", "test_corpus", "test_eventlog",
     "test_failover", "test_filenames", "test_jsapi", "test_layering", "test_mime", "test_mime_corpus",
-    "test_msi_build",
-    "test_outbox", "test_plan", "test_policy_admx", "test_policy_registry", "test_query", "test_store",
-    "test_servicing", "test_store_failure", "test_sync_governor", "test_tenant_scripts", "test_ui_safehtml",
-    "test_ui_view",
+    "test_msi_build", "test_network_errors", "test_outbox", "test_plan", "test_policy_admx",
+    "test_policy_registry", "test_query", "test_servicing", "test_store", "test_store_failure",
+    "test_sync_governor", "test_tenant_scripts", "test_ui_safehtml", "test_ui_view",
 }
 
 

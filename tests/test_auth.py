@@ -117,14 +117,17 @@ def test_starts_offline_from_the_persisted_http_cache(cfg: Config, sim: SimProce
 
 
 def test_wrong_or_missing_ca_is_a_clear_error(cfg: Config, tmp_path: Path) -> None:
-    """Trusting only the public CAs (not the simulator's): state offline, and the reason names the
-    certificate check. A ca_file that does not exist is a ConfigError naming the setting."""
+    """Trusting only the public CAs (not the simulator's): state network_blocked (issue 12: a certificate
+    this machine does not trust is TLS inspection or a wrong root, never "offline", never an outage), and
+    the reason names the certificate check and the setting. A ca_file that does not exist is a
+    ConfigError naming the setting."""
     import dataclasses
 
     import certifi
 
     auth = MsalAuth(dataclasses.replace(cfg, ca_file=certifi.where(), data_dir=str(tmp_path / "h2")))
-    assert auth.state() == "offline" and "certificate" in auth.last_error
+    assert auth.state() == "network_blocked" and "certificate" in auth.last_error
+    assert "not trusted" in auth.last_error and "ca_file" in auth.last_error
     with pytest.raises(ConfigError, match="ca_file"):
         MsalAuth(dataclasses.replace(cfg, ca_file=str(tmp_path / "missing.pem")))
 

@@ -394,3 +394,48 @@ def test_send_route_is_backup_exactly_in_continuity(policy, seq, forced):
         if forced == "normal":
             assert state.mode is not Mode.CONTINUITY
         assert State.from_json(state.to_json()) == state
+
+
+# ---- issue 12: a blocked network (TLS inspection not trusted, a proxy refusing) is never an outage
+
+
+def blocked(s: float, why: str = "proxy authentication required (407)") -> ProbeResult:
+    return ProbeResult(at(s), ProviderStatus.BLOCKED, None, why, blocked=why)
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=policies, mode=modes, failures=st.integers(0, 5), succ=st.integers(0, 5),
+       dt=st.floats(0, 1000), rounds=st.integers(1, 200))
+def test_a_blocked_network_never_changes_the_mode_however_long(policy, mode, failures, succ, dt, rounds):
+    """Tried: any number of BLOCKED rounds (a proxy's 407, a certificate the system does not trust),
+    from any mode and any run of counted failures, over any time: the mode and its counters stay, the
+    network_blocked condition is raised with its reason, and a JSON round trip keeps it."""
+    state = st_(mode, failures=failures, first_failure_at=T0 if failures else None, successes=succ,
+                first_success_at=T0 if succ else None)
+    new = state
+    for i in range(rounds):
+        new, _ = step(new, blocked(dt + 5 * i), policy)
+    assert new.mode is state.mode and (new.failures, new.successes) == (state.failures, state.successes)
+    assert new.network_blocked and new.network_reason == "proxy authentication required (407)"
+    assert State.from_json(new.to_json()) == new
+
+
+def test_the_blocked_condition_notifies_once_and_a_good_round_clears_it() -> None:
+    """Tried: 20 blocked rounds then a good one: one notification (not one per round), a new one when the
+    reason changes (the proxy now refuses with 403), and the good round clears the condition."""
+    state, effects = run(State.initial(T0), [blocked(5 * i) for i in range(20)])
+    assert [type(e) for e in effects if isinstance(e, Notify)] == [Notify]
+    assert "not an outage" in next(e for e in effects if isinstance(e, Notify)).body
+    state, effects = run(state, [blocked(200, "proxy refused (403)")])
+    assert state.network_reason == "proxy refused (403)" and any(isinstance(e, Notify) for e in effects)
+    state, _ = run(state, [ok(205)])
+    assert not state.network_blocked and state.network_reason == "" and state.mode is Mode.NORMAL
+
+
+def test_round_status_prefers_any_answer_to_blocked_and_blocked_to_failed() -> None:
+    """Tried: one request blocked and one failed (a proxy refusing one connection while another timed
+    out): BLOCKED, not FAILED, so the round never counts; any OK/429/401 still wins."""
+    B, F = ProviderStatus.BLOCKED, ProviderStatus.FAILED
+    assert round_status([B, F]) is B and round_status([F, F]) is F
+    assert round_status([B, ProviderStatus.OK]) is ProviderStatus.OK
+    assert round_status([B, ProviderStatus.AUTH_FAILED]) is ProviderStatus.AUTH_FAILED

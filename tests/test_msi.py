@@ -35,6 +35,8 @@ PROPS = {
     "BACKUPSENDER": "outage@contoso.com", "CACHEDAYS": "14", "CACHEMAXMB": "512", "FAILOVERAFTER": "45",
     "RECOVERAFTER": "60", "REFERENCEURL": "https://intranet.contoso.com/", "FORCEMODE": "continuity",
     "ALLOWDEVICECODE": "no",
+    # .test never resolves; the missing CA file stops doctor's network check before any connection
+    "CAFILE": r"C:\ProgramData\Contoso\inspection-root.pem", "PROXY": "http://proxy.contoso.test:8080",
     "EWSURL": "",  # an empty property writes nothing (kept last: wine joins "P=" with the next word)
 }
 

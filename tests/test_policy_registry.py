@@ -18,7 +18,8 @@ from sync.errors import ConfigError
 
 ISSUE_PROPERTIES = {
     "TENANTID": "tenant", "CLIENTID": "client_id", "AUTHORITYURL": "authority_url", "GRAPHURL": "graph_url",
-    "EWSURL": "ews_url", "BACKUPSMTPHOST": "backup_smtp_host", "BACKUPSMTPPORT": "backup_smtp_port",
+    "EWSURL": "ews_url", "CAFILE": "ca_file", "PROXY": "proxy",
+    "BACKUPSMTPHOST": "backup_smtp_host", "BACKUPSMTPPORT": "backup_smtp_port",
     "BACKUPSMTPSECURITY": "backup_smtp_security", "BACKUPSENDER": "backup_sender", "CACHEDAYS": "cache_days",
     "CACHEMAXMB": "cache_max_mb", "FAILOVERAFTER": "failover_after_seconds",
     "RECOVERAFTER": "recover_after_seconds", "REFERENCEURL": "reference_url", "FORCEMODE": "force_mode",
@@ -27,7 +28,8 @@ ISSUE_PROPERTIES = {
 
 
 def test_table_covers_every_issue_property_once() -> None:
-    """Tried: the table against the issues' public properties and the Config dataclass."""
+    """Tried: the table against the issues' public properties (issue 12 added CAFILE, PROXY and
+    ALLOWDEVICECODE) and the Config dataclass."""
     assert {p.prop: p.field for p in POLICIES} == ISSUE_PROPERTIES
     assert len({p.name.lower() for p in POLICIES}) == len(POLICIES)
     config_fields = {f.name for f in fields(config.Config)}

@@ -206,3 +206,15 @@ def test_autostart_entry_opt_in(tmp_path, monkeypatch):
         tray_mod.set_autostart(True, "lifeboat\nrm -rf ~")
     tray_mod.set_autostart(False)
     assert not path.exists()
+
+
+def test_a_blocked_network_has_its_own_state_and_words():
+    """Tried: the network_blocked condition (TLS inspection not trusted, a proxy refusing) in NORMAL and
+    in CONTINUITY: the tray shows it over the mode, says it is not an outage and points to doctor; sign-in
+    and offline still outrank it."""
+    assert tray_mod.shown_state("normal", ["network_blocked"]) == "network_blocked"
+    assert tray_mod.shown_state("continuity", ["network_blocked"]) == "network_blocked"
+    assert tray_mod.shown_state("normal", ["network_blocked", "sign_in_needed"]) == "sign_in_needed"
+    assert tray_mod.shown_state("normal", ["network_blocked", "offline"]) == "offline"
+    _title, body = tray_mod.MESSAGES["network_blocked"]
+    assert "not an outage" in body and "lifeboat doctor" in body

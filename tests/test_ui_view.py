@@ -115,3 +115,25 @@ def test_a_prefetch_in_progress_neither_blocks_another_open_nor_renders_twice(st
     assert not prefetch.is_alive() and not opener.is_alive()
     assert got["open"]["srcdoc"] == got["prefetch"].srcdoc
     assert gated.reads[slow] == 1, "the prefetched body was rendered twice"
+
+
+def test_the_banner_shows_a_blocked_network_with_its_reason(store):
+    """Tried: a persisted failover state with the network_blocked condition (a proxy asking for
+    authentication) in NORMAL mode: the window's status says so and why, the mode stays normal; sign-in
+    trouble still outranks it."""
+    import dataclasses
+    import json
+    from datetime import UTC, datetime
+
+    from sync.failover import State
+
+    state = dataclasses.replace(State.initial(datetime(2026, 11, 29, tzinfo=UTC)), network_blocked=True,
+                                network_reason="proxy authentication required (407)")
+    store.save_mode(state.mode.value, state.since, state.reason, json.dumps(state.to_json()))
+    status = View(store).status()
+    assert status["mode"] == "normal" and status["shown"] == "network_blocked"
+    assert status["conditions"] == ["network_blocked"]
+    assert status["network_reason"] == "proxy authentication required (407)"
+    state = dataclasses.replace(state, sign_in_needed=True)
+    store.save_mode(state.mode.value, state.since, state.reason, json.dumps(state.to_json()))
+    assert View(store).status()["shown"] == "sign_in_needed"

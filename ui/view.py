@@ -110,8 +110,9 @@ class View:
             route = str(route_for(Mode(mode)))
         except ValueError:
             route = "primary"
-        conditions = [c for c in ("offline", "sign_in_needed") if state.get(c)]
-        shown = "sign_in_needed" if "sign_in_needed" in conditions else "offline" if conditions else mode
+        conditions = [c for c in ("offline", "sign_in_needed", "network_blocked") if state.get(c)]
+        # what outranks the mode, in desktop.tray.shown_state's order
+        shown = next((c for c in ("sign_in_needed", "offline", "network_blocked") if c in conditions), mode)
         outbox = {str(s): 0 for s in OutboxState}
         for item in self._store.outbox_list():
             outbox[str(item.state)] += 1
@@ -122,6 +123,7 @@ class View:
             "reason": reason,
             "route": route,
             "conditions": conditions,
+            "network_reason": str(state.get("network_reason", "")) if "network_blocked" in conditions else "",
             "forced": state.get("forced", "auto"),
             "paused": bool(self._store.get_setting("sync_paused", False)),
             "disk_full": self._store.get_setting("sync.disk_full"),  # sync waits for disk space (continuity)

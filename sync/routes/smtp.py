@@ -1,6 +1,7 @@
 """The backup route: hand mail to the organisation's SMTP relay (SmtpRoute, a sync.ports.SendRoute).
 
-STARTTLS or implicit TLS with verified certificates (optionally a custom CA; never unverified), AUTH
+STARTTLS or implicit TLS with certificates verified against the system's store (plus an optional CA;
+never unverified; no proxy: SMTP goes direct), AUTH
 only over TLS, one connection reused across a burst (reopened when the server dropped it, closed after
 idle). Every library error becomes SendRejected (5xx, with the server's words) / SendDeferred (4xx,
 timeouts, drops) / AuthRequired on send, and Unreachable on probe. No Bcc or Resent-Bcc header is ever
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from sync import errors
 from sync.compose import strip_bcc
+from sync.sources import network
 
 SECURITY = ("starttls", "tls", "none")
 
@@ -63,7 +65,8 @@ class SmtpRoute:
         self.timeout, self.local_hostname = timeout, local_hostname
         self.envelope_sender = envelope_sender or None
         self.idle_close, self._clock = idle_close, clock
-        self._ctx = ssl.create_default_context(cafile=ca_file or None)  # verification always on
+        # verification always on, against the system's certificate store plus ca_file (truststore)
+        self._ctx = network.tls_context(ca_file or None)
         self._conn: smtplib.SMTP | None = None
         self._last_used = 0.0
         self._lock = threading.Lock()

@@ -18,7 +18,6 @@ import email.policy
 import email.utils
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -30,12 +29,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from sync.errors import (
     AccessDenied,
     AuthRequired,
-    ConfigError,
     CursorExpired,
     FolderBad,
     LifeboatError,
@@ -53,7 +50,7 @@ from sync.governor import Governor
 from sync.model import Changes, Folder, MessageCopy, RemoteItem
 from sync.plan import SYSTEM_FOLDERS
 from sync.ports import TokenProvider
-from sync.sources import graph_parts
+from sync.sources import graph_parts, network
 from sync.sources.graph_parts import FilePart
 
 log = logging.getLogger(__name__)
@@ -83,8 +80,9 @@ LARGE_FILTER = ("singleValueExtendedProperties/any(ep: ep/id eq 'Integer 0x0E08'
 def connected(exc: requests.RequestException) -> bool:
     """False if no connection was made (refused, no route, connect timeout, TLS), so the request never
     left; True if it failed after the request was handed over (a read timeout, a dropped or cut answer)."""
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
-        return False
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError
+                  | requests.exceptions.ProxyError):
+        return False  # a ProxyError: the proxy or its CONNECT tunnel failed before our request went in
     if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError
                   | requests.exceptions.ContentDecodingError):
         return True
@@ -98,17 +96,18 @@ def connected(exc: requests.RequestException) -> bool:
 def transport_error(exc: requests.RequestException, what: str, url: str, *, peer: str = "Graph",
                     rid: str = "", sends: bool = False) -> LifeboatError:
     """What a request that got no (whole) answer means, as sync.errors (pure). A failed TLS check or a
-    timeout is Unreachable; a refused, failed or dropped connection Retryable (worth a new connection).
+    timeout is Unreachable; a refused, failed or dropped connection Retryable (worth a new connection);
+    a certificate the system does not trust or a proxy that refuses is NetworkBlocked (never an outage).
     With `sends` (the request hands a message over), one that may have arrived is MaybeSent instead."""
     tag = f" (request {rid})" if rid else ""
+    refused = network.blocked(exc, what, urlsplit(url).netloc)
+    if refused is not None:  # our side's network said no (TLS inspection, a proxy): not an outage, not sent
+        return refused
     if sends and connected(exc):
         return MaybeSent(f"{what}: no answer from {peer} after the request went out{tag}; the message "
                          "may have been accepted")
     if isinstance(exc, requests.exceptions.SSLError):
-        return Unreachable(
-            f"{what}: the TLS certificate of {urlsplit(url).netloc} could not be verified",
-            fix="check the ca_file setting (the simulator's ca.pem) or the system's certificates",
-        )
+        return Unreachable(f"{what}: TLS with {urlsplit(url).netloc} failed{tag}")
     if isinstance(exc, requests.Timeout):
         return Unreachable(f"{what}: {peer} did not answer in time{tag}")
     if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError
@@ -250,6 +249,7 @@ class GraphSource:
         tokens: TokenProvider,
         *,
         ca_file: str | None = None,
+        proxy: str | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
         probe_timeout: tuple[float, float] = (3.0, 5.0),
         page_size: int = 200,
@@ -259,13 +259,14 @@ class GraphSource:
         session: requests.Session | None = None,
     ) -> None:
         """session: the transport every request goes through, owned by the source from then on (closed
-        by close()); default a new requests.Session over HTTPS with verified TLS (ca_file, else the
-        system's certificates) and no retries of its own. Tests pass the simulator's in-process one."""
-        if ca_file and not os.path.isfile(ca_file):
-            raise ConfigError(f"ca_file {ca_file!r} does not exist",
-                              fix="point ca_file at the PEM bundle to trust (e.g. the simulator's ca.pem)")
+        by close()); default sync.sources.network.session: TLS verified against the system's certificate
+        store plus ca_file, through `proxy` (else the system's proxy), no retries of its own. Tests pass
+        the simulator's in-process one."""
+        network.check_ca_file(ca_file)
         self.base = graph_url.rstrip("/")
         self._tokens = tokens
+        # per request as before, for a session given by the caller; network.session's adapter adds it to
+        # the system's store (never certifi's list alone)
         self._verify: str | bool = ca_file or True
         self.timeout = timeout
         self.probe_timeout = probe_timeout
@@ -283,11 +284,7 @@ class GraphSource:
         self._large: set[str] | None = None
         self._large_at = 0.0
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.governor.max_in_flight + 2,
-                                  max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            session = network.session(ca_file, proxy, pool_maxsize=self.governor.max_in_flight + 2)
         self._session = session
         self._session.headers["User-Agent"] = "Lifeboat/0.1 (email continuity)"
 

@@ -1,7 +1,8 @@
 """Reference probes: adapters to services that do not depend on Microsoft.
 
 A reference that answers proves this machine's network works, so a provider that does not answer is
-down (not "this laptop is offline"). Each probe has its own timeout and raises only `Unreachable`.
+down (not "this laptop is offline"). Each probe has its own timeout and raises only `Unreachable`
+(NetworkBlocked included).
 The backup relay's SMTP greeting (`sync.routes.smtp.SmtpRoute.probe`) is the third kind.
 """
 
@@ -12,6 +13,7 @@ import dns.resolver
 import requests
 
 from sync.errors import Unreachable
+from sync.sources import network
 
 
 class DnsReference:
@@ -40,14 +42,18 @@ class DnsReference:
 class HttpReference:
     """GET a URL that does not depend on Microsoft; any HTTP answer (even 404) proves the network works."""
 
-    def __init__(self, url: str, timeout: float = 5.0, verify: bool | str = True) -> None:
-        self.url, self.timeout, self.verify = url, timeout, verify
+    def __init__(self, url: str, timeout: float = 5.0, ca_file: str | None = None,
+                 proxy: str | None = None) -> None:
+        """Through the same trust (the system's store plus ca_file) and proxy as Graph (network.session)."""
+        self.url, self.timeout = url, timeout
+        self._session = network.session(ca_file, proxy, pool_maxsize=2)
 
     def __repr__(self) -> str:
         return f"GET {self.url}"
 
     def probe(self) -> None:
         try:
-            requests.get(self.url, timeout=self.timeout, verify=self.verify, allow_redirects=False).close()
+            self._session.get(self.url, timeout=self.timeout, allow_redirects=False).close()
         except requests.RequestException as exc:
-            raise Unreachable(f"GET {self.url} failed: {type(exc).__name__}") from exc
+            raise network.blocked(exc, "reference", self.url) or Unreachable(
+                f"GET {self.url} failed: {type(exc).__name__}") from exc

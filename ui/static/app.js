@@ -73,6 +73,7 @@ function setTheme(dark) {
 const MODE_TEXT = {
   normal: "Normal", suspect: "Checking the connection", continuity: "Continuity mode",
   recovering: "Recovering", offline: "Offline", sign_in_needed: "Sign-in needed",
+  network_blocked: "The network blocks Microsoft 365",
 };
 async function refreshStatus() {
   try { showStatus(await call("status")); } catch (err) { fail(err); }
@@ -91,6 +92,7 @@ function showStatus(st) {
     $("btn-signin").hidden = st.shown !== "sign_in_needed" && signIn.state !== "running";
     $("btn-signin").disabled = signIn.state === "running";
     $("btn-signin").textContent = signIn.state === "running" ? "Signing in…" : "Sign in";
+    if (st.shown === "network_blocked") text += " (" + (st.network_reason || "refused") + ": not an outage; run lifeboat doctor or ask IT)";
     if (st.paused) text += " · sync paused";
     if (st.disk_full) text += " · sync paused: the disk is full (it resumes by itself when there is room)";
     $("banner").dataset.mode = st.shown;
