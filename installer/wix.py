@@ -21,10 +21,11 @@ NAMESPACE = uuid.UUID(UPGRADE_CODE)
 MANUFACTURER = "Lifeboat"
 RUN_KEY = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
 APP_KEY = r"SOFTWARE\Lifeboat"
-# The app (tray, window, workers): pythonw.exe (no console) running `lifeboat run`; at sign-in
-# (the Run key) it starts in the tray only (`run --minimized`).
-GUI_TARGET = r"[INSTALLDIR]python\pythonw.exe"
-GUI_ARGUMENTS = '"[INSTALLDIR]lifeboat.py" run'
+# The app (tray, window, workers): Lifeboat.exe (installer.launcher, GUI subsystem) running
+# `lifeboat run`; at sign-in (the Run key) it starts in the tray only (`run --minimized`).
+GUI_EXE = "Lifeboat.exe"
+GUI_TARGET = rf"[INSTALLDIR]{GUI_EXE}"
+GUI_ARGUMENTS = "run"
 LOGIN_COMMAND = f'"{GUI_TARGET}" {GUI_ARGUMENTS} --minimized'
 PURGE_CONDITION = 'REMOVE="ALL" AND REMOVEUSERDATA="1" AND NOT UPGRADINGPRODUCTCODE'
 PURGE_SEQUENCE = 3450  # deferred, between InstallInitialize (1500) and RemoveFiles (3500)
@@ -105,7 +106,7 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
         )
     refs = [_id("C", rel) for rel in files] + [policy_component(p.prop) for p in POLICIES]
     refs += ["RunAtLogin", "StartMenu"]
-    python_exe = file_id("python/pythonw.exe")
+    launcher_exe = file_id(GUI_EXE)
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
   <Product Id="*" Name="Lifeboat" Language="1033" Version="{version}" Manufacturer="{MANUFACTURER}"
@@ -139,8 +140,8 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
         </Component>
       </Directory>
     </Directory>
-    <CustomAction Id="PurgeUserData" FileKey="{python_exe}" Execute="deferred" Impersonate="no"
-                  Return="ignore" ExeCommand="&quot;[INSTALLDIR]purge_user_data.py&quot;"/>
+    <CustomAction Id="PurgeUserData" FileKey="{launcher_exe}" Execute="deferred" Impersonate="no"
+                  Return="ignore" ExeCommand="--msi-purge-user-data"/>
     <InstallExecuteSequence>
       <Custom Action="PurgeUserData" Sequence="{PURGE_SEQUENCE}">{escape(PURGE_CONDITION)}</Custom>
     </InstallExecuteSequence>
