@@ -24,6 +24,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -365,6 +366,17 @@ def _patch_table(msi: Path, table: str, patch: dict[str, dict[int, str]], work: 
     _run(["msibuild", str(msi), "-i", str(idt)])
 
 
+def _edit_table(msi: Path, table: str, edit: Callable[[list[list[str]]], list[list[str]]],
+                work: Path) -> None:
+    """Replace a table's rows with edit(rows), through msiinfo export / msibuild import."""
+    out = subprocess.run(["msiinfo", "export", str(msi), table], capture_output=True, text=True, check=True)
+    lines = out.stdout.replace("\r\n", "\n").rstrip("\n").split("\n")
+    rows = edit([line.split("\t") for line in lines[3:]])
+    idt = work / f"{table}.idt"
+    idt.write_text("\r\n".join(lines[:3] + ["\t".join(r) for r in rows]) + "\r\n")
+    _run(["msibuild", str(msi), "-i", str(idt)])
+
+
 def build_msi(version: str, payload: Path, out: Path, work: Path, signer: sign.Signer | None = None) -> Path:
     files = sorted(p.relative_to(payload).as_posix() for p in payload.rglob("*") if p.is_file())
     wxs = work / "lifeboat.wxs"
@@ -373,6 +385,7 @@ def build_msi(version: str, payload: Path, out: Path, work: Path, signer: sign.S
     tmp_msi = work / msi.name
     _run(["wixl", "-a", "x64", "-o", str(tmp_msi), str(wxs)], cwd=work)
     _patch_table(tmp_msi, "Component", {c: {4: cond} for c, cond in wix.component_conditions().items()}, work)
+    _edit_table(tmp_msi, "Registry", wix.event_source_registry, work)
     secure = subprocess.run(["msiinfo", "export", str(tmp_msi), "Property"], capture_output=True, text=True,
                             check=True).stdout
     m = re.search(r"^SecureCustomProperties\t([^\r\n]*)", secure, re.M)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop.policy_registry import KEY, POLICIES
-from installer import build, sign, wix
+from desktop.policy_registry import INSTALL_KEY, KEY, POLICIES
+from installer import build, launcher, sign, wix
 from tests import codesign
 
 pytestmark = pytest.mark.msi
@@ -90,22 +90,38 @@ def test_msi_tables(msis: dict[str, Path]) -> None:
     msi = msis[OLD]
     props = {r["Property"]: r["Value"] for r in _table(msi, "Property")}
     assert props["ALLUSERS"] == "1" and props["ProductVersion"] == OLD
-    assert props["UpgradeCode"] == "{" + wix.UPGRADE_CODE + "}" and props["STARTATLOGIN"] == "1"
+    assert props["UpgradeCode"] == "{" + wix.UPGRADE_CODE + "}" and "STARTATLOGIN" not in props
     assert set(wix.secure_properties()) <= set(props["SecureCustomProperties"].split(";"))
     assert not set(PROPS) & set(props), "public policy properties must have no default value"
     suminfo = subprocess.run(["msiinfo", "suminfo", str(msi)], capture_output=True, text=True).stdout
     assert "Template: x64;1033" in suminfo
     conditions = {r["Component"]: r["Condition"] for r in _table(msi, "Component")}
-    registry = [r for r in _table(msi, "Registry") if r["Key"] == KEY]
+    assert not [r for r in _table(msi, "Registry") if "policies" in r["Key"].lower()]  # Group Policy's
+    registry = [r for r in _table(msi, "Registry") if r["Key"] == INSTALL_KEY]
+    remembered = wix.remembered_properties()
     assert {r["Name"]: r["Value"] for r in registry} == {
-        p.name: ("#" if p.kind == "dword" else "") + f"[{p.prop}]" for p in POLICIES
-    }
+        name: f"[{prop}]" for prop, name in remembered.items()}
     for r in registry:
-        prop = r["Value"].strip("#[]")
-        assert r["Root"] == "2" and conditions[r["Component_"]] == f'{prop} OR REMOVE="ALL"'
+        prop = r["Value"].strip("[]")
+        if prop != "STARTATLOGIN":
+            assert r["Root"] == "2" and conditions[r["Component_"]] == f'{prop} OR REMOVE="ALL"'
+    # an upgrade reads them back: AppSearch + RegLocator (HKLM = 2, raw value + 64-bit view = 2 + 16)
+    locators = {r["Signature_"]: r for r in _table(msi, "RegLocator")}
+    searches = {r["Property"]: locators[r["Signature_"]] for r in _table(msi, "AppSearch")}
+    assert {prop: (r["Root"], r["Key"], r["Name"], r["Type"]) for prop, r in searches.items()} == {
+        prop: ("2", INSTALL_KEY, name, "18") for prop, name in remembered.items()}
+    for sequence in ("InstallExecuteSequence", "InstallUISequence"):
+        order = {r["Action"]: int(r["Sequence"]) for r in _table(msi, sequence)}
+        for prop in remembered:
+            assert order[f"SaveCmd_{prop}"] < order["AppSearch"] < order[f"RestoreCmd_{prop}"], sequence
     (run,) = [r for r in _table(msi, "Registry") if r["Key"] == wix.RUN_KEY]
     assert run["Root"] == "2" and run["Value"] == '"[INSTALLDIR]Lifeboat.exe" run --minimized'
     assert conditions[run["Component_"]] == 'STARTATLOGIN="1" OR REMOVE="ALL"'
+    source = {r["Name"]: r for r in _table(msi, "Registry") if r["Key"].rstrip("\\") == wix.EVENT_SOURCE_KEY}
+    assert {n: (r["Root"], r["Value"]) for n, r in source.items()} == {
+        "EventMessageFile": ("2", "#%[INSTALLDIR]Lifeboat.exe"),  # REG_EXPAND_SZ: the launcher's messages
+        "TypesSupported": ("2", "#7"), "-": ("2", "")}  # "-": the key goes at uninstall
+    assert {r["Component_"] for r in source.values()} == {"EventSource"}
     (shortcut,) = _table(msi, "Shortcut")
     assert shortcut["Directory_"] == "ProgramMenuFolder"
     assert shortcut["Target"] == "[INSTALLDIR]Lifeboat.exe" and shortcut["Arguments"] == "run"
@@ -172,6 +188,10 @@ def test_msi_payload_is_signed_lean_and_precompiled(msis: dict[str, Path], pki: 
         assert f'VALUE "OriginalFilename", "{exe}"' in rc and f'VALUE "FileVersion", "{OLD}"' in rc
         assert f"FILEVERSION {OLD.replace('.', ',')},0" in rc.replace(", ", ",")
         assert "ICON" in rc and "asInvoker" in rc and "longPathAware" in rc
+        # the Event Log's message table: every event ID maps to the one insertion string
+        dump = rc.split("RT_MESSAGETABLE", 1)[1]
+        messages = {int(i, 16): text.strip() for i, text in re.findall(r"MessageId = 0x(\w+)\n\s*(.*)", dump)}
+        assert set(messages) == set(launcher.EVENT_IDS) and set(messages.values()) == {r"%1\n\000"}
         head = subprocess.run(["x86_64-w64-mingw32-objdump", "-p", str(root / exe)], capture_output=True,
                               text=True, check=True).stdout
         assert subsystem in head and "python" not in head.lower()  # python313.dll is loaded, not linked
@@ -268,22 +288,25 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine,
     """Tried: a silent install with every policy property (one empty), reading the registry back,
     every PE file of the installed folder against the test CA, running both installed launchers
     (--version, doctor --json) without them writing a single .pyc, a major upgrade to a higher
-    version with user data present, a plain uninstall (keeps user data) and one with REMOVEUSERDATA=1."""
+    version that repeats none of the properties but one (with user data present: every value and the
+    data are kept, the repeated one takes its new value), a refused downgrade (1603), a plain
+    uninstall (keeps user data), an install with STARTATLOGIN=0 that an upgrade without it keeps, and
+    an uninstall with REMOVEUSERDATA=1. The MSI never writes under SOFTWARE\\Policies (Group Policy's)."""
     old, new = (str(msis[v]) for v in (OLD, NEW))
     wine.msiexec("/i", old, *(f"{k}={v}" for k, v in PROPS.items()))
 
-    values = wine.reg_values("HKLM\\" + KEY)
-    assert values is not None
-    expected = {}
-    for p in POLICIES:
-        if PROPS[p.prop]:
-            expected[p.name] = ("REG_DWORD", hex(int(PROPS[p.prop]))) if p.kind == "dword" \
-                else ("REG_SZ", PROPS[p.prop])
-    assert values == expected  # EwsUrl absent: its property was empty
+    expected = {p.name: ("REG_SZ", PROPS[p.prop]) for p in POLICIES if PROPS[p.prop]}
+    expected["StartAtLogin"] = ("REG_SZ", "1")
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == expected  # EwsUrl absent: its property was empty
+    assert wine.reg_values("HKLM\\" + KEY) is None
     run = wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {}
     assert run["Lifeboat"][1] == rf'"{INSTALLDIR}\Lifeboat.exe" run --minimized'
     assert list(wine.prefix.glob("drive_c/**/Start Menu/Programs/Lifeboat.lnk"))
     assert wine.products() == [OLD]
+    event_source = "HKLM\\" + wix.EVENT_SOURCE_KEY
+    assert wine.reg_values(event_source) == {
+        "EventMessageFile": ("REG_EXPAND_SZ", INSTALLDIR + "\\Lifeboat.exe"),
+        "TypesSupported": ("REG_DWORD", "0x7")}
 
     installed = wine.drive_c(INSTALLDIR)
     _assert_every_pe_verifies(installed, pki)
@@ -308,26 +331,45 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine,
     user_data.mkdir(parents=True, exist_ok=True)
     (user_data / "keep-me.txt").write_text("the user's cache")
 
-    # Major upgrade: IT pushes the newer MSI with the same properties.
-    wine.msiexec("/i", new, *(f"{k}={v}" for k, v in {**PROPS, "CACHEDAYS": "21"}.items()))
+    # Major upgrade: IT pushes the newer MSI with one property changed and the others left out.
+    wine.msiexec("/i", new, "CACHEDAYS=21")
     assert wine.products() == [NEW]
-    assert (wine.reg_values("HKLM\\" + KEY) or {})["CacheDays"] == ("REG_DWORD", hex(21))
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == {**expected, "CacheDays": ("REG_SZ", "21")}
+    assert wine.reg_values("HKLM\\" + KEY) is None
+    run = wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {}
+    assert run["Lifeboat"][1] == rf'"{INSTALLDIR}\Lifeboat.exe" run --minimized'
     _remove_wmi(wine)
     assert wine.lifeboat("--version").stdout.strip() == f"lifeboat {NEW}"
+    effective = json.loads(wine.lifeboat("doctor", "--json").stdout)["settings"]
+    for p in POLICIES:
+        if PROPS[p.prop]:
+            value = "21" if p.prop == "CACHEDAYS" else PROPS[p.prop]
+            want = int(value) if p.kind == "dword" else value
+            assert effective[p.field] == {"value": want, "source": "policy"}, p.field
     assert (user_data / "keep-me.txt").exists()
+
+    # A downgrade is refused with 1603 (the MSI's launch condition), and the newer version stays.
+    refused = wine.run("msiexec", "/i", old, "/qn")
+    assert refused.returncode == 1603 % 256, refused.returncode  # a Unix exit status keeps the low byte
+    assert wine.products() == [NEW]
 
     # Plain uninstall: program files, policy values, Run key and shortcut go; user data stays.
     wine.msiexec("/x", new)
     assert wine.products() == []
     assert not [p for p in wine.drive_c(INSTALLDIR).rglob("*") if p.is_file()]
-    assert not wine.reg_values("HKLM\\" + KEY)
+    assert not wine.reg_values("HKLM\\" + INSTALL_KEY)
+    assert wine.reg_values(event_source) is None  # the source's key is gone, not left empty
     assert "Lifeboat" not in (wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {})
     assert not list(wine.prefix.glob("drive_c/**/Start Menu/Programs/Lifeboat.lnk"))
     assert (user_data / "keep-me.txt").exists()
 
-    # Install without STARTATLOGIN, then uninstall asking for the user data to go too.
-    wine.msiexec("/i", new, "STARTATLOGIN=0")
+    # Install without start at sign-in and upgrade without saying it again: it stays off.
+    wine.msiexec("/i", old, "STARTATLOGIN=0")
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == {"StartAtLogin": ("REG_SZ", "0")}  # no properties
+    wine.msiexec("/i", new)
+    assert wine.products() == [NEW]
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == {"StartAtLogin": ("REG_SZ", "0")}
     assert "Lifeboat" not in (wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {})
-    assert not wine.reg_values("HKLM\\" + KEY)  # no properties, no policy
+    # then uninstall asking for the user data to go too
     wine.msiexec("/x", new, "REMOVEUSERDATA=1")
     assert not user_data.exists()

@@ -7,6 +7,7 @@ resource, half-given signing options.
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import xml.etree.ElementTree as ET
 import zipfile
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from desktop import policy_registry
+from desktop.policy_registry import POLICIES
 from installer import build, launcher, sign, wix
 
 WIX = "{http://schemas.microsoft.com/wix/2006/wi}"
@@ -111,7 +114,7 @@ def test_wxs_starts_the_app_through_its_own_launcher_never_python_exe() -> None:
     assert shortcut.get("Target") == "[INSTALLDIR]Lifeboat.exe" and shortcut.get("Arguments") == "run"
     (run,) = [r for r in root.iter(WIX + "RegistryValue") if r.get("Key") == wix.RUN_KEY]
     assert run.get("Value") == '"[INSTALLDIR]Lifeboat.exe" run --minimized'
-    (action,) = root.iter(WIX + "CustomAction")
+    (action,) = [a for a in root.iter(WIX + "CustomAction") if a.get("Id") == "PurgeUserData"]
     assert action.get("FileKey") == wix.file_id("Lifeboat.exe")
     assert action.get("ExeCommand") == "--msi-purge-user-data"
 
@@ -199,3 +202,70 @@ def test_pe_detection_and_signature_flag(tmp_path: Path) -> None:
     pe[entry:entry + 8] = (0x300).to_bytes(4, "little") + (0x100).to_bytes(4, "little")
     path.write_bytes(bytes(pe))
     assert sign.is_signed(path)
+
+
+def test_msi_writes_its_own_key_never_policies_and_reads_it_back_on_upgrade() -> None:
+    """Tried: the WiX source for every property: no registry value under SOFTWARE\\Policies (Group
+    Policy owns it and may empty it); each property is written under SOFTWARE\\Lifeboat\\Install and
+    read back there by a RegistrySearch (an upgrade without the property keeps it); a value on the
+    command line is saved before AppSearch and restored after it in both sequences (a new value wins)."""
+    root = ET.fromstring(wix.product_wxs("0.1.0", FILES))
+    values = list(root.iter(WIX + "RegistryValue"))
+    assert not [v for v in values if "policies" in str(v.get("Key")).lower()]
+    install = {v.get("Name"): v.get("Value") for v in values if v.get("Key") == policy_registry.INSTALL_KEY}
+    remembered = wix.remembered_properties()
+    assert install == {name: f"[{prop}]" for prop, name in remembered.items()}
+    assert set(remembered) == {p.prop for p in POLICIES} | {"STARTATLOGIN"}
+    searches = {}
+    for prop in root.iter(WIX + "Property"):
+        for search in prop.iter(WIX + "RegistrySearch"):
+            searches[prop.get("Id")] = (search.get("Root"), search.get("Key"), search.get("Name"),
+                                        search.get("Type"), search.get("Win64"))
+    assert searches == {prop: ("HKLM", policy_registry.INSTALL_KEY, name, "raw", "yes")
+                        for prop, name in remembered.items()}
+    actions = {a.get("Id"): (a.get("Property"), a.get("Value")) for a in root.iter(WIX + "CustomAction")}
+    for sequence in ("InstallUISequence", "InstallExecuteSequence"):
+        (seq,) = root.iter(WIX + sequence)
+        rows = {c.get("Action"): (int(str(c.get("Sequence"))), c.text) for c in seq.iter(WIX + "Custom")}
+        for prop in remembered:
+            save, restore = rows[f"SaveCmd_{prop}"], rows[f"RestoreCmd_{prop}"]
+            assert save == (wix.SAVE_SEQUENCE, prop) and restore == (wix.RESTORE_SEQUENCE, f"CMDLINE_{prop}")
+            assert wix.SAVE_SEQUENCE < 50 < wix.RESTORE_SEQUENCE  # AppSearch is action 50
+            assert actions[f"SaveCmd_{prop}"] == (f"CMDLINE_{prop}", f"[{prop}]")
+            assert actions[f"RestoreCmd_{prop}"] == (prop, f"[CMDLINE_{prop}]")
+        assert rows["DefaultStartAtLogin"] == (wix.DEFAULT_SEQUENCE, "NOT STARTATLOGIN")
+    assert not [p for p in root.iter(WIX + "Property") if p.get("Id") == "STARTATLOGIN" and p.get("Value")]
+
+
+def test_event_source_is_registered_with_an_expandable_message_file() -> None:
+    """Tried: the Registry rows as wixl writes them (EventMessageFile as a plain string, no way to
+    remove the key): the build turns EventMessageFile into REG_EXPAND_SZ ("#%") pointing at
+    Lifeboat.exe and adds the "-" row that deletes the source's key at uninstall; other rows untouched."""
+    root = ET.fromstring(wix.product_wxs("0.1.0", FILES))
+    values = {v.get("Name"): v for v in root.iter(WIX + "RegistryValue")
+              if v.get("Key") == wix.EVENT_SOURCE_KEY}
+    assert values["EventMessageFile"].get("Value") == "[INSTALLDIR]Lifeboat.exe"
+    assert values["TypesSupported"].get("Value") == "7" and "Lifeboat.exe" in FILES
+    rows = [["reg1", "2", wix.EVENT_SOURCE_KEY + "\\", "EventMessageFile", "[INSTALLDIR]Lifeboat.exe",
+             "EventSource"],
+            ["reg2", "2", wix.EVENT_SOURCE_KEY, "TypesSupported", "#7", "EventSource"],
+            ["reg3", "2", r"SOFTWARE\Lifeboat", "EventMessageFile", "x", "Other"]]
+    out = wix.event_source_registry(rows)
+    assert out[0][4] == "#%[INSTALLDIR]Lifeboat.exe" and out[1:3] == rows[1:3]
+    assert out[3] == ["EventSourceKey", "2", wix.EVENT_SOURCE_KEY, "-", "", "EventSource"]
+    assert wix.event_source_registry([out[0]])[0][4] == "#%[INSTALLDIR]Lifeboat.exe"  # not "#%#%"
+
+
+def test_message_table_answers_for_every_event_id() -> None:
+    """Tried: the windmc source for the launchers' message table: each ID of EVENT_IDS once, with the
+    single insertion string desktop/eventlog.py writes; and, where that module exists, that every
+    event ID it documents is in the range (an ID outside would show as "description not found")."""
+    mc = launcher.messages_mc()
+    ids = [int(i) for i in re.findall(r"^MessageId=(\d+)$", mc, re.M)]
+    assert ids == list(launcher.EVENT_IDS)
+    assert mc.count("\nLanguage=English\n%1\n.\n") == len(ids)
+    try:
+        from desktop import eventlog  # type: ignore[attr-defined]  # issue 12 (helper H); may be absent
+    except ImportError:
+        return
+    assert {e.id for e in eventlog.EVENTS} <= set(launcher.EVENT_IDS)
