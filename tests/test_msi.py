@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,9 +222,10 @@ class Wine:
         self.wine = _tool("wine64") if shutil.which("wine64") or Path("/usr/lib/wine/wine64").exists() \
             else _tool("wine")
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.wine, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, errors="replace", stdin=subprocess.DEVNULL)
+    def run(self, *args: str, timeout: float = 600, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.wine, *args], env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout, errors="replace", stdin=subprocess.DEVNULL, cwd=cwd)
 
     def msiexec(self, *args: str) -> None:
         log = self.prefix / "msiexec.log"
@@ -243,8 +245,9 @@ class Wine:
                 out[m.group(1)] = (m.group(2), m.group(3).strip())
         return out
 
-    def lifeboat(self, *args: str, exe: str = "lifeboat-cli.exe") -> subprocess.CompletedProcess[str]:
-        return self.run(INSTALLDIR + "\\" + exe, *args)
+    def lifeboat(self, *args: str, exe: str = "lifeboat-cli.exe",
+                 **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run(INSTALLDIR + "\\" + exe, *args, **kw)
 
     def drive_c(self, windows_path: str) -> Path:
         return self.prefix / "drive_c" / windows_path.removeprefix("C:\\").replace("\\", "/")
@@ -281,6 +284,26 @@ def wine(tmp_path: Path) -> Iterator[Wine]:
 
 def _remove_wmi(w: Wine) -> None:
     w.drive_c(INSTALLDIR + r"\python\_wmi.pyd").unlink()
+
+
+def _launchers_run_only_lifeboat(wine: Wine, planted: Path) -> None:
+    """The launchers are not a general interpreter: Python options among the arguments are Lifeboat's
+    arguments (refused), and modules planted in the current folder or on PYTHONPATH are never run."""
+    marker = planted / "ran.txt"
+    windows_marker = "Z:" + str(marker).replace("/", "\\")
+    code = f"open({windows_marker!r}, 'w').write('planted code ran')\n"
+    for pkg in ("desktop", "lifeboat_launcher", "sitecustomize"):
+        (planted / pkg).mkdir(parents=True, exist_ok=True)
+        (planted / pkg / "__init__.py").write_text(code)
+    (planted / "lifeboat_launcher.py").write_text(code)
+    for exe in ("lifeboat-cli.exe", "Lifeboat.exe"):
+        interpreted = wine.lifeboat("-c", f"open({windows_marker!r}, 'w')", exe=exe)
+        assert interpreted.returncode == 2, interpreted  # argparse's usage error, nothing run
+        planted_run = wine.lifeboat("--version", exe=exe, cwd=planted,
+                                    env={"PYTHONPATH": "Z:" + str(planted).replace("/", "\\"),
+                                         "PYTHONSTARTUP": "Z:" + str(planted / "lifeboat_launcher.py")})
+        assert planted_run.returncode == 0 and planted_run.stdout.strip().startswith("lifeboat "), planted_run
+    assert not marker.exists(), "code planted beside the user ran inside Lifeboat"
 
 
 def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine,
@@ -324,6 +347,7 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine,
             want = int(PROPS[p.prop]) if p.kind == "dword" else PROPS[p.prop]
             assert effective[p.field] == {"value": want, "source": "policy"}, p.field
     assert effective["ews_url"]["source"] != "policy"
+    _launchers_run_only_lifeboat(wine, wine.prefix.parent / "planted")
     after = {p: p.stat().st_mtime_ns for p in installed.rglob("*")}
     assert after == before, f"the app wrote into its install folder: {sorted(set(after) ^ set(before))[:5]}"
 
