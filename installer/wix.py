@@ -1,5 +1,12 @@
 """WiX source for the Lifeboat MSI, generated from the payload's file list and the policy table.
 
+The MSI writes the properties it is given under the product's own key, HKLM\\SOFTWARE\\Lifeboat\\Install
+(REG_SZ, named like the policy values), never under SOFTWARE\\Policies (Group Policy owns that key).
+The app reads them as machine settings below Group Policy (desktop/policy_registry.py). An upgrade
+reads them back (AppSearch/RegLocator), so a property given at first install survives an upgrade that
+does not repeat it; one given again on the upgrade's command line wins (saved before AppSearch,
+restored after it: `remembered_properties()`).
+
 `product_wxs(version, files)` is pure: same inputs, same XML. Ids and file component GUIDs derive
 from paths (uuid5); registry components (policy, Run key, shortcut) get a GUID per version, so a
 major upgrade (old product removed first) never leaves another product's claim on them. The
@@ -13,19 +20,24 @@ import uuid
 from collections.abc import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
-from desktop.policy_registry import KEY as POLICY_KEY
-from desktop.policy_registry import POLICIES
+from desktop.policy_registry import INSTALL_KEY, POLICIES
 
 UPGRADE_CODE = "6F0B5C2E-3D4A-4E57-9B1C-2A8D7E4F1B63"
 NAMESPACE = uuid.UUID(UPGRADE_CODE)
 MANUFACTURER = "Lifeboat"
 RUN_KEY = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
 APP_KEY = r"SOFTWARE\Lifeboat"
-# The app (tray, window, workers): pythonw.exe (no console) running `lifeboat run`; at sign-in
-# (the Run key) it starts in the tray only (`run --minimized`).
-GUI_TARGET = r"[INSTALLDIR]python\pythonw.exe"
-GUI_ARGUMENTS = '"[INSTALLDIR]lifeboat.py" run'
+# The app (tray, window, workers): Lifeboat.exe (installer.launcher, GUI subsystem) running
+# `lifeboat run`; at sign-in (the Run key) it starts in the tray only (`run --minimized`).
+GUI_EXE = "Lifeboat.exe"
+GUI_TARGET = rf"[INSTALLDIR]{GUI_EXE}"
+GUI_ARGUMENTS = "run"
 LOGIN_COMMAND = f'"{GUI_TARGET}" {GUI_ARGUMENTS} --minimized'
+# The Application-log event source desktop/eventlog.py writes as (source name "Lifeboat"); its messages
+# come from Lifeboat.exe's message table (installer/launcher.py: every event ID -> "%1").
+EVENT_SOURCE_KEY = r"SYSTEM\CurrentControlSet\Services\EventLog\Application\Lifeboat"
+EVENT_MESSAGE_FILE = rf"[INSTALLDIR]{GUI_EXE}"
+EVENT_TYPES_SUPPORTED = 7  # error, warning, information
 PURGE_CONDITION = 'REMOVE="ALL" AND REMOVEUSERDATA="1" AND NOT UPGRADINGPRODUCTCODE'
 PURGE_SEQUENCE = 3450  # deferred, between InstallInitialize (1500) and RemoveFiles (3500)
 
@@ -51,9 +63,50 @@ def component_conditions() -> dict[str, str]:
     return out
 
 
+def event_source_registry(rows: list[list[str]]) -> list[list[str]]:
+    """Registry table rows (Registry, Root, Key, Name, Value, Component_) as wixl wrote them -> as the
+    MSI needs them: EventMessageFile as REG_EXPAND_SZ ("#%", which wixl drops), and a "-" row that
+    deletes the source's key when the component is removed (wixl has no RegistryKey Action)."""
+    out = []
+    for row in rows:
+        ours = row[2].rstrip("\\") == EVENT_SOURCE_KEY and row[3] == "EventMessageFile"
+        if ours and not row[4].startswith("#"):
+            row = [*row[:4], "#%" + row[4], *row[5:]]
+        out.append(row)
+    out.append(["EventSourceKey", "2", EVENT_SOURCE_KEY, "-", "", "EventSource"])
+    return out
+
+
 def secure_properties() -> list[str]:
     """Public properties that must reach the server side of a managed (elevated) install."""
     return [p.prop for p in POLICIES] + ["STARTATLOGIN", "REMOVEUSERDATA"]
+
+
+def remembered_properties() -> dict[str, str]:
+    """Property -> its value name under INSTALL_KEY: read back at the start of every install."""
+    return {**{p.prop: p.name for p in POLICIES}, "STARTATLOGIN": "StartAtLogin"}
+
+
+# AppSearch runs at 50 in both sequences: a command-line value is saved before it and restored after it.
+SAVE_SEQUENCE, RESTORE_SEQUENCE, DEFAULT_SEQUENCE = 40, 51, 52
+
+
+def _remember_xml() -> tuple[list[str], list[str], list[str]]:
+    """(Property elements with their RegistrySearch, CustomAction elements, sequence rows)."""
+    props, actions, rows = [], [], []
+    for prop, name in remembered_properties().items():
+        props.append(f'    <Property Id="{prop}"><RegistrySearch Id="Remembered_{prop}" Root="HKLM" '
+                     f'Key="{INSTALL_KEY}" Name="{name}" Type="raw" Win64="yes"/></Property>')
+        saved = f"CMDLINE_{prop}"
+        actions.append(f'    <CustomAction Id="SaveCmd_{prop}" Property="{saved}" Value="[{prop}]"/>')
+        actions.append(f'    <CustomAction Id="RestoreCmd_{prop}" Property="{prop}" Value="[{saved}]"/>')
+        rows.append(f'      <Custom Action="SaveCmd_{prop}" Sequence="{SAVE_SEQUENCE}">{prop}</Custom>')
+        rows.append(f'     <Custom Action="RestoreCmd_{prop}" Sequence="{RESTORE_SEQUENCE}">{saved}</Custom>')
+    # STARTATLOGIN's default, set only when neither the command line nor an earlier install gave it
+    actions.append('    <CustomAction Id="DefaultStartAtLogin" Property="STARTATLOGIN" Value="1"/>')
+    rows.append(f'      <Custom Action="DefaultStartAtLogin" Sequence="{DEFAULT_SEQUENCE}">'
+                'NOT STARTATLOGIN</Custom>')
+    return props, actions, rows
 
 
 def _tree(files: Iterable[str]) -> dict[str, dict]:
@@ -96,16 +149,17 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
     _directories(_tree(files), "", files_by_dir, tree, "          ")
     policy_rows = []
     for p in POLICIES:
-        kind = "integer" if p.kind == "dword" else "string"
-        guid = _guid(f"policy:{p.name}:{version}")
+        guid = _guid(f"install-setting:{p.name}:{version}")
         policy_rows.append(
             f'          <Component Id="{policy_component(p.prop)}" Guid="{guid}"'
-            f' Win64="yes"><RegistryValue Root="HKLM" Key="{POLICY_KEY}" Name="{p.name}" Type="{kind}" '
+            f' Win64="yes"><RegistryValue Root="HKLM" Key="{INSTALL_KEY}" Name="{p.name}" Type="string" '
             f'Value="[{p.prop}]" KeyPath="yes"/></Component>'
         )
+    remember_props, remember_actions, remember_rows = _remember_xml()
+    sequence_rows = "\n".join(remember_rows)
     refs = [_id("C", rel) for rel in files] + [policy_component(p.prop) for p in POLICIES]
-    refs += ["RunAtLogin", "StartMenu"]
-    python_exe = file_id("python/pythonw.exe")
+    refs += ["RunAtLogin", "StartAtLoginSetting", "EventSource", "StartMenu"]
+    launcher_exe = file_id(GUI_EXE)
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
   <Product Id="*" Name="Lifeboat" Language="1033" Version="{version}" Manufacturer="{MANUFACTURER}"
@@ -115,7 +169,7 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
              Comments="Silent install: msiexec /i Lifeboat-{version}-x64.msi /qn TENANTID=... CLIENTID=..."/>
     <Media Id="1" Cabinet="lifeboat.cab" EmbedCab="yes"/>
     <MajorUpgrade DowngradeErrorMessage="A newer version of Lifeboat is already installed."/>
-    <Property Id="STARTATLOGIN" Value="1"/>
+{chr(10).join(remember_props)}
     <Property Id="ARPNOMODIFY" Value="1"/>
     <Directory Id="TARGETDIR" Name="SourceDir">
       <Directory Id="ProgramFiles64Folder">
@@ -125,6 +179,16 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
           <Component Id="RunAtLogin" Guid="{_guid(f"run-at-login:{version}")}" Win64="yes">
             <RegistryValue Root="HKLM" Key="{RUN_KEY}" Name="Lifeboat" Type="string"
                            Value={quoteattr(LOGIN_COMMAND)} KeyPath="yes"/>
+          </Component>
+          <Component Id="EventSource" Guid="{_guid(f"event-source:{version}")}" Win64="yes">
+            <RegistryValue Root="HKLM" Key="{EVENT_SOURCE_KEY}" Name="EventMessageFile" Type="expandable"
+                           Value="{EVENT_MESSAGE_FILE}" KeyPath="yes"/>
+            <RegistryValue Root="HKLM" Key="{EVENT_SOURCE_KEY}" Name="TypesSupported" Type="integer"
+                           Value="{EVENT_TYPES_SUPPORTED}"/>
+          </Component>
+          <Component Id="StartAtLoginSetting" Guid="{_guid(f"start-at-login-setting:{version}")}" Win64="yes">
+            <RegistryValue Root="HKLM" Key="{INSTALL_KEY}" Name="StartAtLogin" Type="string"
+                           Value="[STARTATLOGIN]" KeyPath="yes"/>
           </Component>
         </Directory>
       </Directory>
@@ -139,9 +203,14 @@ def product_wxs(version: str, files: Iterable[str]) -> str:
         </Component>
       </Directory>
     </Directory>
-    <CustomAction Id="PurgeUserData" FileKey="{python_exe}" Execute="deferred" Impersonate="no"
-                  Return="ignore" ExeCommand="&quot;[INSTALLDIR]purge_user_data.py&quot;"/>
+    <CustomAction Id="PurgeUserData" FileKey="{launcher_exe}" Execute="deferred" Impersonate="no"
+                  Return="ignore" ExeCommand="--msi-purge-user-data"/>
+{chr(10).join(remember_actions)}
+    <InstallUISequence>
+{sequence_rows}
+    </InstallUISequence>
     <InstallExecuteSequence>
+{sequence_rows}
       <Custom Action="PurgeUserData" Sequence="{PURGE_SEQUENCE}">{escape(PURGE_CONDITION)}</Custom>
     </InstallExecuteSequence>
     <Feature Id="Lifeboat" Title="Lifeboat" Level="1">

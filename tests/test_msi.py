@@ -1,6 +1,8 @@
-"""The MSI, built here with `python -m installer.build` and installed under wine like IT would:
-msiexec /qn with properties, policy values read back from the registry, the installed `lifeboat`
-run (--version, doctor --json shows the policy), a major upgrade that keeps user data, uninstall.
+"""The MSI, built here with `python -m installer.build` (signed with a throwaway CA and a local RFC 3161
+time-stamping server, tests/codesign.py) and installed under wine like IT would: msiexec /qn with
+properties, policy values read back from the registry, the installed launchers run (--version, doctor
+--json shows the policy), every PE file and the MSI verify against the test CA, a major upgrade that
+keeps user data, uninstall.
 
 Wine's WMI crashes CPython 3.13's `platform` module, so the installed _wmi.pyd is removed here
 (see FACTS.md); real Windows needs no such step.
@@ -16,11 +18,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from desktop.policy_registry import KEY, POLICIES
-from installer import wix
+from desktop.policy_registry import INSTALL_KEY, KEY, POLICIES
+from installer import build, launcher, sign, wix
+from tests import codesign
 
 pytestmark = pytest.mark.msi
 
@@ -49,17 +53,25 @@ def _tool(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def msis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two MSIs built by the real build command: the current version and a higher one."""
-    for tool in ("wixl", "msiinfo", "msibuild"):
+def pki(tmp_path_factory: pytest.TempPathFactory) -> codesign.TestPki:
+    return codesign.make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def msis(tmp_path_factory: pytest.TempPathFactory, pki: codesign.TestPki) -> dict[str, Path]:
+    """Two MSIs built and signed by the real build command: the current version and a higher one."""
+    for tool in ("wixl", "msiinfo", "msibuild", "osslsigncode", "x86_64-w64-mingw32-gcc"):
         _tool(tool)
     out = tmp_path_factory.mktemp("dist")
     built = {}
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # the TSA is on loopback
     for version in (OLD, NEW):
-        proc = subprocess.run(
-            [sys.executable, "-m", "installer.build", "--version", version, "--out", str(out)],
-            cwd=REPO, capture_output=True, text=True, timeout=1200,
-        )
+        with codesign.timestamp_server(pki) as tsa:
+            proc = subprocess.run(
+                [sys.executable, "-m", "installer.build", "--version", version, "--out", str(out),
+                 "--sign-cert", str(pki.cert), "--sign-key", str(pki.key), "--timestamp-url", tsa],
+                cwd=REPO, capture_output=True, text=True, timeout=1200, env=env,
+            )
         assert proc.returncode == 0, proc.stderr[-3000:]
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"built {report}")  # size and build time, shown with pytest -s
@@ -82,30 +94,123 @@ def test_msi_tables(msis: dict[str, Path]) -> None:
     msi = msis[OLD]
     props = {r["Property"]: r["Value"] for r in _table(msi, "Property")}
     assert props["ALLUSERS"] == "1" and props["ProductVersion"] == OLD
-    assert props["UpgradeCode"] == "{" + wix.UPGRADE_CODE + "}" and props["STARTATLOGIN"] == "1"
+    assert props["UpgradeCode"] == "{" + wix.UPGRADE_CODE + "}" and "STARTATLOGIN" not in props
     assert set(wix.secure_properties()) <= set(props["SecureCustomProperties"].split(";"))
     assert not set(PROPS) & set(props), "public policy properties must have no default value"
     suminfo = subprocess.run(["msiinfo", "suminfo", str(msi)], capture_output=True, text=True).stdout
     assert "Template: x64;1033" in suminfo
     conditions = {r["Component"]: r["Condition"] for r in _table(msi, "Component")}
-    registry = [r for r in _table(msi, "Registry") if r["Key"] == KEY]
+    assert not [r for r in _table(msi, "Registry") if "policies" in r["Key"].lower()]  # Group Policy's
+    registry = [r for r in _table(msi, "Registry") if r["Key"] == INSTALL_KEY]
+    remembered = wix.remembered_properties()
     assert {r["Name"]: r["Value"] for r in registry} == {
-        p.name: ("#" if p.kind == "dword" else "") + f"[{p.prop}]" for p in POLICIES
-    }
+        name: f"[{prop}]" for prop, name in remembered.items()}
     for r in registry:
-        prop = r["Value"].strip("#[]")
-        assert r["Root"] == "2" and conditions[r["Component_"]] == f'{prop} OR REMOVE="ALL"'
+        prop = r["Value"].strip("[]")
+        if prop != "STARTATLOGIN":
+            assert r["Root"] == "2" and conditions[r["Component_"]] == f'{prop} OR REMOVE="ALL"'
+    # an upgrade reads them back: AppSearch + RegLocator (HKLM = 2, raw value + 64-bit view = 2 + 16)
+    locators = {r["Signature_"]: r for r in _table(msi, "RegLocator")}
+    searches = {r["Property"]: locators[r["Signature_"]] for r in _table(msi, "AppSearch")}
+    assert {prop: (r["Root"], r["Key"], r["Name"], r["Type"]) for prop, r in searches.items()} == {
+        prop: ("2", INSTALL_KEY, name, "18") for prop, name in remembered.items()}
+    for sequence in ("InstallExecuteSequence", "InstallUISequence"):
+        order = {r["Action"]: int(r["Sequence"]) for r in _table(msi, sequence)}
+        for prop in remembered:
+            assert order[f"SaveCmd_{prop}"] < order["AppSearch"] < order[f"RestoreCmd_{prop}"], sequence
     (run,) = [r for r in _table(msi, "Registry") if r["Key"] == wix.RUN_KEY]
-    assert run["Root"] == "2" and "pythonw.exe" in run["Value"]
+    assert run["Root"] == "2" and run["Value"] == '"[INSTALLDIR]Lifeboat.exe" run --minimized'
     assert conditions[run["Component_"]] == 'STARTATLOGIN="1" OR REMOVE="ALL"'
+    source = {r["Name"]: r for r in _table(msi, "Registry") if r["Key"].rstrip("\\") == wix.EVENT_SOURCE_KEY}
+    assert {n: (r["Root"], r["Value"]) for n, r in source.items()} == {
+        "EventMessageFile": ("2", "#%[INSTALLDIR]Lifeboat.exe"),  # REG_EXPAND_SZ: the launcher's messages
+        "TypesSupported": ("2", "#7"), "-": ("2", "")}  # "-": the key goes at uninstall
+    assert {r["Component_"] for r in source.values()} == {"EventSource"}
     (shortcut,) = _table(msi, "Shortcut")
     assert shortcut["Directory_"] == "ProgramMenuFolder"
-    assert shortcut["Target"].endswith(r"python\pythonw.exe")
+    assert shortcut["Target"] == "[INSTALLDIR]Lifeboat.exe" and shortcut["Arguments"] == "run"
     assert {r["UpgradeCode"] for r in _table(msi, "Upgrade")} == {"{" + wix.UPGRADE_CODE + "}"}
     (purge,) = [r for r in _table(msi, "InstallExecuteSequence") if r["Action"] == "PurgeUserData"]
     assert "REMOVEUSERDATA" in purge["Condition"] and 1500 < int(purge["Sequence"]) < 3500
+    (action,) = [r for r in _table(msi, "CustomAction") if r["Action"] == "PurgeUserData"]
+    launcher = {r["File"] for r in _table(msi, "File") if r["FileName"].split("|")[-1] == "Lifeboat.exe"}
+    assert action["Source"] in launcher and action["Target"] == "--msi-purge-user-data"
     files = {r["FileName"].split("|")[-1] for r in _table(msi, "File")}
-    assert {"pythonw.exe", "python.exe", "python313.dll", "lifeboat.py", "lifeboat.cmd"} <= files
+    assert {"Lifeboat.exe", "lifeboat-cli.exe", "python313.dll", "lifeboat_launcher.py"} <= files
+    assert not {"python.exe", "pythonw.exe", "lifeboat.py", "lifeboat.cmd"} & files
+
+
+def _pe_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and sign.is_pe(p))
+
+
+# Publishers whose own signature the build keeps on their files (it signs only unsigned PE files):
+# the PSF (CPython's DLLs and .pyd, signed through Microsoft's Trusted Signing) and Microsoft (the
+# VC++ runtime, WebView2). Their roots are not in Debian's bundle, so here only their digests are checked.
+UPSTREAM_SIGNERS = ("/O=Python Software Foundation/", "/O=Microsoft Corporation/")
+
+
+def _assert_every_pe_verifies(root: Path, pki: codesign.TestPki) -> tuple[int, int]:
+    """Every PE file under root: ours verify against the test CA with a timestamp; upstream-signed ones
+    are unchanged since their publisher signed them. Returns (ours, upstream) counts."""
+    ours = upstream = 0
+    for path in _pe_files(root):
+        out = codesign.verify(path, pki)
+        text = out.stdout + out.stderr
+        subjects = codesign.signer_subjects(text)
+        assert subjects, f"{path.relative_to(root)} is not signed"
+        if subjects[0].endswith("/CN=" + codesign.SIGNER_CN):
+            assert out.returncode == 0 and "Signature verification: ok" in text, (path, text[-1500:])
+            assert "Timestamp time:" in text, f"{path.name}: no RFC 3161 timestamp"
+            ours += 1
+        else:
+            assert any(org in subjects[0] for org in UPSTREAM_SIGNERS), (path, subjects)
+            assert codesign.digest_intact(text), f"{path.name}: changed after its publisher signed it"
+            upstream += 1
+    return ours, upstream
+
+
+def test_msi_payload_is_signed_lean_and_precompiled(msis: dict[str, Path], pki: codesign.TestPki,
+                                                    tmp_path: Path) -> None:
+    """Tried: the MSI and every PE file inside it against the throwaway CA (a file left unsigned, or
+    signed without a timestamp, fails); the launchers' version resource, icon and manifest; no
+    python.exe, pip, simulator, demo or test-only library; every .py file has an unchecked-hash .pyc
+    of the runtime's own bytecode version (a stale or foreign .pyc would be recompiled at each start)."""
+    msi = msis[OLD]
+    out = codesign.verify(msi, pki)
+    assert out.returncode == 0 and "Timestamp time:" in out.stdout, out.stdout[-2000:] + out.stderr[-1000:]
+    subprocess.run(["msiextract", "-C", str(tmp_path), str(msi)], check=True, capture_output=True)
+    (root,) = [p for p in tmp_path.rglob("Lifeboat.exe")]
+    root = root.parent
+    ours, upstream = _assert_every_pe_verifies(root, pki)
+    assert ours >= 20 and upstream >= 20, (ours, upstream)  # the launchers and the wheels' .pyd are ours
+    print(f"PE files: {ours} signed by the build, {upstream} kept their publisher's signature")
+
+    for exe, subsystem in (("Lifeboat.exe", "(Windows GUI)"), ("lifeboat-cli.exe", "(Windows CUI)")):
+        rc = subprocess.run(["x86_64-w64-mingw32-windres", "-i", str(root / exe), "-O", "rc"],
+                            capture_output=True, text=True, errors="replace", check=True).stdout
+        assert f'VALUE "OriginalFilename", "{exe}"' in rc and f'VALUE "FileVersion", "{OLD}"' in rc
+        assert f"FILEVERSION {OLD.replace('.', ',')},0" in rc.replace(", ", ",")
+        assert "ICON" in rc and "asInvoker" in rc and "longPathAware" in rc
+        # the Event Log's message table: every event ID maps to the one insertion string
+        dump = rc.split("RT_MESSAGETABLE", 1)[1]
+        messages = {int(i, 16): text.strip() for i, text in re.findall(r"MessageId = 0x(\w+)\n\s*(.*)", dump)}
+        assert set(messages) == set(launcher.EVENT_IDS) and set(messages.values()) == {r"%1\n\000"}
+        head = subprocess.run(["x86_64-w64-mingw32-objdump", "-p", str(root / exe)], capture_output=True,
+                              text=True, check=True).stdout
+        assert subsystem in head and "python" not in head.lower()  # python313.dll is loaded, not linked
+
+    names = {p.name.lower() for p in root.rglob("*")}
+    assert not {"python.exe", "pythonw.exe", "pip", "simulator", "aiosmtpd", "o365", "exchangelib"} & names
+    site = root / "python" / "Lib" / "site-packages"
+    assert not (site / "desktop" / "demo.py").exists() and (site / "desktop" / "cli.py").exists()
+    magic = build._zip_magic(root / "python")
+    sources = list((root / "python" / "Lib").rglob("*.py"))
+    assert len(sources) > 500
+    for src in sources:
+        pyc = src.parent / "__pycache__" / f"{src.stem}.cpython-313.pyc"
+        head = pyc.read_bytes()[:8] if pyc.exists() else b""
+        assert head[:4] == magic and head[4:8] == b"\x01\0\0\0", f"{src.relative_to(root)}: no usable .pyc"
 
 
 class Wine:
@@ -120,9 +225,10 @@ class Wine:
         self.wine = _tool("wine64") if shutil.which("wine64") or Path("/usr/lib/wine/wine64").exists() \
             else _tool("wine")
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.wine, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, errors="replace")
+    def run(self, *args: str, timeout: float = 600, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.wine, *args], env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout, errors="replace", stdin=subprocess.DEVNULL, cwd=cwd)
 
     def msiexec(self, *args: str) -> None:
         log = self.prefix / "msiexec.log"
@@ -142,8 +248,9 @@ class Wine:
                 out[m.group(1)] = (m.group(2), m.group(3).strip())
         return out
 
-    def lifeboat(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run("cmd", "/c", INSTALLDIR + r"\lifeboat.cmd", *args)
+    def lifeboat(self, *args: str, exe: str = "lifeboat-cli.exe",
+                 **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run(INSTALLDIR + "\\" + exe, *args, **kw)
 
     def drive_c(self, windows_path: str) -> Path:
         return self.prefix / "drive_c" / windows_path.removeprefix("C:\\").replace("\\", "/")
@@ -182,30 +289,59 @@ def _remove_wmi(w: Wine) -> None:
     w.drive_c(INSTALLDIR + r"\python\_wmi.pyd").unlink()
 
 
-def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine) -> None:
+def _launchers_run_only_lifeboat(wine: Wine, planted: Path) -> None:
+    """The launchers are not a general interpreter: Python options among the arguments are Lifeboat's
+    arguments (refused), and modules planted in the current folder or on PYTHONPATH are never run."""
+    marker = planted / "ran.txt"
+    windows_marker = "Z:" + str(marker).replace("/", "\\")
+    code = f"open({windows_marker!r}, 'w').write('planted code ran')\n"
+    for pkg in ("desktop", "lifeboat_launcher", "sitecustomize"):
+        (planted / pkg).mkdir(parents=True, exist_ok=True)
+        (planted / pkg / "__init__.py").write_text(code)
+    (planted / "lifeboat_launcher.py").write_text(code)
+    for exe in ("lifeboat-cli.exe", "Lifeboat.exe"):
+        interpreted = wine.lifeboat("-c", f"open({windows_marker!r}, 'w')", exe=exe)
+        assert interpreted.returncode == 2, interpreted  # argparse's usage error, nothing run
+        planted_run = wine.lifeboat("--version", exe=exe, cwd=planted,
+                                    env={"PYTHONPATH": "Z:" + str(planted).replace("/", "\\"),
+                                         "PYTHONSTARTUP": "Z:" + str(planted / "lifeboat_launcher.py")})
+        assert planted_run.returncode == 0 and planted_run.stdout.strip().startswith("lifeboat "), planted_run
+    assert not marker.exists(), "code planted beside the user ran inside Lifeboat"
+
+
+def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine,
+                                              pki: codesign.TestPki) -> None:
     """Tried: a silent install with every policy property (one empty), reading the registry back,
-    running the installed lifeboat (--version, doctor --json), a major upgrade to a higher version
-    with user data present, a plain uninstall (keeps user data) and one with REMOVEUSERDATA=1."""
+    every PE file of the installed folder against the test CA, running both installed launchers
+    (--version, doctor --json) without them writing a single .pyc, a major upgrade to a higher
+    version that repeats none of the properties but one (with user data present: every value and the
+    data are kept, the repeated one takes its new value), a refused downgrade (1603), a plain
+    uninstall (keeps user data), an install with STARTATLOGIN=0 that an upgrade without it keeps, and
+    an uninstall with REMOVEUSERDATA=1. The MSI never writes under SOFTWARE\\Policies (Group Policy's)."""
     old, new = (str(msis[v]) for v in (OLD, NEW))
     wine.msiexec("/i", old, *(f"{k}={v}" for k, v in PROPS.items()))
 
-    values = wine.reg_values("HKLM\\" + KEY)
-    assert values is not None
-    expected = {}
-    for p in POLICIES:
-        if PROPS[p.prop]:
-            expected[p.name] = ("REG_DWORD", hex(int(PROPS[p.prop]))) if p.kind == "dword" \
-                else ("REG_SZ", PROPS[p.prop])
-    assert values == expected  # EwsUrl absent: its property was empty
+    expected = {p.name: ("REG_SZ", PROPS[p.prop]) for p in POLICIES if PROPS[p.prop]}
+    expected["StartAtLogin"] = ("REG_SZ", "1")
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == expected  # EwsUrl absent: its property was empty
+    assert wine.reg_values("HKLM\\" + KEY) is None
     run = wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {}
-    launcher = rf'"{INSTALLDIR}\python\pythonw.exe" "{INSTALLDIR}\lifeboat.py"'
-    assert run["Lifeboat"][1] == launcher + " run --minimized"
+    assert run["Lifeboat"][1] == rf'"{INSTALLDIR}\Lifeboat.exe" run --minimized'
     assert list(wine.prefix.glob("drive_c/**/Start Menu/Programs/Lifeboat.lnk"))
     assert wine.products() == [OLD]
+    event_source = "HKLM\\" + wix.EVENT_SOURCE_KEY
+    assert wine.reg_values(event_source) == {
+        "EventMessageFile": ("REG_EXPAND_SZ", INSTALLDIR + "\\Lifeboat.exe"),
+        "TypesSupported": ("REG_DWORD", "0x7")}
 
+    installed = wine.drive_c(INSTALLDIR)
+    _assert_every_pe_verifies(installed, pki)
     _remove_wmi(wine)
+    before = {p: p.stat().st_mtime_ns for p in installed.rglob("*")}
     version = wine.lifeboat("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"lifeboat {OLD}", version.stderr[-2000:]
+    gui = wine.lifeboat("--version", exe="Lifeboat.exe")  # GUI subsystem: wine still passes our stdout
+    assert gui.returncode == 0 and gui.stdout.strip() == f"lifeboat {OLD}", gui.stderr[-2000:]
     doctor = wine.lifeboat("doctor", "--json")
     assert doctor.stdout.strip(), doctor.stderr[-3000:]
     effective = json.loads(doctor.stdout)["settings"]  # {name: {"value", "source"}}, see the README
@@ -214,31 +350,53 @@ def test_install_upgrade_uninstall_under_wine(msis: dict[str, Path], wine: Wine)
             want = int(PROPS[p.prop]) if p.kind == "dword" else PROPS[p.prop]
             assert effective[p.field] == {"value": want, "source": "policy"}, p.field
     assert effective["ews_url"]["source"] != "policy"
+    _launchers_run_only_lifeboat(wine, wine.prefix.parent / "planted")
+    after = {p: p.stat().st_mtime_ns for p in installed.rglob("*")}
+    assert after == before, f"the app wrote into its install folder: {sorted(set(after) ^ set(before))[:5]}"
 
     user_data = wine.local_appdata() / "Lifeboat"
     user_data.mkdir(parents=True, exist_ok=True)
     (user_data / "keep-me.txt").write_text("the user's cache")
 
-    # Major upgrade: IT pushes the newer MSI with the same properties.
-    wine.msiexec("/i", new, *(f"{k}={v}" for k, v in {**PROPS, "CACHEDAYS": "21"}.items()))
+    # Major upgrade: IT pushes the newer MSI with one property changed and the others left out.
+    wine.msiexec("/i", new, "CACHEDAYS=21")
     assert wine.products() == [NEW]
-    assert (wine.reg_values("HKLM\\" + KEY) or {})["CacheDays"] == ("REG_DWORD", hex(21))
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == {**expected, "CacheDays": ("REG_SZ", "21")}
+    assert wine.reg_values("HKLM\\" + KEY) is None
+    run = wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {}
+    assert run["Lifeboat"][1] == rf'"{INSTALLDIR}\Lifeboat.exe" run --minimized'
     _remove_wmi(wine)
     assert wine.lifeboat("--version").stdout.strip() == f"lifeboat {NEW}"
+    effective = json.loads(wine.lifeboat("doctor", "--json").stdout)["settings"]
+    for p in POLICIES:
+        if PROPS[p.prop]:
+            value = "21" if p.prop == "CACHEDAYS" else PROPS[p.prop]
+            want = int(value) if p.kind == "dword" else value
+            assert effective[p.field] == {"value": want, "source": "policy"}, p.field
     assert (user_data / "keep-me.txt").exists()
+
+    # A downgrade is refused with 1603 (the MSI's launch condition), and the newer version stays.
+    refused = wine.run("msiexec", "/i", old, "/qn")
+    assert refused.returncode == 1603 % 256, refused.returncode  # a Unix exit status keeps the low byte
+    assert wine.products() == [NEW]
 
     # Plain uninstall: program files, policy values, Run key and shortcut go; user data stays.
     wine.msiexec("/x", new)
     assert wine.products() == []
     assert not [p for p in wine.drive_c(INSTALLDIR).rglob("*") if p.is_file()]
-    assert not wine.reg_values("HKLM\\" + KEY)
+    assert not wine.reg_values("HKLM\\" + INSTALL_KEY)
+    assert wine.reg_values(event_source) is None  # the source's key is gone, not left empty
     assert "Lifeboat" not in (wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {})
     assert not list(wine.prefix.glob("drive_c/**/Start Menu/Programs/Lifeboat.lnk"))
     assert (user_data / "keep-me.txt").exists()
 
-    # Install without STARTATLOGIN, then uninstall asking for the user data to go too.
-    wine.msiexec("/i", new, "STARTATLOGIN=0")
+    # Install without start at sign-in and upgrade without saying it again: it stays off.
+    wine.msiexec("/i", old, "STARTATLOGIN=0")
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == {"StartAtLogin": ("REG_SZ", "0")}  # no properties
+    wine.msiexec("/i", new)
+    assert wine.products() == [NEW]
+    assert wine.reg_values("HKLM\\" + INSTALL_KEY) == {"StartAtLogin": ("REG_SZ", "0")}
     assert "Lifeboat" not in (wine.reg_values(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run") or {})
-    assert not wine.reg_values("HKLM\\" + KEY)  # no properties, no policy
+    # then uninstall asking for the user data to go too
     wine.msiexec("/x", new, "REMOVEUSERDATA=1")
     assert not user_data.exists()

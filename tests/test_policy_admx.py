@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from desktop import config
-from desktop.policy_registry import KEY, POLICIES
+from desktop.policy_registry import INSTALL_KEY, KEY, POLICIES
 from installer import admx, wix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,16 +46,15 @@ def test_admx_policies_match_the_values_the_app_reads() -> None:
 
 
 def test_msi_writes_the_same_values() -> None:
-    """Tried: the WiX source's registry rows under the policy key against the same table."""
-    wxs = ET.fromstring(wix.product_wxs("1.2.3", ["python/pythonw.exe", "lifeboat.py"]))
-    rows = {
-        r.get("Name"): (r.get("Type"), r.get("Value"))
-        for r in wxs.iter("{http://schemas.microsoft.com/wix/2006/wi}RegistryValue")
-        if r.get("Key") == KEY
-    }
+    """Tried: the WiX source's registry rows under the MSI's own key against the same table (the
+    same value names as Group Policy's; REG_SZ, which the reader coerces) and none under Policies."""
+    wxs = ET.fromstring(wix.product_wxs("1.2.3", ["Lifeboat.exe", "lifeboat-cli.exe"]))
+    values = list(wxs.iter("{http://schemas.microsoft.com/wix/2006/wi}RegistryValue"))
+    rows = {r.get("Name"): (r.get("Type"), r.get("Value")) for r in values if r.get("Key") == INSTALL_KEY}
     assert rows == {
-        p.name: ("integer" if p.kind == "dword" else "string", f"[{p.prop}]") for p in POLICIES
+        **{p.name: ("string", f"[{p.prop}]") for p in POLICIES}, "StartAtLogin": ("string", "[STARTATLOGIN]"),
     }
+    assert not [r for r in values if r.get("Key") == KEY]
 
 
 def test_every_reference_resolves() -> None:

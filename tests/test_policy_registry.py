@@ -189,3 +189,63 @@ def test_force_mode_outside_machine_policy_is_never_reported_as_the_organisation
     assert _cli(capsys, "failover", "auto")[0] == 1
     mode = json.loads(_cli(capsys, "status", "--json")[1])["failover"]
     assert (mode["forced"], mode["forced_by"]) == ("continuity", "admin")
+
+
+class _FakeWinreg:
+    """A stand-in for the winreg module (nothing real can run here): hive -> key path -> values."""
+
+    HKEY_LOCAL_MACHINE, HKEY_CURRENT_USER, KEY_READ, KEY_WOW64_64KEY = 1, 2, 0x20019, 0x100
+
+    def __init__(self, tree: dict[int, dict[str, dict[str, object]]]) -> None:
+        self.tree = tree
+
+    class _Key:
+        def __init__(self, values: dict[str, object]) -> None:
+            self.values = list(values.items())
+
+        def __enter__(self) -> _FakeWinreg._Key:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def OpenKey(self, hive: int, path: str, _reserved: int, access: int) -> _Key:
+        assert access & self.KEY_WOW64_64KEY, "a 32-bit view would miss the MSI's 64-bit values"
+        if path not in self.tree.get(hive, {}):
+            raise FileNotFoundError(path)
+        return self._Key(self.tree[hive][path])
+
+    def EnumValue(self, key: _Key, i: int) -> tuple[str, object, int]:
+        if i >= len(key.values):
+            raise OSError("no more data")
+        name, value = key.values[i]
+        return name, value, 1
+
+
+def test_msi_values_come_from_the_product_key_below_group_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tried: values the MSI wrote under HKLM\\SOFTWARE\\Lifeboat\\Install (REG_SZ, a number among
+    them) and Group Policy values for some of the same settings in HKLM and HKCU: Group Policy wins,
+    the MSI's fill the rest, and an error names the key a value really came from."""
+    import sys
+
+    fake = _FakeWinreg({
+        1: {policy_registry.INSTALL_KEY: {"TenantId": "msi.example", "CacheDays": "21",
+                                          "ClientId": "msi-client", "BackupSmtpHost": "relay.msi.example",
+                                          "StartAtLogin": "1"},
+            policy_registry.KEY: {"TenantId": "gpo.example"}},
+        2: {policy_registry.KEY: {"ClientId": "user-gpo-client"}},
+    })
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "winreg", fake)
+    monkeypatch.setattr(policy_registry, "_ORIGIN", {})  # read() records origins: none leak out
+    assert policy_registry.read() == {"tenant": "gpo.example", "client_id": "user-gpo-client",
+                                      "cache_days": "21", "backup_smtp_host": "relay.msi.example"}
+    msi_value = r"installed setting HKLM\SOFTWARE\Lifeboat\Install\CacheDays"
+    assert policy_registry.where("cache_days") == msi_value
+    assert policy_registry.where("tenant") == r"policy HKLM\SOFTWARE\Policies\Lifeboat\TenantId"
+    assert config._coerce("cache_days", "21", policy_registry.where("cache_days")) == 21
+    fake.tree[1][policy_registry.INSTALL_KEY]["CacheDays"] = "lots"
+    raw = policy_registry.read()
+    with pytest.raises(ConfigError, match=r"Lifeboat\\Install\\CacheDays: cache_days = 'lots'"):
+        config._coerce("cache_days", raw["cache_days"], policy_registry.where("cache_days"))
+    assert policy_registry.INSTALL_KEY.lower().startswith("software\\lifeboat")  # never under Policies

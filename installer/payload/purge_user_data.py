@@ -1,4 +1,5 @@
-"""Run by the MSI on `msiexec /x ... REMOVEUSERDATA=1`: deletes every user's Lifeboat cache folder
+"""Run by the MSI on `msiexec /x ... REMOVEUSERDATA=1` (`Lifeboat.exe --msi-purge-user-data`): deletes
+every user's Lifeboat cache folder
 (%LOCALAPPDATA%\\Lifeboat under each profile). Without that property, uninstall keeps user data.
 
 The cache keys in each user's Credential Manager stay behind; without the cache they open nothing.
@@ -22,4 +23,5 @@ def main() -> None:
             print(f"removed {cache}")
 
 
-main()
+if __name__ == "__main__":
+    main()

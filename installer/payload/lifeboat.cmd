@@ -1,3 +1,0 @@
-@echo off
-rem Lifeboat on the command line: lifeboat --version, lifeboat doctor --json, ...
-"%~dp0python\python.exe" "%~dp0lifeboat.py" %*
