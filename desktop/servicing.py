@@ -90,8 +90,8 @@ def session_reason(lparam: int) -> str:
 
 def restart_command_line(args: Sequence[str]) -> str | None:
     """The command line Restart Manager starts the app with after an upgrade (pure): the arguments this
-    process was started with (after the executable: for `pythonw.exe lifeboat.py run` that is
-    `lifeboat.py run`; Windows puts the executable in front), in the tray only (`--minimized`: an upgrade
+    process was started with, after the executable (for `Lifeboat.exe run` that is `run`; Windows puts
+    the executable in front), in the tray only (`--minimized`: an upgrade
     must not pop the window up). None when it cannot be registered (too long, or no `run` command)."""
     rest = list(args)
     if "run" not in rest:
@@ -176,11 +176,12 @@ class SessionWatch:
 
     def start(self, args: Sequence[str] | None = None) -> SessionWatch:
         """Create the window (its thread pumps its messages) and register for restart with `args`
-        (default: this process's arguments after the interpreter)."""
+        (default: Lifeboat's own arguments, sys.argv[1:]: the launcher `Lifeboat.exe` runs Python with
+        `-I -c ...` and puts the user's arguments in sys.argv, and Windows puts the executable in front)."""
         self._thread = threading.Thread(target=self._run, name="lifeboat-session", daemon=True)
         self._thread.start()
         self._ready.wait(10)
-        line = restart_command_line(list(args) if args is not None else sys.orig_argv[1:])
+        line = restart_command_line(list(args) if args is not None else sys.argv[1:])
         if line is not None:
             result = self.api.register_restart(line, RESTART_FLAGS)
             if result != 0:

@@ -28,12 +28,12 @@ def event_log_api() -> Any:
 
 
 def installed(executable: str) -> bool:
-    r"""Whether this interpreter is the MSI's (`<INSTALLDIR>\python\pythonw.exe` beside `lifeboat.py`):
-    only there does a Start-menu shortcut carry the AppUserModelID (without one, Windows may drop toasts)."""
+    r"""Whether this process is the MSI's launcher (`<INSTALLDIR>\Lifeboat.exe` or `lifeboat-cli.exe`,
+    which run the embedded Python: sys.executable is the launcher): only its Start-menu shortcut carries
+    the AppUserModelID (installer/wix.py MsiShortcutProperty; without one, Windows may drop toasts)."""
     from pathlib import PureWindowsPath
 
-    exe = PureWindowsPath(executable)
-    return exe.parent.name.lower() == "python" and exe.name.lower() in ("python.exe", "pythonw.exe")
+    return PureWindowsPath(executable).name.lower() in ("lifeboat.exe", "lifeboat-cli.exe")
 
 
 def set_app_id(aumid: str, executable: str | None = None) -> bool:

@@ -165,7 +165,7 @@ class WindowProcess:
             env = dict(os.environ)
             env.pop("LIFEBOAT_DB_KEY", None)  # the child gets the key over its stdin only
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "desktop.window", "--child"],
+                child_command(sys.executable),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
@@ -257,6 +257,17 @@ class _PipeQueue:
         with self._lock:
             self._out.write(json.dumps(message, default=str) + "\n")
             self._out.flush()
+
+
+def child_command(executable: str) -> list[str]:
+    """How the window child is started: `python -m desktop.window --child`, or, under the MSI's launcher
+    (whose sys.executable is Lifeboat.exe, which takes Lifeboat's arguments, never Python's), the
+    launcher's own `--window-child` (installer/payload/lifeboat_launcher.py)."""
+    from desktop import win32
+
+    if win32.installed(executable):
+        return [executable, "--window-child"]
+    return [executable, "-m", "desktop.window", "--child"]
 
 
 def _child_main() -> None:

@@ -386,6 +386,9 @@ def build_msi(version: str, payload: Path, out: Path, work: Path, signer: sign.S
     _run(["wixl", "-a", "x64", "-o", str(tmp_msi), str(wxs)], cwd=work)
     _patch_table(tmp_msi, "Component", {c: {4: cond} for c, cond in wix.component_conditions().items()}, work)
     _edit_table(tmp_msi, "Registry", wix.event_source_registry, work)
+    idt = work / "MsiShortcutProperty.idt"
+    idt.write_text(wix.shortcut_property_idt())
+    _run(["msibuild", str(tmp_msi), "-i", str(idt)])
     secure = subprocess.run(["msiinfo", "export", str(tmp_msi), "Property"], capture_output=True, text=True,
                             check=True).stdout
     m = re.search(r"^SecureCustomProperties\t([^\r\n]*)", secure, re.M)

@@ -63,6 +63,23 @@ def component_conditions() -> dict[str, str]:
     return out
 
 
+# The Start-menu shortcut carries the app's AppUserModelID (the same as desktop.window.APP_ID, which the
+# app sets on its own process): Windows attributes the tray's notifications to that shortcut, so they
+# show as Lifeboat's, and it does not drop notifications of an ID no shortcut carries.
+APP_USER_MODEL_ID = "Lifeboat.Desktop"
+PKEY_APP_USER_MODEL_ID = "{9F4C2855-9F79-4B39-A8D0-E1D42DE1D5F3} 5"  # System.AppUserModel.ID
+
+
+def shortcut_property_idt() -> str:
+    """The MsiShortcutProperty table (Windows Installer 5.0) as an .idt file for msibuild: wixl cannot
+    write it. One row: the Start-menu shortcut's System.AppUserModel.ID."""
+    rows = [["MsiShortcutProperty", "Shortcut_", "PropertyKey", "PropVariantValue"],
+            ["s72", "s72", "s0", "s0"],
+            ["MsiShortcutProperty", "MsiShortcutProperty"],
+            ["AppUserModelId", "LifeboatShortcut", PKEY_APP_USER_MODEL_ID, APP_USER_MODEL_ID]]
+    return "".join("\t".join(r) + "\r\n" for r in rows)
+
+
 def event_source_registry(rows: list[list[str]]) -> list[list[str]]:
     """Registry table rows (Registry, Root, Key, Name, Value, Component_) as wixl wrote them -> as the
     MSI needs them: EventMessageFile as REG_EXPAND_SZ ("#%", which wixl drops), and a "-" row that

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from desktop.policy_registry import INSTALL_KEY, KEY, POLICIES
+from desktop.window import APP_ID
 from installer import build, launcher, sign, wix
 from tests import codesign
 
@@ -128,6 +129,9 @@ def test_msi_tables(msis: dict[str, Path]) -> None:
     assert {r["Component_"] for r in source.values()} == {"EventSource"}
     (shortcut,) = _table(msi, "Shortcut")
     assert shortcut["Directory_"] == "ProgramMenuFolder"
+    (aumid,) = _table(msi, "MsiShortcutProperty")  # the app's own AppUserModelID on its shortcut
+    assert (aumid["Shortcut_"], aumid["PropertyKey"], aumid["PropVariantValue"]) == (
+        shortcut["Shortcut"], wix.PKEY_APP_USER_MODEL_ID, APP_ID)
     assert shortcut["Target"] == "[INSTALLDIR]Lifeboat.exe" and shortcut["Arguments"] == "run"
     assert {r["UpgradeCode"] for r in _table(msi, "Upgrade")} == {"{" + wix.UPGRADE_CODE + "}"}
     (purge,) = [r for r in _table(msi, "InstallExecuteSequence") if r["Action"] == "PurgeUserData"]

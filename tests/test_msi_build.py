@@ -269,3 +269,19 @@ def test_message_table_answers_for_every_event_id() -> None:
     except ImportError:
         return
     assert {e.id for e in eventlog.EVENTS} <= set(launcher.EVENT_IDS)
+
+
+def test_shortcut_carries_the_apps_own_app_user_model_id() -> None:
+    """Tried: the MsiShortcutProperty table wixl cannot write: one row giving the Start-menu shortcut
+    (the wxs's LifeboatShortcut) System.AppUserModel.ID, equal to the ID the app sets on its process, so
+    Windows shows the tray's notifications as Lifeboat's and does not drop them."""
+    from desktop.window import APP_ID
+
+    lines = wix.shortcut_property_idt().split("\r\n")
+    assert lines[0].split("\t") == ["MsiShortcutProperty", "Shortcut_", "PropertyKey", "PropVariantValue"]
+    assert lines[2] == "MsiShortcutProperty\tMsiShortcutProperty" and lines[-1] == ""
+    [row] = [line.split("\t") for line in lines[3:-1]]
+    root = ET.fromstring(wix.product_wxs("0.1.0", FILES))
+    shortcuts = [s.get("Id") for s in root.iter(WIX + "Shortcut")]
+    assert len(shortcuts) == 1
+    assert row[1:] == [shortcuts[0], "{9F4C2855-9F79-4B39-A8D0-E1D42DE1D5F3} 5", APP_ID]

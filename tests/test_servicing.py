@@ -4,7 +4,10 @@ ENDSESSION_CLOSEAPP, sign-out, shutdown, a cancelled end) and WM_CLOSE, and what
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -46,11 +49,11 @@ def test_restart_command_line_comes_back_in_the_tray_and_refuses_what_windows_wo
     `run` gains --minimized (an upgrade must not pop the window up), --headless stays headless; a command
     that is not `run` (e.g. `send`) is not registered; a line of 1024 characters or more (Windows' limit)
     is refused rather than cut."""
-    line = restart_command_line([r"C:\Program Files\Lifeboat\lifeboat.py", "run"])
-    assert line == r'"C:\Program Files\Lifeboat\lifeboat.py" run --minimized'
-    assert restart_command_line(["lifeboat.py", "run", "--minimized"]) == "lifeboat.py run --minimized"
-    assert restart_command_line(["lifeboat.py", "run", "--headless"]) == "lifeboat.py run --headless"
-    assert restart_command_line(["lifeboat.py", "send", "--to", "x@y"]) is None
+    line = restart_command_line(["run", "--config", r"C:\Users\a b\lifeboat.toml"])
+    assert line == r'run --config "C:\Users\a b\lifeboat.toml" --minimized'
+    assert restart_command_line(["run", "--minimized"]) == "run --minimized"
+    assert restart_command_line(["run", "--headless"]) == "run --headless"
+    assert restart_command_line(["send", "--to", "x@y"]) is None
     assert restart_command_line(["x" * 1010, "run"]) is None
 
 
@@ -126,14 +129,35 @@ def test_off_windows_there_is_no_session_window() -> None:
 
 
 def test_the_app_id_is_set_only_from_the_installed_layout() -> None:
-    """Tried: interpreters the app may run under. Only the MSI's `<INSTALLDIR>\\python\\pythonw.exe` (whose
-    Start-menu shortcut carries the AppUserModelID) sets it: a python.org or venv interpreter must not
+    """Tried: interpreters the app may run under. Only the MSI's launchers (`<INSTALLDIR>\\Lifeboat.exe`,
+    whose Start-menu shortcut carries the AppUserModelID) set it: a python.org or venv interpreter must not
     (Windows may then show the raw ID or drop the toast); off Windows nothing is called."""
     from desktop import win32
 
-    assert win32.installed(r"C:\Program Files\Lifeboat\python\pythonw.exe")
-    assert win32.installed(r"C:\Program Files\Lifeboat\python\python.exe")
+    assert win32.installed(r"C:\Program Files\Lifeboat\Lifeboat.exe")
+    assert win32.installed(r"C:\Program Files\Lifeboat\lifeboat-cli.exe")
     assert not win32.installed(r"C:\Users\a\AppData\Local\Programs\Python\Python313\pythonw.exe")
     assert not win32.installed(r"C:\src\lifeboat\.venv\Scripts\pythonw.exe")
-    assert win32.set_app_id("Lifeboat.Desktop", r"C:\Program Files\Lifeboat\python\pythonw.exe") is False
+    assert win32.set_app_id("Lifeboat.Desktop", r"C:\Program Files\Lifeboat\Lifeboat.exe") is False
     assert win32.session_api() is None and win32.event_log_api() is None
+
+
+def test_the_window_child_starts_through_the_launcher_when_installed() -> None:
+    """Tried: the command the window's process is started with. Under the MSI, sys.executable is the
+    launcher (Lifeboat.exe), which takes Lifeboat's arguments and refuses Python's (`-m`): the child is
+    started with the launcher's `--window-child`, which runs `desktop.window --child`; anywhere else
+    with `python -m desktop.window --child`."""
+    from desktop.window import child_command
+
+    exe = r"C:\Program Files\Lifeboat\Lifeboat.exe"
+    assert child_command(exe) == [exe, "--window-child"]
+    assert child_command("/usr/bin/python3") == ["/usr/bin/python3", "-m", "desktop.window", "--child"]
+    # the launcher's Python side, run as Lifeboat.exe runs it, with no settings on stdin: the window
+    # child's own main reads them (and fails on nothing), never argparse's usage error
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys; sys.path.insert(0, 'installer/payload');"
+            " sys.argv = ['Lifeboat.exe', '--window-child'];"
+            " import lifeboat_launcher; lifeboat_launcher.main()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "_child_main" in done.stderr and "usage:" not in done.stderr, done.stderr
