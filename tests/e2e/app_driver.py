@@ -9,14 +9,12 @@ window process: clicks the demo panel, fills the compose form), launches `lifebo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from desktop import demo  # noqa: E402
+from tests.e2e.driver_kit import WAIT, record, wait  # noqa: E402
 
 OUT = Path(sys.argv[1])
 RESULT: dict[str, Any] = {"ok": False, "steps": []}
-WAIT = 240.0  # a safety net against hangs only, not a performance target
 
 
-def step(name: str, **fields: Any) -> None:
-    RESULT["steps"].append({"step": name, "t": round(time.monotonic() - T0, 2), **fields})
-    (OUT / "result.json").write_text(json.dumps(RESULT, indent=1, default=str))
+def step(name: str, /, **fields: Any) -> None:
+    record(OUT, RESULT, name, t=round(time.monotonic() - T0, 2), **fields)
 
-
-def wait(what: str, fn: Callable[[], Any]) -> Any:
-    began = time.monotonic()
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() - began > WAIT:
-            raise AssertionError(f"waited {WAIT:g} s for {what}")
-        time.sleep(0.2)
 
 
 def shot(name: str) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +20,16 @@ sys.path.insert(0, str(ROOT))
 from desktop.app import run_app  # noqa: E402
 from desktop.config import Config  # noqa: E402
 from sync.commands import SIGN_IN_SETTING  # noqa: E402
+from tests.e2e.driver_kit import WAIT, record, wait  # noqa: E402
 
 OUT = Path(sys.argv[1])
 SETTINGS = json.loads(sys.argv[2])
 RESULT: dict[str, Any] = {"ok": False, "steps": []}
-WAIT = 240.0  # a safety net against hangs only, not a performance target
 
 
-def step(name: str, **fields: Any) -> None:
-    RESULT["steps"].append({"step": name, **fields})
-    (OUT / "result.json").write_text(json.dumps(RESULT, indent=1, default=str))
+def step(name: str, /, **fields: Any) -> None:
+    record(OUT, RESULT, name, **fields)
 
-
-def wait(what: str, fn: Callable[[], Any]) -> Any:
-    began = time.monotonic()
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() - began > WAIT:
-            raise AssertionError(f"waited {WAIT:g} s for {what}")
-        time.sleep(0.2)
 
 
 def finished(attempt: Any, before: Any = None) -> Any:
