@@ -380,6 +380,9 @@ def assemble(version: str, cache: Path, payload: Path) -> None:
     precompile(python, tools)
 
 
+REMOVE_OLD_AT = "1401"  # InstallValidate is 1400, InstallInitialize 1500
+
+
 def _patch_table(msi: Path, table: str, patch: dict[str, dict[int, str]], work: Path) -> None:
     """Rewrite columns of existing rows (by primary key) through msiinfo export / msibuild import."""
     out = subprocess.run(["msiinfo", "export", str(msi), table], capture_output=True, text=True, check=True)
@@ -419,6 +422,10 @@ def build_msi(version: str, payload: Path, out: Path, work: Path, signer: sign.S
     _run(["wixl", "-a", "x64", "-o", str(tmp_msi), str(wxs)], cwd=work)
     _patch_table(tmp_msi, "Component", {c: {4: cond} for c, cond in wix.component_conditions().items()}, work)
     _edit_table(tmp_msi, "Registry", wix.event_source_registry, work)
+    # WiX's default for MajorUpgrade: remove the old version right after InstallValidate. wixl ignores
+    # Schedule and, depending on the rest of the tables, puts it after InstallFinalize (6601), where
+    # removing the old product deleted the remembered properties the new one had just written.
+    _patch_table(tmp_msi, "InstallExecuteSequence", {"RemoveExistingProducts": {2: REMOVE_OLD_AT}}, work)
     idt = work / "MsiShortcutProperty.idt"
     idt.write_text(wix.shortcut_property_idt())
     _run(["msibuild", str(tmp_msi), "-i", str(idt)])

@@ -118,6 +118,8 @@ def test_msi_tables(msis: dict[str, Path]) -> None:
     searches = {r["Property"]: locators[r["Signature_"]] for r in _table(msi, "AppSearch")}
     assert {prop: (r["Root"], r["Key"], r["Name"], r["Type"]) for prop, r in searches.items()} == {
         prop: ("2", INSTALL_KEY, name, "18") for prop, name in remembered.items()}
+    execute = {r["Action"]: int(r["Sequence"]) for r in _table(msi, "InstallExecuteSequence")}
+    assert execute["InstallValidate"] < execute["RemoveExistingProducts"] < execute["InstallInitialize"]
     for sequence in ("InstallExecuteSequence", "InstallUISequence"):
         order = {r["Action"]: int(r["Sequence"]) for r in _table(msi, sequence)}
         for prop in remembered:
