@@ -2,7 +2,8 @@
 
 `MsalAuth(config, home)` implements sync.ports.TokenProvider (`token()`) and reports `state()`:
 "signed_in" | "sign_in_needed" | "offline" | "network_blocked", never a traceback. msal talks through
-sync.sources.network's session (the system's certificate store, the proxy setting or the system's).
+sync.sources.network's session (the system's certificate store; the proxy setting, else the PAC file,
+else the system's).
 The token cache lives in msal-extensions' encrypted persistence (DPAPI / Keychain / libsecret) at
 <home>/msal_cache.bin;
 msal's http_cache (the authority's discovery answers, which msal keeps 24 hours) is persisted beside it

@@ -255,7 +255,8 @@ def test_a_pac_file_sends_sign_in_and_sync_through_the_proxy_it_names(
     with ConnectProxy("tunnel") as proxy, PacServer(pac_for(_sim_host(sim), proxy.port)) as pac:
         cfg = dataclasses.replace(sim_config(sim, home), proxy_pac_url=pac.url)
         _write_config(cfg, home)
-        env = _child_env(home, LIFEBOAT_INSECURE_TOKEN_CACHE="1", LIFEBOAT_DB_KEY=os.environ["LIFEBOAT_DB_KEY"])
+        env = _child_env(home, LIFEBOAT_INSECURE_TOKEN_CACHE="1",
+                         LIFEBOAT_DB_KEY=os.environ["LIFEBOAT_DB_KEY"])
         login = _cli(home, "login", "--device-code", env=env)
         assert login.returncode == 0, login.stderr
         assert any(c == f"CONNECT {_sim_host(sim)}" for c in proxy.connects), proxy.connects
