@@ -359,3 +359,15 @@ def test_a_pac_file_that_cannot_be_used_is_said_plainly_and_lifeboat_goes_direct
     finally:
         if server is not None:
             server.stop()
+
+
+def test_a_pac_answer_too_large_is_not_run(sim: Simulator) -> None:
+    """Tried: the PAC URL answers 2 MB (not a PAC file: a misconfigured URL, or a hostile answer): it is
+    cut at 1 MB and never run; Graph is reached the system's way, and the reason names the PAC host."""
+    from sync.sources import network
+
+    with PacServer("//" + "x" * (2 << 20)) as pac:
+        reached = network.reach(sim.graph_url, "graph", str(sim.ca_path), pac_url=pac.url)
+    assert reached.status == 401 and reached.proxy is None
+    assert "larger than" in reached.pac_error and "127.0.0.1" in reached.pac_error
+    assert "is not used" in reached.path()

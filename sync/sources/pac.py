@@ -26,7 +26,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
-from pypac.parser import MalformedPacError, PACFile
+from pypac.parser import PACFile
 from pypac.resolver import ProxyResolver
 
 from sync.errors import ConfigError
@@ -61,7 +61,7 @@ def fetch(session: requests.Session, pac_url: str) -> str:
     host = urlsplit(pac_url).netloc
     try:
         with session.get(pac_url, timeout=FETCH_TIMEOUT, stream=True, allow_redirects=True,
-                         proxies={"http": None, "https": None}) as resp:  # type: ignore[dict-item]
+                         proxies={"http": None, "https": None, "all": None}) as resp:  # type: ignore[dict-item]
             if resp.status_code != 200:
                 raise ConfigError(f"the PAC file at {host} answered {resp.status_code}",
                                   fix="check proxy_pac_url (or the automatic configuration script of "
@@ -76,13 +76,14 @@ def fetch(session: requests.Session, pac_url: str) -> str:
     except requests.RequestException as exc:
         raise ConfigError(f"the PAC file at {host} could not be fetched ({type(exc).__name__})",
                           fix="check proxy_pac_url and that the PAC host can be reached from here "
-                              "(outside the office it usually cannot: Lifeboat then goes direct)") from exc
+                              "(outside the office it usually cannot: Lifeboat then uses the system's proxy "
+                              "settings, else goes direct)") from exc
 
 
 def parse(text: str, host: str) -> PACFile:
     try:
         return PACFile(text)
-    except (MalformedPacError, Exception) as exc:  # dukpy raises its own errors on scripts that fail
+    except Exception as exc:  # MalformedPacError, or dukpy's own errors on a script that fails
         raise ConfigError(f"the PAC file at {host} is not a working PAC script ({type(exc).__name__})",
                           fix="check proxy_pac_url: the file must define FindProxyForURL(url, host)") from exc
 
@@ -121,7 +122,8 @@ class Pac:
         except ConfigError as exc:
             if self._resolver is None:  # a refresh that fails keeps the file that worked
                 if str(exc) != self.error:
-                    log.warning("proxy auto-config not used, going direct: %s", exc)
+                    log.warning("proxy auto-config not used (the system's proxy settings are, else "
+                                "direct): %s", exc)
                 self.error = str(exc)
             return
         self._resolver = ProxyResolver(pac)
