@@ -2,7 +2,8 @@
 
 `MsalAuth(config, home)` implements sync.ports.TokenProvider (`token()`) and reports `state()`:
 "signed_in" | "sign_in_needed" | "offline" | "network_blocked", never a traceback. msal talks through
-sync.sources.network's session (the system's certificate store, the proxy setting or the system's).
+sync.sources.network's session (the system's certificate store; the proxy setting, else the PAC file,
+else the system's).
 The token cache lives in msal-extensions' encrypted persistence (DPAPI / Keychain / libsecret) at
 <home>/msal_cache.bin;
 msal's http_cache (the authority's discovery answers, which msal keeps 24 hours) is persisted beside it
@@ -253,7 +254,8 @@ def check_authority(config: Config, timeout: float = 10.0) -> str:
     url = discovery_url(config.authority)
     host = urlsplit(url).hostname or url
     try:
-        with network.session(config.ca_file or None, config.proxy or None, pool_maxsize=1) as session:
+        with network.session(config.ca_file or None, config.proxy or None,
+                             pac_url=config.proxy_pac_url or None, pool_maxsize=1) as session:
             resp = session.get(url, timeout=timeout)
     except (requests.exceptions.ProxyError, requests.exceptions.SSLError) as exc:
         found = network.blocked(exc, "sign-in", host)  # TLS inspection not trusted, a proxy's 407/403
@@ -332,6 +334,7 @@ class MsalAuth:
                               fix="set client_id in the [account] section of the config (or by policy)")
         network.check_ca_file(config.ca_file)
         network.check_proxy(config.proxy)
+        network.pac_mod.check_pac_url(config.proxy_pac_url)
         self.config = config
         self.home = home or config.home
         self.timeout = timeout
@@ -396,10 +399,11 @@ class MsalAuth:
             )
 
     def _http_client(self) -> requests.Session:
-        """msal's transport: the system's certificate store plus ca_file, the proxy setting else the
-        system's (sync.sources.network), msal's own one retry, and our timeout on every request (msal
-        applies `timeout` only to a session it builds itself)."""
-        session = network.session(self.config.ca_file or None, self.config.proxy or None, retries=1)
+        """msal's transport: the system's certificate store plus ca_file, the proxy setting else the PAC
+        file else the system's (sync.sources.network), msal's own one retry, and our timeout on every
+        request (msal applies `timeout` only to a session it builds itself)."""
+        session = network.session(self.config.ca_file or None, self.config.proxy or None,
+                                  pac_url=self.config.proxy_pac_url or None, retries=1)
         session.request = functools.partial(session.request, timeout=self.timeout)  # type: ignore[method-assign]
         return session
 

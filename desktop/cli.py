@@ -406,7 +406,8 @@ def _sign_in_checks(cfg: config_mod.Config, add: Callable[[str, str, str], None]
         add("graph", "warn", "not checked: Graph needs a sign-in")
         return
     add("sign-in", "ok", f"signed in as {auth.account() or 'the configured user'}")
-    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None)
+    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None,
+                         pac_url=cfg.proxy_pac_url or None)
     stage = "graph"
     try:
         add("graph", "ok", f"GET /me answered with the token ({source.me() or 'a user'})")
@@ -426,22 +427,26 @@ def network_checks(cfg: config_mod.Config) -> list[dict[str, Any]]:
     from sync.sources import network
 
     out: list[dict[str, Any]] = []
-    proxy = cfg.proxy or "the system's proxy settings"
+    try:
+        proxy = network.route_for(cfg.proxy or None, cfg.proxy_pac_url or None).describe()
+    except LifeboatError:
+        proxy = "the proxy settings"
     targets = (("sign-in", cfg.authority.rstrip("/") + "/v2.0/.well-known/openid-configuration"),
                ("graph", cfg.graph_url))
     for name, url in targets:
         try:
-            status = network.reach(url, name, cfg.ca_file or None, cfg.proxy or None)
+            reached = network.reach(url, name, cfg.ca_file or None, cfg.proxy or None,
+                                    pac_url=cfg.proxy_pac_url or None)
         except NetworkBlocked as exc:
-            out.append({"name": f"network {name}", "status": "fail", "detail": str(exc)})
+            out.append({"name": f"network {name}", "status": "fail", "detail": f"{exc} (through {proxy})"})
         except Unreachable as exc:
             out.append({"name": f"network {name}", "status": "warn",
                         "detail": f"{exc} (offline, or the service is down; through {proxy})"})
-        except LifeboatError as exc:  # a bad ca_file or proxy setting
+        except LifeboatError as exc:  # a bad ca_file, proxy or proxy_pac_url setting
             out.append({"name": f"network {name}", "status": "fail", "detail": str(exc)})
-        else:
-            out.append({"name": f"network {name}", "status": "ok",
-                        "detail": f"answered {status} through {proxy}, certificate trusted"})
+        else:  # a PAC file that could not be used is a warning: Lifeboat went the system's way instead
+            out.append({"name": f"network {name}", "status": "warn" if reached.pac_error else "ok",
+                        "detail": f"answered {reached.status} {reached.path()}, certificate trusted"})
     return out
 
 
@@ -511,7 +516,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     auth = MsalAuth(cfg)
-    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None)
+    source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None,
+                         pac_url=cfg.proxy_pac_url or None)
     with open_cache(cfg) as store:
         while True:
             first = store.get_setting("sync.last_success_at") is None

@@ -42,9 +42,12 @@ class Config:
     # a CA (PEM) trusted in addition to the system's certificate store, for Graph, sign-in and the
     # reference URL (TLS inspection whose root is not in the store; the simulator's ca.pem)
     ca_file: str = ""
-    # the HTTP proxy for Graph, sign-in and the reference URL (http://host:port); empty: the system's
-    # (HTTPS_PROXY/NO_PROXY, the Windows or macOS static proxy). PAC and WPAD are not read.
+    # the HTTP proxy for Graph, sign-in and the reference URL (http://host:port); empty: proxy_pac_url,
+    # else the PAC file of Windows' Internet Options, else the system's static proxy (HTTPS_PROXY/NO_PROXY,
+    # the Windows or macOS static proxy). WPAD discovery is never done (sync/sources/network.py).
     proxy: str = ""
+    # the URL of a PAC file (proxy auto-configuration) that picks the proxy per URL, when proxy is empty
+    proxy_pac_url: str = ""
     allow_device_code: str = "yes"  # "no": sign-in with a code on another device is refused (policy)
     # [sync]
     # "*": Inbox, Sent Items, Drafts, Archive and the user's folders (not Deleted Items, Junk, Outbox)
@@ -97,7 +100,7 @@ class Config:
 
 SECTIONS = {
     "account": ("tenant", "client_id", "username", "authority_url", "graph_url", "ews_url", "ca_file",
-                "proxy", "allow_device_code"),
+                "proxy", "proxy_pac_url", "allow_device_code"),
     "sync": ("folders", "cache_days", "cache_max_mb", "sync_interval_seconds"),
     "backup": (
         "backup_smtp_host", "backup_smtp_port", "backup_smtp_security", "backup_smtp_username",

@@ -84,13 +84,27 @@ POLICIES: tuple[PolicyValue, ...] = (
     ),
     PolicyValue(
         "PROXY", "Proxy", "proxy", "string", "HTTP proxy",
-        "The proxy for Microsoft Graph, sign-in and the reference URL, as http://host:port. Not "
-        "configured: the static proxy of the user's Internet Options (ProxyServer, with its bypass "
-        "list) or HTTPS_PROXY; netsh winhttp settings are not read. Proxy auto-configuration (PAC, "
-        "WPAD) is not read, and a proxy that "
+        "The proxy for Microsoft Graph, sign-in and the reference URL, as http://host:port. It wins "
+        "over every other proxy setting. Not configured: the PAC file below, else the automatic "
+        "configuration script (PAC URL) of the user's Internet Options, else their static proxy "
+        "(ProxyServer, with its bypass list) or HTTPS_PROXY; netsh winhttp settings are not read. "
+        "Automatic proxy detection (WPAD) is never used. A proxy that "
         "asks for NTLM, Kerberos or Negotiate authentication (407) is shown to the user as "
         "'proxy authentication required', never as an outage. The backup relay is always reached "
         "directly (SMTP).",
+    ),
+    PolicyValue(
+        "PROXYPACURL", "ProxyPacUrl", "proxy_pac_url", "string", "Proxy auto-configuration (PAC) file",
+        "The http:// or https:// URL of a PAC file that picks the proxy for each Microsoft 365 host, "
+        "for example http://pac.contoso.com/proxy.pac. Used when the HTTP proxy policy is not "
+        "configured; it wins over the user's Internet Options. The file is fetched directly (not "
+        "through a proxy) with the same certificate trust, at first use and every 30 minutes; "
+        "'PROXY a; PROXY b; DIRECT' fails over in order; SOCKS entries are not used. If the file "
+        "cannot be fetched or run, Lifeboat goes the way Windows does (the static proxy, else "
+        "direct), says why in `lifeboat doctor` and tries again every minute. Prefer https://: "
+        "whoever can change the file can route Lifeboat's traffic (TLS to Microsoft stays verified). "
+        "Automatic detection (WPAD) is never used. Not configured: the automatic configuration "
+        "script of the user's Internet Options, if any.",
     ),
     PolicyValue(
         "ALLOWDEVICECODE", "AllowDeviceCode", "allow_device_code", "enum",

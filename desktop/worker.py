@@ -73,7 +73,8 @@ def references(cfg: Config, backup: SendRoute | None) -> list[Probe]:
     if cfg.reference_dns_name:
         out.append(DnsReference(cfg.reference_dns_name))
     if cfg.reference_url:
-        out.append(HttpReference(cfg.reference_url, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None))
+        out.append(HttpReference(cfg.reference_url, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None,
+                                 pac_url=cfg.proxy_pac_url or None))
     return out
 
 
@@ -178,7 +179,8 @@ def build(cfg: Config, store: Store, *, clock: Clock | None = None, notifier: No
 
     if tokens is None:
         tokens = default_tokens(cfg)
-    source = GraphSource(cfg.graph_url, tokens, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None)
+    source = GraphSource(cfg.graph_url, tokens, ca_file=cfg.ca_file or None, proxy=cfg.proxy or None,
+                         pac_url=cfg.proxy_pac_url or None)
     routes: dict[Route, SendRoute] = {Route.PRIMARY: GraphRoute(source)}
     backup = backup_route(cfg)
     if backup is not None:

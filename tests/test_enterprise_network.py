@@ -36,6 +36,7 @@ from sync.store import Store, cache_path
 from tests.connect_proxy import ConnectProxy
 from tests.continuity_kit import relay_route, sign_in, sim_config, store_key
 from tests.mailservers import FaultySmtp
+from tests.pac_server import PacServer, pac_for
 
 SYSTEM_ROOTS = Path("/etc/ssl/certs/ca-certificates.crt")
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def _child_env(home: Path, **extra: str) -> dict[str, str]:
 def _write_config(cfg: Config, home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     lines = ["[account]"]
-    for key in ("client_id", "username", "authority_url", "graph_url", "ca_file", "proxy"):
+    for key in ("client_id", "username", "authority_url", "graph_url", "ca_file", "proxy", "proxy_pac_url"):
         value = getattr(cfg, key)
         if value:
             lines.append(f"{key} = {json.dumps(value)}")
@@ -235,3 +236,138 @@ def test_sign_in_through_a_proxy_asking_for_authentication_is_blocked_not_offlin
         proxy.mode = "tunnel"
         assert MsalAuth(dataclasses.replace(cfg, proxy=proxy.url)).login_device_code(lambda t: None)
         assert any("CONNECT" in c for c in proxy.connects)
+
+
+# ---- proxy auto-configuration (PAC) ----------------------------------------------------------------
+
+
+def _sim_host(sim: Simulator) -> str:
+    return sim.graph_url.split("://", 1)[1].split("/", 1)[0]
+
+
+def test_a_pac_file_sends_sign_in_and_sync_through_the_proxy_it_names(
+        sim: Simulator, tmp_path: Path) -> None:
+    """Tried: no proxy setting, only proxy_pac_url (a PAC file served on loopback that names a CONNECT
+    proxy for Microsoft's host and DIRECT for the rest): the real CLI signs in and syncs through that
+    proxy (it saw the CONNECTs), the PAC file is fetched (not once per request), and `doctor` says the
+    path it took. Before: proxy_pac_url did not exist and every request went direct."""
+    home = tmp_path / "home"
+    with ConnectProxy("tunnel") as proxy, PacServer(pac_for(_sim_host(sim), proxy.port)) as pac:
+        cfg = dataclasses.replace(sim_config(sim, home), proxy_pac_url=pac.url)
+        _write_config(cfg, home)
+        env = _child_env(home, LIFEBOAT_INSECURE_TOKEN_CACHE="1",
+                         LIFEBOAT_DB_KEY=os.environ["LIFEBOAT_DB_KEY"])
+        login = _cli(home, "login", "--device-code", env=env)
+        assert login.returncode == 0, login.stderr
+        assert any(c == f"CONNECT {_sim_host(sim)}" for c in proxy.connects), proxy.connects
+        tunnels = len(proxy.connects)
+        synced = _cli(home, "sync", "--once", "--json", env=env)
+        assert synced.returncode == 0, synced.stderr
+        assert sum(f["upserted"] for f in json.loads(synced.stdout)["folders"].values()) >= 1
+        assert len(proxy.connects) > tunnels
+        doctor = json.loads(_cli(home, "doctor", "--json", env=env).stdout)
+        graph = next(c for c in doctor["checks"] if c["name"] == "network graph")
+        assert graph["status"] == "ok", graph
+        assert f"through the proxy 127.0.0.1:{proxy.port}, as the PAC file at 127.0.0.1" in graph["detail"]
+        assert "proxy_pac_url" in graph["detail"]
+        assert 1 <= pac.fetches <= 12  # once per process and session, never per request
+        assert doctor["settings"]["proxy_pac_url"] == {"value": pac.url, "source": "user"}
+
+
+def test_a_pac_chosen_proxy_that_refuses_raises_the_condition_and_never_fails_over(
+        sim: Simulator, tmp_path: Path, relay: FaultySmtp) -> None:
+    """Tried: the PAC file names a proxy that answers CONNECT with 407 (NTLM/Negotiate wanted) for 70 s
+    while the relay answers: NORMAL throughout, `network_blocked` with the 407 reason in status --json, as
+    for a static proxy (before: proxy_pac_url did not exist)."""
+    home = tmp_path / "home"
+    cfg = sim_config(sim, home)
+    auth = sign_in(cfg)
+    with ConnectProxy("407") as proxy, PacServer(pac_for(_sim_host(sim), proxy.port)) as pac, \
+            Store.open(cache_path(home, cfg.username), store_key()) as store:
+        source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file, pac_url=pac.url,
+                             probe_timeout=(2.0, 3.0))
+        with pytest.raises(NetworkBlocked, match="407"):
+            source.probe()
+        monitor = _run_monitor(store, source, relay)
+        state = monitor.state
+        assert state.mode is Mode.NORMAL and state.failures == 0, state
+        assert state.network_blocked and state.network_reason == "proxy authentication required (407)"
+        status = mode_json(store, datetime.now(UTC))
+        assert status["network_blocked"] is True and status["mode"] == "normal"
+        assert any(c.startswith("CONNECT 127.0.0.1:") for c in proxy.connects)
+        source.close()
+
+
+def test_a_pac_failover_skips_a_dead_proxy_for_the_next_one(sim: Simulator, tmp_path: Path) -> None:
+    """Tried: "PROXY <a port nobody listens on>; PROXY <the CONNECT proxy>": the first refuses the
+    connection, the request goes through the second, and the dead one is not tried again."""
+    import socket
+
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+    cfg = sim_config(sim, tmp_path / "home")
+    auth = sign_in(cfg)
+    with ConnectProxy("tunnel") as proxy:
+        script = pac_for(_sim_host(sim), proxy.port).replace(
+            f"PROXY 127.0.0.1:{proxy.port}", f"PROXY 127.0.0.1:{dead_port}; PROXY 127.0.0.1:{proxy.port}")
+        with PacServer(script) as pac:
+            source = GraphSource(cfg.graph_url, auth, ca_file=cfg.ca_file, pac_url=pac.url)
+            source.probe()
+            source.probe()
+            assert len(proxy.connects) >= 1
+            assert source._session.pac.proxy(cfg.graph_url) == proxy.url  # type: ignore[attr-defined]
+            source.close()
+
+
+@pytest.mark.parametrize(("status", "script", "said"), [
+    (None, "", "could not be fetched"),  # nothing listens at the PAC URL (a laptop outside the office)
+    (404, "", "answered 404"),
+    (200, "this is { not a PAC", "not a working PAC script"),
+])
+def test_a_pac_file_that_cannot_be_used_is_said_plainly_and_lifeboat_goes_direct(
+        sim: Simulator, tmp_path: Path, status: int | None, script: str, said: str) -> None:
+    """Tried: a PAC URL nothing answers at, a PAC URL answering 404, a file that is not a PAC script: the
+    real CLI's `doctor` warns with what is wrong and names the PAC host, and sign-in, Graph and the
+    sync still work DIRECT (as Windows does when its PAC file is missing), never an outage or a crash."""
+    home = tmp_path / "home"
+    env = _child_env(home, LIFEBOAT_INSECURE_TOKEN_CACHE="1", LIFEBOAT_DB_KEY=os.environ["LIFEBOAT_DB_KEY"])
+    if status is None:
+        import socket
+
+        with socket.socket() as dead:
+            dead.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{dead.getsockname()[1]}/proxy.pac"
+        server = None
+    else:
+        server = PacServer(script, status=status).__enter__()
+        url = server.url
+    try:
+        cfg = dataclasses.replace(sim_config(sim, home), proxy_pac_url=url)
+        _write_config(cfg, home)
+        login = _cli(home, "login", "--device-code", env=env)
+        assert login.returncode == 0, login.stderr
+        doctor = json.loads(_cli(home, "doctor", "--json", env=env).stdout)
+        network_checks = [c for c in doctor["checks"] if c["name"].startswith("network")]
+        assert network_checks and all(c["status"] == "warn" for c in network_checks), network_checks
+        for check in network_checks:
+            assert said in check["detail"] and "127.0.0.1" in check["detail"], check
+            assert "through the system's proxy settings" in check["detail"]
+        assert next(c for c in doctor["checks"] if c["name"] == "graph")["status"] == "ok"
+        synced = _cli(home, "sync", "--once", "--json", env=env)
+        assert synced.returncode == 0, synced.stderr
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def test_a_pac_answer_too_large_is_not_run(sim: Simulator) -> None:
+    """Tried: the PAC URL answers 2 MB (not a PAC file: a misconfigured URL, or a hostile answer): it is
+    cut at 1 MB and never run; Graph is reached the system's way, and the reason names the PAC host."""
+    from sync.sources import network
+
+    with PacServer("//" + "x" * (2 << 20)) as pac:
+        reached = network.reach(sim.graph_url, "graph", str(sim.ca_path), pac_url=pac.url)
+    assert reached.status == 401 and reached.proxy is None
+    assert "larger than" in reached.pac_error and "127.0.0.1" in reached.pac_error
+    assert "is not used" in reached.path()

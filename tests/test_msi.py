@@ -42,6 +42,7 @@ PROPS = {
     "ALLOWDEVICECODE": "no",
     # .test never resolves; the missing CA file stops doctor's network check before any connection
     "CAFILE": r"C:\ProgramData\Contoso\inspection-root.pem", "PROXY": "http://proxy.contoso.test:8080",
+    "PROXYPACURL": "http://pac.contoso.test/proxy.pac",  # never fetched: PROXY wins, and .test never resolves
     "EWSURL": "",  # an empty property writes nothing (kept last: wine joins "P=" with the next word)
 }
 

@@ -19,6 +19,7 @@ from sync.errors import ConfigError
 ISSUE_PROPERTIES = {
     "TENANTID": "tenant", "CLIENTID": "client_id", "AUTHORITYURL": "authority_url", "GRAPHURL": "graph_url",
     "EWSURL": "ews_url", "CAFILE": "ca_file", "PROXY": "proxy",
+    "PROXYPACURL": "proxy_pac_url",  # issue 12: proxy auto-configuration by policy
     "BACKUPSMTPHOST": "backup_smtp_host", "BACKUPSMTPPORT": "backup_smtp_port",
     "BACKUPSMTPSECURITY": "backup_smtp_security", "BACKUPSENDER": "backup_sender", "CACHEDAYS": "cache_days",
     "CACHEMAXMB": "cache_max_mb", "FAILOVERAFTER": "failover_after_seconds",

@@ -250,6 +250,7 @@ class GraphSource:
         *,
         ca_file: str | None = None,
         proxy: str | None = None,
+        pac_url: str | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
         probe_timeout: tuple[float, float] = (3.0, 5.0),
         page_size: int = 200,
@@ -260,8 +261,8 @@ class GraphSource:
     ) -> None:
         """session: the transport every request goes through, owned by the source from then on (closed
         by close()); default sync.sources.network.session: TLS verified against the system's certificate
-        store plus ca_file, through `proxy` (else the system's proxy), no retries of its own. Tests pass
-        the simulator's in-process one."""
+        store plus ca_file, through `proxy` (else the PAC file at pac_url, else the system's), no retries
+        of its own. Tests pass the simulator's in-process one."""
         network.check_ca_file(ca_file)
         self.base = graph_url.rstrip("/")
         self._tokens = tokens
@@ -284,7 +285,8 @@ class GraphSource:
         self._large: set[str] | None = None
         self._large_at = 0.0
         if session is None:
-            session = network.session(ca_file, proxy, pool_maxsize=self.governor.max_in_flight + 2)
+            session = network.session(ca_file, proxy, pac_url=pac_url,
+                                      pool_maxsize=self.governor.max_in_flight + 2)
         self._session = session
         self._session.headers["User-Agent"] = "Lifeboat/0.1 (email continuity)"
 

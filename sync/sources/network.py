@@ -3,22 +3,29 @@
 Trust is the operating system's certificate store (`truststore`: Windows CryptoAPI, macOS Security
 framework, OpenSSL's default store on Linux, where SSL_CERT_FILE/SSL_CERT_DIR configure it), plus an
 optional `ca_file` added to it, never certifi's list alone: an organisation that inspects TLS pushes its
-root into the system store, and that must be enough. Proxies: an explicit `proxy` setting, else what the
-system says (requests' trust_env: HTTPS_PROXY/NO_PROXY, and on Windows and macOS the static proxy of the
-system settings through urllib's getproxies). PAC/WPAD and proxy authentication other than user:password
-in the proxy URL are not supported (docs/operations.md, "Enterprise networks").
+root into the system store, and that must be enough.
+
+Proxies, first that applies (`choose_route`, pure): the `proxy` setting (a static proxy); else the
+`proxy_pac_url` setting (a PAC file, sync/sources/pac.py); else, on Windows, the PAC file of the user's
+Internet Options (AutoConfigURL, or its Group Policy value); else the system's static proxy (requests'
+trust_env: HTTPS_PROXY/NO_PROXY, and on Windows and macOS the static proxy of the system settings through
+urllib's getproxies). `Session.proxies_for(url)` is the one place that says which proxy a URL goes
+through. Not supported: WPAD (discovering a PAC file through DNS/DHCP: a known attack path, never done),
+SOCKS proxies, proxy authentication other than user:password in a proxy URL (no NTLM, Kerberos or
+Negotiate) (docs/operations.md, "Enterprise networks").
 
 `blocked(exc)` is the one place that tells "the network between us and Microsoft refuses" (a certificate
-the system does not trust, a proxy that answers CONNECT with 407 or 403) from an outage: it returns a
-NetworkBlocked, which the failover never counts as a provider failure.
+the system does not trust, a proxy that answers CONNECT with 407 or 403, a PAC-chosen one too) from an
+outage: it returns a NetworkBlocked, which the failover never counts as a provider failure.
 """
-
 from __future__ import annotations
 
 import os
 import re
 import ssl
-from typing import Any
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -26,6 +33,7 @@ import truststore
 from requests.adapters import HTTPAdapter
 
 from sync.errors import ConfigError, NetworkBlocked, Unreachable
+from sync.sources import pac as pac_mod
 
 CA_FIX = ("put your organisation's root certificate into the system's certificate store (Group Policy or "
           "Intune do this for TLS inspection), or point the ca_file setting at it")
@@ -86,17 +94,109 @@ class SystemTrustAdapter(HTTPAdapter):
             conn.ca_cert_dir = None
 
 
-def session(ca_file: str | None = None, proxy: str | None = None, *, pool_maxsize: int = 10,
-            retries: int = 0) -> requests.Session:
-    """A requests.Session that trusts the system's store (+ ca_file) and uses `proxy`, else the system's."""
-    check_proxy(proxy)
-    out = requests.Session()
+@dataclass(frozen=True)
+class Route:
+    """How Lifeboat picks its proxy: "proxy" (static, `value` is its URL), "pac" (`value` is the PAC
+    file's URL) or "system" (the system's static proxy settings, or none)."""
+
+    kind: Literal["proxy", "pac", "system"]
+    value: str = ""
+    source: str = "the system's proxy settings"
+
+    def describe(self) -> str:
+        if self.kind == "proxy":
+            return f"the proxy {urlsplit(self.value).netloc or self.value} ({self.source})"
+        if self.kind == "pac":
+            return f"the PAC file at {urlsplit(self.value).netloc} ({self.source})"
+        return self.source
+
+
+def proxy_url(proxy: str) -> str:
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def choose_route(proxy: str | None, pac_url: str | None, system_pac: str | None) -> Route:
+    """The precedence (pure): the proxy setting > proxy_pac_url > the PAC URL of the system (Windows
+    Internet Options; only an http(s) URL: a local file path there is ignored) > the system's static proxy."""
+    if proxy:
+        check_proxy(proxy)
+        return Route("proxy", proxy_url(proxy), "the proxy setting")
+    if pac_url:
+        pac_mod.check_pac_url(pac_url)
+        return Route("pac", pac_url, "the proxy_pac_url setting")
+    if system_pac and urlsplit(system_pac).scheme in ("http", "https") and urlsplit(system_pac).hostname:
+        return Route("pac", system_pac, "the automatic configuration script of Internet Options")
+    return Route("system")
+
+
+def system_pac_url() -> str | None:
+    """The PAC URL of the user's Internet Options (AutoConfigURL: HKCU then HKLM, their Group Policy values
+    first; pypac reads it), on Windows only; None elsewhere or when none is set."""
+    if sys.platform != "win32":
+        return None
+    from pypac.os_settings import autoconfig_url_from_registry
+
+    try:
+        return autoconfig_url_from_registry() or None
+    except OSError:
+        return None
+
+
+def route_for(proxy: str | None, pac_url: str | None) -> Route:
+    """The route for these settings on this machine (the registry is read only when both are empty)."""
+    return choose_route(proxy, pac_url, None if proxy or pac_url else system_pac_url())
+
+
+class Session(requests.Session):
+    """requests.Session whose proxy per request is `proxies_for(url)`; with a PAC route, a proxy that
+    refuses or does not answer (ProxyError, ConnectTimeout) is skipped for the PAC's next choice, as
+    pypac's PACSession does, and when none is left the last failure stands (so `blocked()` sees a
+    407/403 from a PAC-chosen proxy as it does from a static one)."""
+
+    def __init__(self, route: Route) -> None:
+        super().__init__()
+        self.route = route
+        self.pac: pac_mod.Pac | None = None
+        if route.kind == "pac":
+            self.pac = pac_mod.Pac(route.value, lambda url: pac_mod.fetch(self, url))
+        elif route.kind == "proxy":
+            self.proxies = {"https": route.value, "http": route.value}
+
+    def proxies_for(self, url: str) -> dict[str, str | None] | None:
+        """The proxies for one request to `url`: None leaves it to the session's (a static proxy) or the
+        system's, as when a PAC file cannot be fetched (what Windows does: its static proxy, else direct);
+        a None value is DIRECT."""
+        if self.pac is None:
+            return None
+        chosen = self.pac.proxy(url)
+        if not self.pac.loaded:
+            return None
+        return {"http": chosen, "https": chosen, "all": chosen}
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if self.pac is None or kwargs.get("proxies") is not None:
+            return super().request(method, url, *args, **kwargs)
+        kwargs.pop("proxies", None)
+        proxies = self.proxies_for(url)
+        while True:
+            try:
+                return super().request(method, url, *args, proxies=proxies, **kwargs)  # type: ignore[misc,arg-type]
+            except (requests.exceptions.ProxyError, requests.exceptions.ConnectTimeout):
+                used = (proxies or {}).get("https")
+                following = self.pac.next_after(used, url) if used else False
+                if following is False:
+                    raise
+                proxies = {"http": following, "https": following, "all": following}  # type: ignore[dict-item]
+
+
+def session(ca_file: str | None = None, proxy: str | None = None, *, pac_url: str | None = None,
+            pool_maxsize: int = 10, retries: int = 0) -> Session:
+    """A Session that trusts the system's store (+ ca_file) and goes through the route `route_for` picks:
+    `proxy`, else the PAC file at `pac_url`, else the system's PAC file (Windows), else its static proxy."""
+    out = Session(route_for(proxy, pac_url))
     adapter = SystemTrustAdapter(ca_file, pool_connections=2, pool_maxsize=pool_maxsize, max_retries=retries)
     out.mount("https://", adapter)
     out.mount("http://", adapter)
-    if proxy:
-        url = proxy if "://" in proxy else f"http://{proxy}"
-        out.proxies = {"https": url, "http": url}
     return out
 
 
@@ -155,15 +255,38 @@ def blocked(exc: BaseException, what: str, host: str) -> NetworkBlocked | None:
     return None
 
 
+@dataclass(frozen=True)
+class Reached:
+    """What `reach` found: the HTTP status, the route, the proxy the URL went through (None: direct or
+    the system's static proxy) and, with a PAC route, why the PAC file was not used ("" when it was)."""
+
+    status: int
+    route: Route
+    proxy: str | None = None
+    pac_error: str = ""
+
+    def path(self) -> str:
+        """The path in words, for `lifeboat doctor`."""
+        if self.route.kind != "pac":
+            return f"through {self.route.describe()}"
+        if self.pac_error:
+            return (f"through the system's proxy settings: {self.route.describe()} is not used "
+                    f"({self.pac_error})")
+        way = f"the proxy {urlsplit(self.proxy).netloc}" if self.proxy else "DIRECT"
+        return f"through {way}, as {self.route.describe()} says"
+
+
 def reach(url: str, what: str, ca_file: str | None = None, proxy: str | None = None,
-          timeout: float = 5.0) -> int:
+          timeout: float = 5.0, *, pac_url: str | None = None) -> Reached:
     """One GET without credentials through the trust and proxy Lifeboat uses (for `lifeboat doctor`):
-    the HTTP status of any answer (a 401 from Graph proves the path works); NetworkBlocked when our
-    side's network refuses, Unreachable when nothing answers."""
-    with session(ca_file, proxy, pool_maxsize=1) as s:
+    the HTTP status of any answer (a 401 from Graph proves the path works) and the path it took;
+    NetworkBlocked when our side's network refuses, Unreachable when nothing answers."""
+    with session(ca_file, proxy, pac_url=pac_url, pool_maxsize=1) as s:
         try:
             with s.get(url, timeout=timeout, allow_redirects=False) as resp:
-                return resp.status_code
+                chosen = s.proxies_for(url)
+                return Reached(resp.status_code, s.route, (chosen or {}).get("https"),
+                               s.pac.error if s.pac else "")
         except requests.RequestException as exc:
             host = urlsplit(url).netloc
             raise blocked(exc, what, host) or Unreachable(

@@ -43,10 +43,11 @@ class HttpReference:
     """GET a URL that does not depend on Microsoft; any HTTP answer (even 404) proves the network works."""
 
     def __init__(self, url: str, timeout: float = 5.0, ca_file: str | None = None,
-                 proxy: str | None = None) -> None:
-        """Through the same trust (the system's store plus ca_file) and proxy as Graph (network.session)."""
+                 proxy: str | None = None, pac_url: str | None = None) -> None:
+        """Through the same trust (the system's store plus ca_file) and proxy (or PAC file) as Graph
+        (network.session)."""
         self.url, self.timeout = url, timeout
-        self._session = network.session(ca_file, proxy, pool_maxsize=2)
+        self._session = network.session(ca_file, proxy, pac_url=pac_url, pool_maxsize=2)
 
     def __repr__(self) -> str:
         return f"GET {self.url}"
