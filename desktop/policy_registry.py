@@ -3,7 +3,7 @@
 `POLICIES` maps each MSI public property to its value name under HKLM/HKCU `SOFTWARE\\Policies\\Lifeboat`
 (Group Policy's) and under HKLM `SOFTWARE\\Lifeboat\\Install` (the MSI's: the properties given at install,
 REG_SZ), and to the `Config` field it sets; the MSI builder, the ADMX template and the reader all use it.
-Ranges come from desktop.config.LIMITS.
+Ranges and choices are desktop.config's (LIMITS, CHOICES: the one schema), which reads this table.
 `read()` (Windows only) returns {config_field: raw value}: Group Policy's HKLM beats its HKCU, which beats
 the MSI's values; empty values mean "not set". `where(field)` names the key the value was read from.
 """
@@ -15,8 +15,6 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from desktop import config
 
 KEY = r"SOFTWARE\Policies\Lifeboat"
 # The MSI's own key (installer/wix.py): never under Policies, which Group Policy owns and may empty.
@@ -31,15 +29,6 @@ class PolicyValue:
     kind: str  # "string" (REG_SZ), "dword" (REG_DWORD) or "enum" (REG_SZ, one of config.CHOICES)
     title: str  # the Group Policy setting's name
     explain: str  # what an admin reads in the Group Policy editor
-
-    @property
-    def minimum(self) -> int:
-        """The least value a "dword" may take: desktop.config.LIMITS, the one schema."""
-        return int(config.LIMITS[self.field][0])
-
-    @property
-    def maximum(self) -> int:
-        return int(config.LIMITS[self.field][1])
 
 
 POLICIES: tuple[PolicyValue, ...] = (

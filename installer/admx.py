@@ -11,7 +11,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from desktop.config import CHOICES, SECTIONS, Config
+from desktop.config import CHOICES, LIMITS, SECTIONS, Config
 from desktop.policy_registry import KEY, POLICIES, PolicyValue
 
 NS = "http://schemas.microsoft.com/GroupPolicy/2006/07/PolicyDefinitions"
@@ -77,8 +77,9 @@ def admx() -> ET.Element:
         _el(pol, "supportedOn", ref=SUPPORTED)
         elements = _el(pol, "elements")
         if p.kind == "dword":
+            low, high = LIMITS[p.field]
             _el(elements, "decimal", id=p.name, valueName=p.name, required="true",
-                minValue=str(p.minimum), maxValue=str(p.maximum))
+                minValue=str(int(low)), maxValue=str(int(high)))
         elif p.kind == "enum":
             enum = _el(elements, "enum", id=p.name, valueName=p.name, required="true")
             for choice in CHOICES[p.field]:
