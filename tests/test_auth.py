@@ -30,10 +30,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 
 @pytest.fixture
-def cfg(sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setenv("LIFEBOAT_INSECURE_TOKEN_CACHE", "1")
+def cfg(env: None, sim: SimProcess, tmp_path: Path) -> Config:
     return Config(client_id="lifeboat-tests", authority_url=sim.authority, graph_url=sim.graph_url,
                   ca_file=sim.ca_path, data_dir=str(tmp_path / "home"))
 

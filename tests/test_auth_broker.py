@@ -73,10 +73,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 
 @pytest.fixture
-def cfg(sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setenv("LIFEBOAT_INSECURE_TOKEN_CACHE", "1")
+def cfg(env: None, sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setattr(FakeWam, "built", [])
     monkeypatch.setattr(FakeWam, "calls", [])
     monkeypatch.setattr(FakeWam, "behaviour", "os_account")
