@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
 
+from sync.model import Mode
+
 log = logging.getLogger(__name__)
 
 SOURCE = "Lifeboat"
@@ -87,7 +89,7 @@ STOPPED = EventId(1090, Level.INFORMATION, "stopped",
 EVENTS: tuple[EventId, ...] = (STARTED, CONTINUITY_ENTERED, CONTINUITY_LEFT, BACK_TO_NORMAL, SIGN_IN_NEEDED,
                                SIGNED_IN, RELAY_FAILING, RELAY_OK, NETWORK_BLOCKED, NETWORK_OK,
                                OUTBOX_NEEDS_USER, STOPPED)
-MODES = ("normal", "suspect", "continuity", "recovering")
+MODES = tuple(m.value for m in Mode)  # the failover's modes (sync.model.Mode)
 
 
 @dataclass(frozen=True)
