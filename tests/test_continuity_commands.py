@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from sync.health import Monitor
 from sync.model import Mode
 from sync.store import Store, cache_path
 from tests.continuity_kit import FakeClock, Provider, store_key
+from tests.waiting import wait
 from ui.bridge import Bridge
 
 pytestmark = pytest.mark.timeout(180)  # safety net against hangs only
@@ -159,14 +159,6 @@ def test_the_cli_and_the_window_mean_the_same(homes: tuple[Path, Path], monkeypa
     got_cli, got_window = persisted(cli_home), persisted(window_home)
     assert got_cli == got_window
     assert got_cli[:3] == ("recovering", "auto", "")
-
-
-def wait(what: str, cond: Any, tries: int = 1200) -> None:
-    for _ in range(tries):  # a safety net, not a timing assumption: each try re-checks the real state
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 class Lines(io.StringIO):

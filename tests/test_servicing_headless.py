@@ -18,17 +18,8 @@ from sync.health import Monitor
 from sync.store import Store, cache_path
 from tests.continuity_kit import Provider, queue, relay_route, store_key
 from tests.mailservers import FaultySmtp
+from tests.waiting import wait
 from tests.winfakes import FakeEventLogApi, FakeSessionApi
-
-
-def wait(what: str, cond: object, tries: int = 1200) -> None:
-    import time
-
-    for _ in range(tries):  # a safety net, not a timing assumption: each try re-checks the real state
-        if callable(cond) and cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def test_restart_manager_stops_run_headless_in_order_and_the_event_log_follows(provider: Provider) -> None:

@@ -4,10 +4,11 @@ record written to OUT/result.json after each step, and a bounded wait for a cond
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests import waiting
 
 WAIT = 240.0  # a safety net against hangs only, not a performance target
 
@@ -19,12 +20,5 @@ def record(out: Path, result: dict[str, Any], name: str, /, **fields: Any) -> No
 
 
 def wait(what: str, fn: Callable[[], Any], limit: float = WAIT) -> Any:
-    """fn()'s first truthy value, polled every 0.2 s; AssertionError naming `what` after `limit` s."""
-    began = time.monotonic()
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() - began > limit:
-            raise AssertionError(f"waited {limit:g} s for {what}")
-        time.sleep(0.2)
+    """tests.waiting.wait with the drivers' longer safety net."""
+    return waiting.wait(what, fn, limit, every=0.2)

@@ -15,7 +15,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import requests
 
 from tests.mailservers import POSTFIX_DOMAIN, PostfixRelay, postfix_relay
 from tests.syncsim import PY, REPO, SimProcess, clean_env, lifeboat, write_config
+from tests.waiting import wait
 
 __all__ = ["postfix_relay"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # safety net against hangs only
@@ -106,13 +107,6 @@ class App:
             headers={"Authorization": f"Bearer {token}"}, verify=self.sim.ca_path, timeout=30)
         resp.raise_for_status()
         return list(resp.json()["value"])
-
-
-def wait(what: str, done: Callable[[], bool], limit: float = 180) -> None:
-    deadline = time.monotonic() + limit  # a safety net against hangs, not a performance limit
-    while not done():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.3)
 
 
 def deliveries(relay: PostfixRelay) -> dict[tuple[str, str], int]:

@@ -12,25 +12,17 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.syncsim import PY, REPO, SimProcess, clean_env, lifeboat, write_config
+from tests.waiting import wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # a safety net against hangs only
 USER = "adele.vance@contoso.test"
-
-
-def wait(what: str, done: Callable[[], Any], limit: float = 180) -> Any:
-    deadline = time.monotonic() + limit  # a safety net against hangs, not a performance limit
-    while not (got := done()):
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
-    return got
 
 
 class Home:
