@@ -9,19 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.e2e import window_kit as kit
 from tests.syncsim import PY, REPO, clean_env
 from tests.test_tray import Dunst
 
-NEEDS = ("Xvfb", "dbus-daemon", "dunst", "trayer")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(900),  # a safety net against hangs only
-    pytest.mark.skipif(any(shutil.which(n) is None for n in NEEDS),
-                       reason="needs Xvfb, dbus-daemon, dunst and trayer (debian-packages.txt)"),
-]
+pytestmark = kit.WHOLE_APP_MARKS
 DRIVER = Path(__file__).resolve().parent / "app_driver.py"
 OUT = kit.ARTIFACTS / "app-demo"
 

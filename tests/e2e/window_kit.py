@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,11 +17,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = corpus.ASSETS
 ARTIFACTS = ROOT / "tests" / "artifacts"
+# What a whole-app test (tray, notifications, window) needs, and its marks: e2e, a safety-net timeout,
+# and a skip naming what is missing.
+WHOLE_APP_NEEDS = ("Xvfb", "dbus-daemon", "dunst", "trayer")
+WHOLE_APP_MARKS = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),  # a safety net against hangs only
+    pytest.mark.skipif(any(shutil.which(n) is None for n in WHOLE_APP_NEEDS),
+                       reason="needs Xvfb, dbus-daemon, dunst and trayer (debian-packages.txt)"),
+]
 CHILD = Path(__file__).resolve().parent / "window_child.py"
 PYTHON = sys.executable
 GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
